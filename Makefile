@@ -1,0 +1,48 @@
+# The quick start: `make run` serves the bridge, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+HOST ?= 0.0.0.0
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+
+.PHONY: run test lint typecheck demo bench drills migrate clean install
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p var
+	$(BIN)/channel-bridge migrate
+	$(BIN)/channel-bridge serve --host $(HOST) --port $(PORT)
+
+migrate: $(STAMP)
+	$(BIN)/channel-bridge migrate
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+demo: $(STAMP)
+	$(BIN)/channel-bridge demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/relay_bench.py
+
+drills: $(STAMP)
+	$(BIN)/pytest -q tests/drills
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,140 @@
+"""structlog for everything (our logs, uvicorn, SQLAlchemy), with secret redaction.
+
+Redaction works at two levels: values of keys named like secrets are masked, and any
+known secret value (settings secrets plus secrets registered at run time, such as a
+decrypted channel secret) is replaced wherever it appears in a string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+MASK = "***"
+SENSITIVE_KEY = re.compile(
+    r"(secret|password|passwd|token|authorization|api[_-]?key|apikey|appkey|signature|cookie)",
+    re.IGNORECASE,
+)
+# Keys that contain a sensitive word but hold no secret (ids, counters, flags).
+_NOT_SENSITIVE = {"token_requests", "invoke_id", "signature_encoding", "signature_matched"}
+
+
+class SecretRegistry:
+    """The secret values to scrub from every log line (thread-safe, append-only)."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, *values: str | None) -> None:
+        # Very short values would mask ordinary words; real secrets are longer.
+        fresh = {v for v in values if v and len(v) >= 6} - self._values
+        if not fresh:
+            return
+        with self._lock:
+            self._values |= fresh
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub(MASK, text) if pattern else text
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._pattern = None
+
+
+secrets = SecretRegistry()
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if depth > 6:
+        return value
+    if isinstance(value, str):
+        return secrets.scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: (MASK if _sensitive_key(k) and v not in (None, "") else _redact(v, depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v, depth + 1) for v in value]
+    if isinstance(value, bytes):
+        return secrets.scrub(value.decode("utf-8", "replace"))
+    return value
+
+
+def _sensitive_key(key: Any) -> bool:
+    return isinstance(key, str) and key not in _NOT_SENSITIVE and bool(SENSITIVE_KEY.search(key))
+
+
+def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        if _sensitive_key(key) and value not in (None, ""):
+            event_dict[key] = MASK
+        else:
+            event_dict[key] = _redact(value)
+    return event_dict
+
+
+def redact_text(text: str) -> str:
+    """Mask known secrets in free text (e.g. an upstream response kept in an attempt row)."""
+    return secrets.scrub(text)
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "console", secret_values: Iterable[str] = ()) -> None:
+    secrets.add(*secret_values)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+        redact_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_processor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # uvicorn and SQLAlchemy keep their own handlers unless told to propagate to ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic", "httpx"):
+        lib_logger = logging.getLogger(name)
+        lib_logger.handlers = []
+        lib_logger.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)  # type: ignore[no-any-return]

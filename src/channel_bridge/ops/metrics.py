@@ -1,0 +1,79 @@
+"""Prometheus metrics. HTTP metrics are labelled by route template, never by raw path."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+http_requests = Counter(
+    "bridge_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+http_request_seconds = Histogram(
+    "bridge_http_request_seconds", "HTTP request latency", ["method", "route"], buckets=LATENCY_BUCKETS
+)
+
+# Relay metrics (issue: relay core)
+webhooks = Counter("bridge_webhooks_total", "Inbound webhooks by outcome", ["source", "outcome"])
+ack_seconds = Histogram(
+    "bridge_ack_seconds", "Webhook receipt to acknowledgement", ["source"], buckets=LATENCY_BUCKETS
+)
+deliveries = Counter(
+    "bridge_deliveries_total", "Delivery attempts by outcome", ["destination", "outcome"]
+)
+delivery_attempt_seconds = Histogram(
+    "bridge_delivery_attempt_seconds", "Duration of one delivery attempt", ["destination"],
+    buckets=LATENCY_BUCKETS,
+)
+relay_seconds = Histogram(
+    "bridge_relay_seconds", "Accepted to delivered", ["destination"],
+    buckets=(*LATENCY_BUCKETS, 30, 60, 300, 1800, 3600),
+)
+outbox_depth = Gauge("bridge_outbox_depth", "Deliveries by status", ["status"])
+outbox_oldest_due_seconds = Gauge(
+    "bridge_outbox_oldest_due_seconds", "Age of the oldest due pending delivery"
+)
+dead_letters = Gauge("bridge_dead_letters", "Deliveries in the dead state")
+
+
+def render_latest() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware overhead on the hot path)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            http_requests.labels(method, template, str(status_holder["status"])).inc()
+            http_request_seconds.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,59 @@
+"""How a destination reports a failed delivery. The worker schedules by the class."""
+
+from __future__ import annotations
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class DeliveryError(Exception):
+    """Base: a delivery attempt failed. `response_excerpt` must already be free of secrets."""
+
+    error_class = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+        response_excerpt: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+        self.response_excerpt = response_excerpt
+
+
+class RetryableError(DeliveryError):
+    """Connect errors, timeouts, 408, 425, 429, 5xx: try again on the schedule."""
+
+    error_class = "retryable"
+
+
+class ThrottledError(RetryableError):
+    """429 or a timeout: the next attempt waits at least `retry_throttled_min_s`."""
+
+    error_class = "throttled"
+
+
+class PermanentError(DeliveryError):
+    """Other 4xx or our own payload is invalid: the delivery goes dead at once."""
+
+    error_class = "permanent"
+
+
+class AuthError(DeliveryError):
+    """401 after the platform already refreshed its credentials once."""
+
+    error_class = "auth"
+
+
+def classify_status(status: int) -> type[DeliveryError]:
+    """The error class for a failed HTTP status."""
+    if status in (429,):
+        return ThrottledError
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return RetryableError
+    if status == 401:
+        return AuthError
+    return PermanentError
