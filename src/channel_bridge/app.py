@@ -76,6 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.destinations = DestinationRegistry()
             app.state.inbox = Inbox(app.state.sessionmaker)
             app.state.exit_stack = stack
+            # Hooks the bridge wiring sets: which deliveries an inbound event becomes.
+            # Until set, an inbound event is stored and acknowledged but not relayed.
+            app.state.axp_event_planner = None
+            app.state.nexus_message_planner = None
+            # --- components (each adds itself here; keep one line or block each) ---------
             log.info("bridge starting", version=__version__, env=settings.env,
                      database=settings.database_url.split("://", 1)[0], sandbox=settings.sandbox_mode)
             yield
@@ -91,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     _install_error_handlers(app)
     app.include_router(health.router)
+    # --- routers (one line each) ---------------------------------------------------
 
     # Middleware order: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
