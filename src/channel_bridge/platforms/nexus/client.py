@@ -1,0 +1,290 @@
+"""Third-Party Messaging API client: the bridge -> Digital Channels direction.
+
+Every JSON body is serialised once; those exact bytes are signed and sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.nexus.errors import (
+    NexusApiError,
+    NexusConfigError,
+    NexusRejectedError,
+    NexusRetryableError,
+    NexusThrottledError,
+    error_for_response,
+)
+from channel_bridge.platforms.nexus.schemas import Envelope, UploadResult
+from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, sign
+from channel_bridge.settings import Settings
+
+log = get_logger(__name__)
+
+TRACE_HEADER = "X-B3-TraceId"
+CCID_HEADER = "x-ccid"
+API_KEY_HEADER = "x-api-key"
+# (read) the synthetic URL Nexus hands out for uploaded media.
+SYNTHETIC_MEDIA_PREFIX = "genesys://nexus/"
+# B3 trace ids are 64 or 128 bit lowercase hex; anything else is replaced, never forwarded.
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{16}(?:[0-9a-fA-F]{16})?$")
+
+
+def safe_trace_id(value: str | None) -> str:
+    """`value` if it is a valid B3 trace id, else a fresh 128-bit one."""
+    if value and _TRACE_ID.match(value):
+        return value.lower()
+    return uuid.uuid4().hex
+
+
+def encode_json(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class NexusClient:
+    """Signed calls to BRIDGE_NEXUS_BASE_URL with x-ccid, X-B3-TraceId and x-api-key headers."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._settings = settings
+
+    # --- calls ------------------------------------------------------------------------
+
+    async def send_inbound_message(
+        self,
+        channel_id: str,
+        api_secret: SecretStr,
+        message: dict[str, Any],
+        trace_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Deliver a customer message to Digital Channels; returns the response `data` (or body)."""
+        return await self._post_json(
+            "send message",
+            self._settings.nexus_messages_path,
+            channel_id,
+            api_secret,
+            message,
+            trace_id,
+        )
+
+    async def send_receipt(
+        self,
+        channel_id: str,
+        api_secret: SecretStr,
+        receipt: dict[str, Any],
+        trace_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Report a delivery receipt for a message Nexus sent us (provisional path)."""
+        return await self._post_json(
+            "send receipt",
+            self._settings.nexus_receipts_path,
+            channel_id,
+            api_secret,
+            receipt,
+            trace_id,
+        )
+
+    async def send_typing(
+        self,
+        channel_id: str,
+        api_secret: SecretStr,
+        indicator: dict[str, Any],
+        trace_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Forward a typing indicator; a no-op (None) unless BRIDGE_NEXUS_TYPING_ENABLED."""
+        if not self._settings.nexus_typing_enabled:
+            return None
+        return await self._post_json(
+            "send typing",
+            self._settings.nexus_typing_path,
+            channel_id,
+            api_secret,
+            indicator,
+            trace_id,
+        )
+
+    async def upload_media(
+        self,
+        channel_id: str,
+        api_secret: SecretStr,
+        content: bytes,
+        filename: str,
+        content_type: str,
+        trace_id: str | None = None,
+    ) -> UploadResult:
+        """(read) `POST /channels/{channelId}/media` with form field `file`."""
+        if len(content) > self._settings.nexus_media_max_bytes:
+            raise NexusRejectedError(
+                f"media of {len(content)} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES"
+            )
+        url = self._url(self._settings.nexus_media_path, channelId=channel_id)
+        # Encode the multipart body once, so what is signed is exactly what is sent.
+        encoded = httpx.Request("POST", url, files={"file": (filename, content, content_type)})
+        body = encoded.read()
+        mode = self._settings.nexus_multipart_signature
+        signed = body if mode == "body" else content if mode == "file" else None
+        headers = self._headers(signed, api_secret, trace_id, encoded.headers["content-type"])
+        response = await self._send("upload media", url, body, headers)
+        data = self._data(response, "upload media")
+        try:
+            return UploadResult.model_validate(data)
+        except ValidationError as exc:
+            raise NexusRejectedError(
+                "Nexus upload media answered without data.mediaId/data.url",
+                http_status=response.status_code,
+                response_excerpt=response.text[:500],
+            ) from exc
+
+    async def fetch_media(self, url: str) -> bytes:
+        """Download media Nexus referenced, only from the configured Nexus host, size-limited."""
+        target = self._media_url(url)
+        limit = self._settings.nexus_media_max_bytes
+        headers = {CCID_HEADER: self._settings.nexus_ccid or ""}
+        if self._settings.nexus_api_key is not None:
+            headers[API_KEY_HEADER] = self._settings.nexus_api_key.get_secret_value()
+        try:
+            async with self._http.stream("GET", target, headers=headers) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    raise error_for_response(response, "fetch media")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise NexusRejectedError(
+                        f"media of {declared} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES"
+                    )
+                chunks = []
+                received = 0
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    if received > limit:
+                        raise NexusRejectedError(
+                            f"media exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES ({limit} bytes)"
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException as exc:
+            raise NexusThrottledError(f"Nexus fetch media timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise NexusRetryableError(f"Nexus fetch media failed: {type(exc).__name__}") from exc
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _base_url(self) -> str:
+        if not self._settings.nexus_base_url:
+            raise NexusConfigError("BRIDGE_NEXUS_BASE_URL is not set")
+        return self._settings.nexus_base_url.rstrip("/")
+
+    def _url(self, template: str, **params: str) -> str:
+        # "+" (E.164) and "@" are legal in a path segment; "/" and the rest are escaped.
+        quoted = {name: quote(value, safe="+@") for name, value in params.items()}
+        return self._base_url() + template.format_map(quoted)
+
+    def _media_url(self, url: str) -> str:
+        if url.startswith(SYNTHETIC_MEDIA_PREFIX):
+            media_id = url[len(SYNTHETIC_MEDIA_PREFIX) :]
+            if not media_id or "/" in media_id:
+                raise NexusConfigError("malformed synthetic media URL")
+            return self._url(self._settings.nexus_media_download_path, mediaId=media_id)
+        parts = urlsplit(url)
+        nexus = urlsplit(self._base_url())
+        # The x-api-key goes with the request: never to a host other than Nexus itself.
+        if parts.scheme not in ("http", "https") or (parts.scheme, parts.netloc.lower()) != (
+            nexus.scheme,
+            nexus.netloc.lower(),
+        ):
+            raise NexusConfigError("media URL is not on the configured Nexus host; not fetched")
+        return url
+
+    def _headers(
+        self,
+        signed_body: bytes | None,
+        api_secret: SecretStr,
+        trace_id: str | None,
+        content_type: str,
+    ) -> dict[str, str]:
+        if not self._settings.nexus_ccid:
+            raise NexusConfigError("BRIDGE_NEXUS_CCID is not set")
+        if not api_secret.get_secret_value():
+            raise NexusConfigError("the channel has no Nexus API secret")
+        headers = {
+            "Content-Type": content_type,
+            CCID_HEADER: self._settings.nexus_ccid,
+            TRACE_HEADER: safe_trace_id(trace_id),
+        }
+        if signed_body is not None:
+            headers[SIGNATURE_HEADER] = sign(
+                signed_body, api_secret, _wire_encoding(self._settings.nexus_signature_encoding)
+            )
+        if (
+            self._settings.nexus_api_key is not None
+            and self._settings.nexus_api_key.get_secret_value()
+        ):
+            headers[API_KEY_HEADER] = self._settings.nexus_api_key.get_secret_value()
+        return headers
+
+    async def _post_json(
+        self,
+        operation: str,
+        template: str,
+        channel_id: str,
+        api_secret: SecretStr,
+        document: dict[str, Any],
+        trace_id: str | None,
+    ) -> dict[str, Any]:
+        url = self._url(template, channelId=channel_id)
+        body = encode_json(document)
+        headers = self._headers(body, api_secret, trace_id, "application/json")
+        response = await self._send(operation, url, body, headers)
+        data = self._data(response, operation)
+        return data if isinstance(data, dict) else {"data": data}
+
+    async def _send(
+        self, operation: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> httpx.Response:
+        try:
+            response = await self._http.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise NexusThrottledError(f"Nexus {operation} timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise NexusRetryableError(f"Nexus {operation} failed: {type(exc).__name__}") from exc
+        log.info(
+            "nexus call",
+            operation=operation,
+            status=response.status_code,
+            trace_id=headers.get(TRACE_HEADER),
+        )
+        if response.status_code >= 300:
+            raise error_for_response(response, operation)
+        return response
+
+    @staticmethod
+    def _data(response: httpx.Response, operation: str) -> Any:
+        if not response.content:
+            return {}
+        try:
+            document = response.json()
+        except ValueError:
+            return {"body": response.text[:2048]}
+        if isinstance(document, dict) and ("status" in document or "data" in document):
+            try:
+                envelope = Envelope.model_validate(document)
+            except ValidationError:
+                return document
+            return envelope.data if envelope.data is not None else {}
+        return document
+
+
+def _wire_encoding(setting: str) -> Any:
+    # `auto` only makes sense for checking; what we send uses the conventional hex.
+    return "base64" if setting == "base64" else "hex"
+
+
+__all__ = ["NexusApiError", "NexusClient", "encode_json", "safe_trace_id"]

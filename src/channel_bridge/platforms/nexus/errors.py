@@ -1,0 +1,102 @@
+"""Failed Nexus API calls as relay delivery errors, so a delivery handler can let them propagate."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from datetime import UTC
+
+import httpx
+
+from channel_bridge.ops.logging import redact_text
+from channel_bridge.relay.errors import (
+    AuthError,
+    DeliveryError,
+    PermanentError,
+    RetryableError,
+    ThrottledError,
+    classify_status,
+)
+
+EXCERPT_LIMIT = 2048
+
+
+class NexusApiError(DeliveryError):
+    """A Nexus API call failed; `nexus_code` is `status.code` from the response envelope."""
+
+    def __init__(
+        self, message: str, *, nexus_code: int | str | None = None, **kwargs: object
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.nexus_code = nexus_code
+
+
+class NexusThrottledError(NexusApiError, ThrottledError):
+    pass
+
+
+class NexusRetryableError(NexusApiError, RetryableError):
+    pass
+
+
+class NexusAuthError(NexusApiError, AuthError):
+    pass
+
+
+class NexusRejectedError(NexusApiError, PermanentError):
+    pass
+
+
+class NexusConfigError(NexusApiError, PermanentError):
+    """A setting the call needs is missing or the target is not allowed; no request was made."""
+
+
+_BY_RELAY_CLASS: dict[type[DeliveryError], type[NexusApiError]] = {
+    ThrottledError: NexusThrottledError,
+    RetryableError: NexusRetryableError,
+    AuthError: NexusAuthError,
+    PermanentError: NexusRejectedError,
+}
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_for_response(response: httpx.Response, operation: str) -> NexusApiError:
+    """The typed error for a non-2xx response, with the envelope's status code and message."""
+    code: int | str | None = None
+    detail = None
+    try:
+        document = json.loads(response.content)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("status"), dict):
+        code = document["status"].get("code")
+        detail = document["status"].get("message")
+    error_class = _BY_RELAY_CLASS[classify_status(response.status_code)]
+    message = f"Nexus {operation} failed with HTTP {response.status_code}"
+    if detail:
+        message += f": {redact_text(str(detail))[:300]}"
+    return error_class(
+        message,
+        nexus_code=code,
+        http_status=response.status_code,
+        retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+        response_excerpt=redact_text(response.text[:EXCERPT_LIMIT]),
+    )

@@ -1,0 +1,94 @@
+"""The one place that knows the (unpublished) field names of Nexus Async messages.
+
+Genesys does not publish the `Message` schema, so every field name comes from a
+`BRIDGE_NEXUS_FIELD_*` setting: a comma-separated alias list, first match wins, a dotted
+alias reaches into nested objects. The first alias is the name we write when we build a
+message for Nexus. See docs/nexus-contract.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from channel_bridge.settings import Settings
+
+_MISSING = object()
+
+# Logical field -> the setting that names it on the wire.
+FIELD_SETTINGS: dict[str, str] = {
+    "message_id": "nexus_field_message_id",
+    "channel_id": "nexus_field_channel_id",
+    "to": "nexus_field_to",
+    "from": "nexus_field_from",
+    "text": "nexus_field_text",
+    "media": "nexus_field_media",
+    "media_url": "nexus_field_media_url",
+    "media_content_type": "nexus_field_media_content_type",
+    "media_filename": "nexus_field_media_filename",
+    "timestamp": "nexus_field_timestamp",
+    "typing": "nexus_field_typing",
+    "receipt_message_id": "nexus_field_receipt_message_id",
+    "receipt_status": "nexus_field_receipt_status",
+    "receipt_reason": "nexus_field_receipt_reason",
+}
+
+
+def parse_aliases(value: str) -> tuple[str, ...]:
+    aliases = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not aliases:
+        raise ValueError("an alias list needs at least one name")
+    return aliases
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMap:
+    """Alias lists per logical field, read once from the settings."""
+
+    aliases: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FieldMap:
+        return cls(
+            {
+                field: parse_aliases(getattr(settings, name))
+                for field, name in FIELD_SETTINGS.items()
+            }
+        )
+
+    def get(self, document: Mapping[str, Any], field: str) -> Any:
+        """The value of the first alias present (not None) in `document`, else None."""
+        for alias in self.aliases[field]:
+            value = _lookup(document, alias)
+            if value is not _MISSING and value is not None:
+                return value
+        return None
+
+    def consumed(self, document: Mapping[str, Any], field: str) -> str | None:
+        """The top-level key the matching alias starts from (to tell known from unknown fields)."""
+        for alias in self.aliases[field]:
+            value = _lookup(document, alias)
+            if value is not _MISSING and value is not None:
+                return alias.split(".", 1)[0]
+        return None
+
+    def put(self, document: dict[str, Any], field: str, value: Any) -> None:
+        """Write `value` under the field's first alias, creating nested objects for a dotted one."""
+        parts = self.aliases[field][0].split(".")
+        target = document
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+
+    def wire_name(self, field: str) -> str:
+        return self.aliases[field][0]
+
+
+def _lookup(document: Mapping[str, Any], alias: str) -> Any:
+    current: Any = document
+    for part in alias.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return _MISSING
+        current = current[part]
+    return current

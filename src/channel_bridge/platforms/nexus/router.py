@@ -1,0 +1,297 @@
+"""`POST /nexus/channels/{channelId}/webhook`: Digital Channels -> bridge (agent messages).
+
+One URL per channel, so the verifying secret is known before the body is parsed. Nexus
+wants a 2XX within 10 s and redelivers on 5XX (read): the message is committed to the inbox
+with its deliveries, then answered with our own `messageId`, the same for every redelivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channel_bridge.db.models import Channel
+from channel_bridge.errors import (
+    BadRequest,
+    BridgeError,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from channel_bridge.mappings.repository import ChannelRepository
+from channel_bridge.ops import metrics
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.nexus.client import TRACE_HEADER, safe_trace_id
+from channel_bridge.platforms.nexus.fields import FieldMap
+from channel_bridge.platforms.nexus.schemas import (
+    MessageProblem,
+    OutgoingMessage,
+    parse_message,
+    split_batch,
+)
+from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
+from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.security import SecretBoxError
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["nexus"])
+
+SOURCE = "nexus.webhook"
+ACK_PREFIX = "nx-"
+# Phone numbers (+16504661149), short codes and email domains; anything else is no channel of ours.
+CHANNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9+][A-Za-z0-9+._:@-]{0,127}$")
+# Real messages are a few levels deep; this bounds the work spent on a hostile body.
+MAX_JSON_DEPTH = 32
+# inbox_events.external_id is 255 characters; longer keys are hashed.
+_MAX_EXTERNAL_ID = 255
+
+
+def new_ack_id() -> str:
+    return ACK_PREFIX + uuid.uuid4().hex
+
+
+@router.post(
+    "/nexus/channels/{channelId}/webhook",
+    summary="Digital Channels Async webhook (one URL per channel)",
+    responses={200: {"content": {"application/json": {"example": {"messageId": "nx-3f2a..."}}}}},
+)
+async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    trace_id = safe_trace_id(request.headers.get(TRACE_HEADER))
+    structlog.contextvars.bind_contextvars(trace_id=trace_id)
+    try:
+        acks, duplicate = await _receive(channelId, request, trace_id)
+    except BridgeError as exc:
+        metrics.webhooks.labels(SOURCE, exc.slug).inc()
+        exc.headers = {**exc.headers, TRACE_HEADER: trace_id}
+        log.info("nexus webhook refused", status=exc.status, reason=exc.detail)
+        raise
+    metrics.webhooks.labels(SOURCE, "duplicate" if duplicate else "accepted").inc()
+    metrics.ack_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+    body: dict[str, Any] = {"messageId": acks[0]}
+    if len(acks) > 1:
+        body["messageIds"] = acks
+    return JSONResponse(body, headers={TRACE_HEADER: trace_id})
+
+
+async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[list[str], bool]:
+    state = request.app.state
+    if not CHANNEL_ID_PATTERN.match(channel_id):
+        raise NotFound("No Nexus channel with this id")
+    structlog.contextvars.bind_contextvars(nexus_channel_id=channel_id)
+    async with state.sessionmaker() as session:
+        channel = await _enabled_channel(session, channel_id)
+    secrets = _webhook_secrets(state, channel)
+
+    raw = await request.body()
+    match = verify(
+        raw, request.headers.get(SIGNATURE_HEADER), secrets, state.settings.nexus_signature_encoding
+    )
+    if match is None:
+        detail = (
+            "X-Hub-Signature is missing"
+            if not request.headers.get(SIGNATURE_HEADER)
+            else "X-Hub-Signature does not match the body"
+        )
+        raise Unauthorized(detail)
+    # In `auto` (bring-up) the matching encoding is what the operator needs to pin: say it loudly.
+    report = log.info if state.settings.nexus_signature_encoding == "auto" else log.debug
+    report(
+        "nexus signature verified",
+        signature_encoding=match.encoding,
+        signature_matched=match.secret_index,
+    )
+
+    _require_json(request.headers.get("content-type"))
+    try:
+        document = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from None
+    # PostgreSQL text/jsonb cannot hold NUL and deep nesting breaks serialisers: refuse, not 500.
+    problem = _unstorable(document)
+    if problem is not None:
+        raise Unprocessable(f"The body {problem}", errors=[{"field": "body", "message": problem}])
+    fields = FieldMap.from_settings(state.settings)
+    try:
+        entries = split_batch(document)
+        messages = [parse_message(entry, fields) for entry in entries]
+    except MessageProblem as exc:
+        raise Unprocessable(
+            exc.message, errors=[{"field": exc.field, "message": exc.message}]
+        ) from None
+    if not messages:
+        raise Unprocessable(
+            "The webhook carries no message", errors=[{"field": "messages", "message": "empty"}]
+        )
+    for index, message in enumerate(messages):
+        _check_usable(message, channel_id, fields, index)
+
+    raw_text = raw.decode("utf-8", "replace")
+    body_hash = hashlib.sha256(raw).hexdigest()
+    acks: list[str] = []
+    duplicate = False
+    for index, (entry, message) in enumerate(zip(entries, messages, strict=True)):
+        ack_id, is_new = await _accept(
+            state,
+            channel=channel,
+            entry=entry,
+            message=message,
+            trace_id=trace_id,
+            external_id=_dedupe_key(channel_id, message, body_hash, index, len(messages)),
+            raw_body=raw_text,
+        )
+        acks.append(ack_id)
+        duplicate = duplicate or not is_new
+    return acks, duplicate
+
+
+async def _enabled_channel(session: AsyncSession, channel_id: str) -> Channel:
+    channel = await ChannelRepository(session).get_by_nexus_channel_id(channel_id)
+    if channel is None or not channel.enabled:
+        raise NotFound("No enabled Nexus channel with this id")
+    return channel
+
+
+def _webhook_secrets(state: Any, channel: Channel) -> list[Any]:
+    if not channel.webhook_secrets_encrypted:
+        log.warning("nexus channel has no webhook secret", channel_id=channel.nexus_channel_id)
+        raise Unauthorized("The channel has no webhook secret configured")
+    if state.secret_box is None:
+        raise ServiceUnavailable(
+            "BRIDGE_SECRET_KEY is not configured; webhook secrets cannot be read"
+        )
+    try:
+        return state.secret_box.decrypt_list(channel.webhook_secrets_encrypted)
+    except (SecretBoxError, ValueError) as exc:
+        # A key rotation went wrong: 5XX so Nexus redelivers once the operator fixes the key.
+        log.error(
+            "nexus webhook secret unreadable",
+            channel_id=channel.nexus_channel_id,
+            error=type(exc).__name__,
+        )
+        raise ServiceUnavailable("The channel's webhook secret cannot be decrypted") from None
+
+
+def _unstorable(document: Any) -> str | None:
+    """Why the parsed body cannot be stored as is (NUL characters, absurd nesting), else None."""
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "contains a NUL character"
+        elif isinstance(node, dict):
+            stack.extend((key, depth + 1) for key in node)
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _require_json(content_type: str | None) -> None:
+    # (read) Digital Channels sends application/json; a missing header is tolerated.
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Expected application/json, got {media_type or 'nothing'}")
+
+
+def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, index: int) -> None:
+    prefix = f"messages.{index}." if index else ""
+    if message.channel_id is not None and message.channel_id != channel_id:
+        field = prefix + fields.wire_name("channel_id")
+        raise Unprocessable(
+            "The message names a different channel than the webhook URL",
+            errors=[{"field": field, "message": "does not match the URL's channelId"}],
+        )
+    if not message.is_usable:
+        names = f"`{fields.wire_name('text')}` or `{fields.wire_name('media')}`"
+        raise Unprocessable(
+            f"The message has neither {names}",
+            errors=[
+                {"field": prefix + fields.wire_name("text"), "message": "no text and no media"}
+            ],
+        )
+
+
+def _dedupe_key(
+    channel_id: str, message: OutgoingMessage, body_hash: str, index: int, count: int
+) -> str:
+    if message.message_id:
+        key = f"{channel_id}:id:{message.message_id}"
+        if len(key) <= _MAX_EXTERNAL_ID:
+            return key
+        return f"{channel_id}:idsha256:{hashlib.sha256(message.message_id.encode()).hexdigest()}"
+    suffix = f":{index}" if count > 1 else ""
+    return f"{channel_id}:sha256:{body_hash}{suffix}"
+
+
+async def _accept(
+    state: Any,
+    *,
+    channel: Channel,
+    entry: Any,
+    message: OutgoingMessage,
+    trace_id: str,
+    external_id: str,
+    raw_body: str,
+) -> tuple[str, bool]:
+    ack_id = new_ack_id()
+    planner = state.nexus_message_planner
+
+    async def plan(_session: AsyncSession, _event_id: int) -> Sequence[DeliveryRequest]:
+        if planner is None:
+            return ()
+        planned = planner(channel, message, ack_id, trace_id)
+        if inspect.isawaitable(planned):
+            planned = await planned
+        return list(planned or ())
+
+    payload = {
+        "channelId": channel.nexus_channel_id,
+        "traceId": trace_id,
+        "ackId": ack_id,
+        "message": entry,
+        "parsed": message.model_dump(mode="json", by_alias=True, exclude={"extra"}),
+    }
+    acceptance = await state.inbox.accept(
+        source=SOURCE,
+        external_id=external_id,
+        payload=payload,
+        ack={"messageId": ack_id},
+        kind="typing"
+        if message.typing is not None and not message.text and not message.media
+        else "message",
+        raw_body=raw_body,
+        within=plan,
+    )
+    stored = (acceptance.ack or {}).get("messageId", ack_id)
+    log.info(
+        "nexus webhook accepted",
+        message_id=stored,
+        nexus_message_id=message.message_id,
+        is_new=acceptance.is_new,
+        deliveries=len(acceptance.delivery_ids),
+    )
+    return stored, acceptance.is_new
