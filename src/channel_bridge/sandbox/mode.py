@@ -1,0 +1,145 @@
+"""Sandbox mode: the bridge with simulated AXP and Nexus upstreams, in one process.
+
+Used by `make run` on a laptop (env=dev and no AXP/Nexus base URL configured) and by
+`channel-bridge demo`. Never in prod (Settings.problems refuses it). The simulators are
+reached in-process through httpx.ASGITransport, so the bridge's real clients, signatures,
+tokens and retries are exercised without any network; they are also mounted under
+`/sandbox/axp` and `/sandbox/nexus` so a person can look at what they received.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from channel_bridge.db.base import utcnow
+from channel_bridge.db.models import Channel, Integration
+from channel_bridge.mappings.repository import ChannelRepository, IntegrationRepository
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.sandbox.axp import AxpSimulator
+from channel_bridge.sandbox.nexus import NexusSandbox, create_nexus_sandbox
+from channel_bridge.security import SecretBox
+from channel_bridge.settings import Settings
+
+log = get_logger(__name__)
+
+AXP_HOST = "https://axp.sandbox.test"
+NEXUS_HOST = "https://nexus.sandbox.test"
+SANDBOX_ACCOUNT = "SANDBX"
+SANDBOX_CCID = "00000000-0000-4000-8000-00000000cc1d"
+DEMO_INTEGRATION_ID = "sandbox-integration-0001"
+DEMO_CHANNEL_PROVIDER_ID = "sandbox-messaging-provider"
+DEMO_NEXUS_CHANNEL = "+15550100200"
+# Simulated credentials only: sandbox mode is refused in prod.
+DEMO_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789abcdef"  # noqa: S105
+DEMO_API_SECRET = "sandbox-api-secret-0123456789abcdef"  # noqa: S105
+AXP_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105
+AXP_APP_KEY = "sandbox-app-key"
+
+
+def sandbox_settings(settings: Settings) -> Settings:
+    """The settings with the simulated upstreams filled in (explicit sandbox=True)."""
+    return settings.model_copy(
+        update={
+            "sandbox": True,
+            "axp_base_url": AXP_HOST,
+            "axp_account_id": SANDBOX_ACCOUNT,
+            "axp_client_id": "sandbox-client",
+            "axp_client_secret": SecretStr(AXP_CLIENT_SECRET),
+            "axp_app_key": SecretStr(AXP_APP_KEY),
+            "nexus_base_url": NEXUS_HOST,
+            "nexus_ccid": SANDBOX_CCID,
+        }
+    )
+
+
+@dataclass
+class Sandbox:
+    axp: AxpSimulator
+    nexus: NexusSandbox
+    nexus_http: httpx.AsyncClient
+
+
+def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
+    """Build the simulators and mount them; called from create_app, before the lifespan."""
+    callback_client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=settings.public_base_url, timeout=10.0
+    )
+    axp = AxpSimulator(
+        account_id=SANDBOX_ACCOUNT,
+        client_id="sandbox-client",
+        client_secret=AXP_CLIENT_SECRET,
+        app_key=AXP_APP_KEY,
+        base_url=AXP_HOST,
+        agent=True,
+        callback_client=callback_client,
+    )
+    nexus = NexusSandbox(ccid=SANDBOX_CCID, signature_encoding=settings.nexus_signature_encoding)
+    nexus.add_channel(DEMO_NEXUS_CHANNEL, webhook_secret=DEMO_WEBHOOK_SECRET, api_secret=DEMO_API_SECRET)
+    nexus_app = create_nexus_sandbox(nexus, settings)
+    nexus_http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=nexus_app), base_url=NEXUS_HOST, timeout=settings.http_timeout_s
+    )
+    app.mount("/sandbox/axp", axp.app)
+    app.mount("/sandbox/nexus", nexus_app)
+    # The AXP platform picks this transport up instead of the network.
+    app.state.axp_transport = httpx.ASGITransport(app=axp.app)
+    sandbox = Sandbox(axp=axp, nexus=nexus, nexus_http=nexus_http)
+    app.state.sandbox = sandbox
+    return sandbox
+
+
+async def start_sandbox(
+    app: FastAPI, settings: Settings, sandbox: Sandbox, stack: AsyncExitStack
+) -> None:
+    """Lifespan step: seed the demo integration and channel, subscribe, print the banner."""
+    stack.push_async_callback(sandbox.nexus_http.aclose)
+    stack.push_async_callback(sandbox.axp.wait_idle)
+    await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
+    sandbox.axp.add_subscription(
+        channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
+        callback_url=f"{settings.public_base_url}/axp/callbacks/"
+        f"{settings.axp_callback_token.get_secret_value()}/notifications",
+        event_types=list(settings.axp_subscription_event_types),
+    )
+    log.warning(
+        "SANDBOX MODE: AXP, Nexus and Akixi are simulated in this process "
+        "(see /sandbox/axp and /sandbox/nexus). Set BRIDGE_AXP_BASE_URL, BRIDGE_AXP_ACCOUNT_ID, "
+        "BRIDGE_AXP_CLIENT_ID, BRIDGE_AXP_CLIENT_SECRET, BRIDGE_AXP_APP_KEY, BRIDGE_NEXUS_BASE_URL, "
+        "BRIDGE_NEXUS_CCID and BRIDGE_AKIXI_URL to use real upstreams.",
+        demo_channel=DEMO_NEXUS_CHANNEL,
+        webhook=f"{settings.public_base_url}/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook",
+    )
+
+
+async def seed_demo_channel(
+    sessionmaker: async_sessionmaker[AsyncSession], secret_box: SecretBox
+) -> None:
+    """The demo integration and channel, created once (idempotent across restarts)."""
+    async with sessionmaker() as session, session.begin():
+        if await IntegrationRepository(session).get(DEMO_INTEGRATION_ID) is None:
+            session.add(
+                Integration(
+                    integration_id=DEMO_INTEGRATION_ID, name="Sandbox messaging",
+                    account_id=SANDBOX_ACCOUNT, channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
+                    status="active", source="sandbox", created_at=utcnow(), updated_at=utcnow(),
+                )
+            )
+            await session.flush()
+        if await ChannelRepository(session).get_by_nexus_channel_id(DEMO_NEXUS_CHANNEL) is None:
+            session.add(
+                Channel(
+                    nexus_channel_id=DEMO_NEXUS_CHANNEL, axp_account_id=SANDBOX_ACCOUNT,
+                    axp_channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
+                    axp_integration_id=DEMO_INTEGRATION_ID, axp_channel_id="Messaging",
+                    customer_identifier_key="phoneNumbers", enabled=True,
+                    webhook_secrets_encrypted=secret_box.encrypt_list([DEMO_WEBHOOK_SECRET]),
+                    api_secret_encrypted=secret_box.encrypt(DEMO_API_SECRET),
+                    created_at=utcnow(), updated_at=utcnow(),
+                )
+            )
