@@ -38,7 +38,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_inbox_events_received_at', ['received_at'], unique=False)
 
     op.create_table('integrations',
-    sa.Column('integration_id', sa.String(length=128), nullable=False),
+    sa.Column('integration_id', sa.String(length=256), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('account_id', sa.String(length=64), nullable=True),
     sa.Column('channel_provider_id', sa.String(length=256), nullable=True),
@@ -59,7 +59,7 @@ def upgrade() -> None:
     sa.Column('nexus_channel_id', sa.String(length=128), nullable=False),
     sa.Column('axp_account_id', sa.String(length=64), nullable=False),
     sa.Column('axp_channel_provider_id', sa.String(length=256), nullable=False),
-    sa.Column('axp_integration_id', sa.String(length=128), nullable=False),
+    sa.Column('axp_integration_id', sa.String(length=256), nullable=False),
     sa.Column('axp_channel_id', sa.String(length=64), nullable=False),
     sa.Column('customer_identifier_key', sa.String(length=64), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
@@ -133,6 +133,7 @@ def upgrade() -> None:
     sa.Column('last_activity_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_reason', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_conversations_channel_id_channels'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conversations')),
     sa.UniqueConstraint('channel_id', 'customer_address', 'generation', name=op.f('uq_conversations_channel_id_customer_address_generation')),

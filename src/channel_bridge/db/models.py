@@ -31,7 +31,8 @@ from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
 class Integration(Base):
     __tablename__ = "integrations"
 
-    integration_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # AXP businessAccountName: 3-256 characters (custom-messaging spec v1.0.4).
+    integration_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255))
     account_id: Mapped[str | None] = mapped_column(String(64))
     channel_provider_id: Mapped[str | None] = mapped_column(String(256), index=True)
@@ -54,7 +55,7 @@ class Channel(Base):
     axp_account_id: Mapped[str] = mapped_column(String(64))
     axp_channel_provider_id: Mapped[str] = mapped_column(String(256))
     axp_integration_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("integrations.integration_id", ondelete="RESTRICT"), index=True
+        String(256), ForeignKey("integrations.integration_id", ondelete="RESTRICT"), index=True
     )
     axp_channel_id: Mapped[str] = mapped_column(String(64), default="Messaging")
     customer_identifier_key: Mapped[str] = mapped_column(String(64), default="phoneNumbers")
@@ -84,6 +85,8 @@ class Conversation(Base):
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why it closed (e.g. the AXP participant disconnect), for operators.
+    closed_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxEvent(Base):

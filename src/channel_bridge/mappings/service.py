@@ -1,0 +1,570 @@
+"""Channel mappings and integrations: the one code path for the admin API, the CLI and AXP.
+
+`IntegrationService.apply_integration_change` is what the AXP lifecycle callback, the admin
+API and the CLI all call: it stores the change through the inbox, so the integration row,
+the channels it disables and the deliveries it queues commit together, once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from channel_bridge.db.base import utcnow
+from channel_bridge.db.models import Channel, Integration
+from channel_bridge.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from channel_bridge.mappings.repository import ChannelRepository, IntegrationRepository
+from channel_bridge.mappings.schemas import ChannelCreate, ChannelOut, ChannelUpdate, IntegrationOut
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.inbox import Inbox
+from channel_bridge.security import SecretBox, SecretBoxError
+
+log = get_logger(__name__)
+
+IntegrationAction = Literal["created", "updated", "deleted"]
+# Who made a change: stored on the integration row and named in a disabled channel's reason.
+ChangeSource = Literal["callback", "admin", "cli"]
+
+INTEGRATION_INBOX_SOURCE = "axp.integration"
+AKIXI_UPSERT = "akixi.upsert"
+AKIXI_DELETE = "akixi.delete"
+AXP_SUBSCRIPTION_ENSURE = "axp.subscription.ensure"
+INTEGRATION_FIELDS = ("name", "account_id", "channel_provider_id")
+
+_SOURCE_WORDS = {"callback": "AXP callback", "admin": "admin API", "cli": "CLI"}
+
+
+def akixi_partition(integration_id: str) -> str:
+    """Akixi mirror calls for one integration are delivered in order."""
+    return f"akixi:{integration_id}"
+
+
+def subscription_partition(channel_provider_id: str) -> str:
+    return f"axp.subscription:{channel_provider_id}"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- channels -------------------------------------------------------------------------
+
+
+class ChannelService:
+    """Create, change, disable and remove channel mappings; secrets stay encrypted."""
+
+    def __init__(
+        self, *, secret_box: SecretBox | None, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.secret_box = secret_box
+        self.now = now
+
+    async def list(
+        self, session: AsyncSession, *, integration_id: str | None = None
+    ) -> Sequence[Channel]:
+        """Channel mappings (of one integration if given), ordered by nexus channel id."""
+        return await ChannelRepository(session).list_all(integration_id=integration_id)
+
+    async def get(self, session: AsyncSession, nexus_channel_id: str) -> Channel:
+        """The channel mapping, or NotFound."""
+        channel = await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)
+        if channel is None:
+            raise NotFound(f"No channel mapping for nexus_channel_id {nexus_channel_id!r}")
+        return channel
+
+    async def create(self, session: AsyncSession, data: ChannelCreate) -> Channel:
+        """Store a new mapping: 409 if the nexus channel id is taken, 422 for a bad integration."""
+        repo = ChannelRepository(session)
+        if await repo.get_by_nexus_channel_id(data.nexus_channel_id) is not None:
+            raise Conflict(f"A channel mapping for {data.nexus_channel_id!r} already exists")
+        account_id, provider_id = await self._check_integration(
+            session, data.axp_integration_id, data.axp_account_id, data.axp_channel_provider_id
+        )
+        now = self.now()
+        channel = Channel(
+            nexus_channel_id=data.nexus_channel_id,
+            axp_account_id=account_id,
+            axp_channel_provider_id=provider_id,
+            axp_integration_id=data.axp_integration_id,
+            axp_channel_id=data.axp_channel_id,
+            customer_identifier_key=data.customer_identifier_key,
+            enabled=data.enabled,
+            disabled_reason=None if data.enabled else f"created disabled at {_stamp(now)}",
+            webhook_secrets_encrypted=self._encrypt_list(data.webhook_secret_values()),
+            api_secret_encrypted=self._encrypt(data.api_secret.get_secret_value())
+            if data.api_secret
+            else None,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await repo.add(channel)
+            await session.commit()
+        except IntegrityError:
+            # A concurrent create of the same id won the unique constraint.
+            await session.rollback()
+            raise Conflict(
+                f"A channel mapping for {data.nexus_channel_id!r} already exists"
+            ) from None
+        log.info(
+            "channel created",
+            nexus_channel_id=channel.nexus_channel_id,
+            integration_id=channel.axp_integration_id,
+        )
+        return channel
+
+    async def update(
+        self,
+        session: AsyncSession,
+        nexus_channel_id: str,
+        data: ChannelUpdate,
+        *,
+        source: ChangeSource,
+    ) -> Channel:
+        """Change the given fields; re-enabling needs a live integration."""
+        channel = await self.get(session, nexus_channel_id)
+        given = data.model_fields_set
+        integration_id = data.axp_integration_id or channel.axp_integration_id
+        needs_check = bool(
+            given & {"axp_integration_id", "axp_account_id", "axp_channel_provider_id"}
+        )
+        enabling = data.enabled is True and not channel.enabled
+        if needs_check or enabling:
+            account_id, provider_id = await self._check_integration(
+                session,
+                integration_id,
+                data.axp_account_id
+                or (None if "axp_integration_id" in given else channel.axp_account_id),
+                data.axp_channel_provider_id
+                or (None if "axp_integration_id" in given else channel.axp_channel_provider_id),
+            )
+            channel.axp_integration_id = integration_id
+            channel.axp_account_id = account_id
+            channel.axp_channel_provider_id = provider_id
+        if data.axp_channel_id is not None:
+            channel.axp_channel_id = data.axp_channel_id
+        if data.customer_identifier_key is not None:
+            channel.customer_identifier_key = data.customer_identifier_key
+        now = self.now()
+        if data.enabled is True:
+            channel.enabled, channel.disabled_reason = True, None
+        elif data.enabled is False and channel.enabled:
+            channel.enabled = False
+            channel.disabled_reason = f"disabled via {_SOURCE_WORDS[source]} at {_stamp(now)}"
+        secrets = data.webhook_secret_values()
+        if secrets is not None:
+            channel.webhook_secrets_encrypted = self._encrypt_list(secrets)
+        if data.api_secret is not None:
+            channel.api_secret_encrypted = self._encrypt(data.api_secret.get_secret_value())
+        channel.updated_at = now
+        await session.commit()
+        log.info("channel updated", nexus_channel_id=nexus_channel_id, fields=sorted(given))
+        return channel
+
+    async def disable(
+        self,
+        session: AsyncSession,
+        nexus_channel_id: str,
+        *,
+        reason: str | None,
+        source: ChangeSource,
+    ) -> Channel:
+        """Stop relaying for this channel (its webhooks get 404); the mapping and history stay."""
+        channel = await self.get(session, nexus_channel_id)
+        now = self.now()
+        channel.enabled = False
+        channel.disabled_reason = reason or f"disabled via {_SOURCE_WORDS[source]} at {_stamp(now)}"
+        channel.updated_at = now
+        await session.commit()
+        log.info("channel disabled", nexus_channel_id=nexus_channel_id)
+        return channel
+
+    async def remove(self, session: AsyncSession, nexus_channel_id: str) -> None:
+        """Delete the mapping together with its conversations and message links."""
+        channel = await self.get(session, nexus_channel_id)
+        await ChannelRepository(session).remove(channel)
+        await session.commit()
+        log.info("channel removed", nexus_channel_id=nexus_channel_id)
+
+    def to_out(self, channel: Channel) -> ChannelOut:
+        """The operator view: secrets only as presence and count."""
+        count: int | None = 0
+        if channel.webhook_secrets_encrypted:
+            count = None
+            if self.secret_box is not None:
+                try:
+                    count = len(self.secret_box.decrypt_list(channel.webhook_secrets_encrypted))
+                except (SecretBoxError, ValueError):
+                    count = None
+        return ChannelOut(
+            id=channel.id,
+            nexus_channel_id=channel.nexus_channel_id,
+            axp_account_id=channel.axp_account_id,
+            axp_channel_provider_id=channel.axp_channel_provider_id,
+            axp_integration_id=channel.axp_integration_id,
+            axp_channel_id=channel.axp_channel_id,
+            customer_identifier_key=channel.customer_identifier_key,
+            enabled=channel.enabled,
+            disabled_reason=channel.disabled_reason,
+            has_webhook_secret=count != 0,
+            webhook_secret_count=count,
+            has_api_secret=bool(channel.api_secret_encrypted),
+            created_at=channel.created_at,
+            updated_at=channel.updated_at,
+        )
+
+    async def _check_integration(
+        self,
+        session: AsyncSession,
+        integration_id: str,
+        account_id: str | None,
+        channel_provider_id: str | None,
+    ) -> tuple[str, str]:
+        """The account and channel provider to store, checked against the integration."""
+        integration = await IntegrationRepository(session).get_fresh(integration_id)
+        if integration is None:
+            raise Unprocessable(
+                "The integration is not known",
+                errors=[
+                    {
+                        "field": "axp_integration_id",
+                        "message": f"unknown integration {integration_id!r}: create it first "
+                        "(AXP lifecycle callback, /admin/v1/integrations or `integrations add`)",
+                    }
+                ],
+            )
+        if integration.status == "deleted":
+            when = _stamp(integration.deleted_at) if integration.deleted_at else "an unknown time"
+            raise Unprocessable(
+                "The integration was deleted",
+                errors=[
+                    {
+                        "field": "axp_integration_id",
+                        "message": f"integration {integration_id!r} was deleted at {when}",
+                    }
+                ],
+            )
+        errors = []
+        account_id = account_id or integration.account_id
+        provider_id = channel_provider_id or integration.channel_provider_id
+        if account_id is None:
+            errors.append(
+                {
+                    "field": "axp_account_id",
+                    "message": "required: the integration does not carry an account id",
+                }
+            )
+        elif integration.account_id and account_id != integration.account_id:
+            errors.append(
+                {
+                    "field": "axp_account_id",
+                    "message": "does not match the integration's account "
+                    f"{integration.account_id!r}",
+                }
+            )
+        if provider_id is None:
+            errors.append(
+                {
+                    "field": "axp_channel_provider_id",
+                    "message": "required: the integration does not carry a channel provider id",
+                }
+            )
+        elif integration.channel_provider_id and provider_id != integration.channel_provider_id:
+            errors.append(
+                {
+                    "field": "axp_channel_provider_id",
+                    "message": "does not match the integration's channel provider "
+                    f"{integration.channel_provider_id!r}",
+                }
+            )
+        if errors:
+            raise Unprocessable("The channel does not fit its integration", errors=errors)
+        assert account_id is not None and provider_id is not None
+        return account_id, provider_id
+
+    def _box(self) -> SecretBox:
+        if self.secret_box is None:
+            raise ServiceUnavailable(
+                "BRIDGE_SECRET_KEY is not set, so channel secrets cannot be stored"
+            )
+        return self.secret_box
+
+    def _encrypt(self, value: str) -> str:
+        return self._box().encrypt(value)
+
+    def _encrypt_list(self, values: list[str] | None) -> str | None:
+        if not values:
+            return None
+        return self._box().encrypt_list(values)
+
+
+# --- integrations ---------------------------------------------------------------------
+
+
+@dataclass
+class IntegrationChange:
+    """What one call to `apply_integration_change` did (nothing, for a duplicate)."""
+
+    integration_id: str
+    action: IntegrationAction
+    is_new: bool
+    ack: dict[str, Any] | None
+    inbox_event_id: int
+    delivery_ids: list[int] = field(default_factory=list)
+    disabled_channels: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+class IntegrationService:
+    """The one code path for integration changes (AXP callback, admin API, CLI)."""
+
+    def __init__(
+        self,
+        *,
+        inbox: Inbox,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.inbox = inbox
+        self.sessionmaker = sessionmaker
+        self.now = now
+
+    async def apply_integration_change(
+        self,
+        *,
+        action: IntegrationAction,
+        integration_id: str,
+        name: str | None = None,
+        account_id: str | None = None,
+        channel_provider_id: str | None = None,
+        raw: dict[str, Any] | None,
+        source: ChangeSource,
+        external_id: str | None = None,
+        raw_body: str | None = None,
+        require_existing: bool | None = None,
+    ) -> IntegrationChange:
+        """Store the change, disable a deleted integration's channels and queue the mirror calls.
+
+        `external_id` dedupes (callbacks pass a hash of the body; None means a fresh id).
+        `require_existing`: True -> 404 unless it exists, False -> 409 if it exists, None -> upsert.
+        A None field keeps the stored value.
+        """
+        values = {
+            "name": name,
+            "account_id": account_id,
+            "channel_provider_id": channel_provider_id,
+        }
+        ack = {"status": "accepted", "integrationId": integration_id}
+        outcome = IntegrationChange(
+            integration_id=integration_id, action=action, is_new=False, ack=ack, inbox_event_id=0
+        )
+
+        async def within(session: AsyncSession, _event_id: int) -> list[DeliveryRequest]:
+            return await self._apply(session, outcome, values, raw, source, require_existing)
+
+        key = external_id or f"{source}:{uuid.uuid4().hex}"
+        acceptance = await self._accept(key, action, integration_id, raw, raw_body, ack, within)
+        if not acceptance.is_new and external_id is not None:
+            # The same body again. A retry of a change already applied is answered as before;
+            # but A->B->A->B sends B's body twice, and the second one is a new change.
+            if await self._differs_from_stored(action, integration_id, values):
+                stamp = await self._stored_updated_at(integration_id)
+                acceptance = await self._accept(
+                    f"{external_id}:after:{stamp}",
+                    action,
+                    integration_id,
+                    raw,
+                    raw_body,
+                    ack,
+                    within,
+                )
+        outcome.is_new = acceptance.is_new
+        outcome.ack = acceptance.ack
+        outcome.inbox_event_id = acceptance.inbox_event_id
+        outcome.delivery_ids = list(acceptance.delivery_ids)
+        if not acceptance.is_new:
+            outcome.disabled_channels, outcome.changed = [], []
+        log.info(
+            "integration change",
+            integration_id=integration_id,
+            action=action,
+            source=source,
+            new=acceptance.is_new,
+            deliveries=len(outcome.delivery_ids),
+            disabled_channels=len(outcome.disabled_channels),
+        )
+        return outcome
+
+    async def list(
+        self, session: AsyncSession, *, include_deleted: bool = False
+    ) -> Sequence[Integration]:
+        """Integrations ordered by id; deleted ones only when asked."""
+        return await IntegrationRepository(session).list_all(include_deleted=include_deleted)
+
+    async def get(self, session: AsyncSession, integration_id: str) -> Integration:
+        """The integration (also when deleted), or NotFound."""
+        integration = await IntegrationRepository(session).get_fresh(integration_id)
+        if integration is None:
+            raise NotFound(f"No integration {integration_id!r}")
+        return integration
+
+    @staticmethod
+    def to_out(integration: Integration) -> IntegrationOut:
+        return IntegrationOut.model_validate(integration, from_attributes=True)
+
+    async def _accept(
+        self,
+        key: str,
+        action: str,
+        integration_id: str,
+        raw: dict[str, Any] | None,
+        raw_body: str | None,
+        ack: dict[str, Any],
+        within: Any,
+    ) -> Any:
+        return await self.inbox.accept(
+            source=INTEGRATION_INBOX_SOURCE,
+            external_id=key,
+            kind=action,
+            payload={"action": action, "integration_id": integration_id, "raw": raw},
+            raw_body=raw_body,
+            ack=ack,
+            within=within,
+        )
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        outcome: IntegrationChange,
+        values: dict[str, str | None],
+        raw: dict[str, Any] | None,
+        source: ChangeSource,
+        require_existing: bool | None,
+    ) -> list[DeliveryRequest]:
+        integration_id = outcome.integration_id
+        repo = IntegrationRepository(session)
+        row = await repo.get_fresh(integration_id)
+        now = self.now()
+        if require_existing is True and (row is None or row.status == "deleted"):
+            raise NotFound(f"No integration {integration_id!r}")
+        if require_existing is False and row is not None and row.status == "active":
+            raise Conflict(f"Integration {integration_id!r} already exists")
+        given = {key: value for key, value in values.items() if value is not None}
+
+        if row is None:
+            status = "deleted" if outcome.action == "deleted" else "active"
+            inserted = await repo.insert_if_new(
+                {
+                    "integration_id": integration_id,
+                    **given,
+                    "status": status,
+                    "source": source,
+                    "raw": raw,
+                    "created_at": now,
+                    "updated_at": now,
+                    "deleted_at": now if status == "deleted" else None,
+                }
+            )
+            row = await repo.get_fresh(integration_id)
+            assert row is not None
+            if inserted:
+                if status == "active":
+                    outcome.changed = sorted(given)
+                    return self._upsert_requests(row, "created", outcome.changed)
+                return [self._delete_request(row)]
+
+        was_active = row.status == "active"
+        outcome.changed = sorted(k for k, v in given.items() if getattr(row, k) != v)
+        for key, value in given.items():
+            setattr(row, key, value)
+        row.source, row.raw, row.updated_at = source, raw, now
+
+        if outcome.action == "deleted":
+            reason = (
+                f"integration {integration_id} deleted via {_SOURCE_WORDS[source]} at {_stamp(now)}"
+            )
+            outcome.disabled_channels = await ChannelRepository(session).disable_for_integration(
+                integration_id, reason=reason, at=now
+            )
+            if not was_active:
+                return []
+            row.status, row.deleted_at = "deleted", now
+            return [self._delete_request(row)]
+
+        row.status, row.deleted_at = "active", None
+        if not was_active:
+            # Back after a delete: the Akixi entry is gone, so it is created again.
+            outcome.changed = sorted(k for k in INTEGRATION_FIELDS if getattr(row, k) is not None)
+            return self._upsert_requests(row, "created", outcome.changed)
+        return self._upsert_requests(row, "updated", outcome.changed)
+
+    def _upsert_requests(
+        self, row: Integration, mirror_action: str, changed: list[str]
+    ) -> list[DeliveryRequest]:
+        requests = []
+        if changed or mirror_action == "created":
+            requests.append(
+                DeliveryRequest(
+                    destination=AKIXI_UPSERT,
+                    payload={
+                        "action": mirror_action,
+                        # The Akixi mirror's switch between OmnichannelIntAdd and ...Change.
+                        "created": mirror_action == "created",
+                        "integration_id": row.integration_id,
+                        "name": row.name,
+                        "account_id": row.account_id,
+                        "channel_provider_id": row.channel_provider_id,
+                        "changed": changed,
+                    },
+                    partition_key=akixi_partition(row.integration_id),
+                )
+            )
+        if row.channel_provider_id:
+            requests.append(
+                DeliveryRequest(
+                    destination=AXP_SUBSCRIPTION_ENSURE,
+                    payload={"channel_provider_id": row.channel_provider_id},
+                    partition_key=subscription_partition(row.channel_provider_id),
+                )
+            )
+        return requests
+
+    @staticmethod
+    def _delete_request(row: Integration) -> DeliveryRequest:
+        return DeliveryRequest(
+            destination=AKIXI_DELETE,
+            payload={
+                "integration_id": row.integration_id,
+                "name": row.name,
+                "account_id": row.account_id,
+                "channel_provider_id": row.channel_provider_id,
+            },
+            partition_key=akixi_partition(row.integration_id),
+        )
+
+    async def _differs_from_stored(
+        self, action: IntegrationAction, integration_id: str, values: dict[str, str | None]
+    ) -> bool:
+        async with self.sessionmaker() as session:
+            row = await IntegrationRepository(session).get_fresh(integration_id)
+        if row is None:
+            return True
+        if action == "deleted":
+            return row.status != "deleted"
+        if row.status == "deleted":
+            return True
+        return any(
+            value is not None and getattr(row, key) != value for key, value in values.items()
+        )
+
+    async def _stored_updated_at(self, integration_id: str) -> str:
+        async with self.sessionmaker() as session:
+            row = await IntegrationRepository(session).get_fresh(integration_id)
+        return row.updated_at.isoformat() if row is not None else "none"
