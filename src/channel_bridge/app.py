@@ -12,8 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from structlog.contextvars import bound_contextvars
 
 from channel_bridge import __version__
+from channel_bridge.bridge.wiring import install_handlers, install_planners
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -21,13 +23,26 @@ from channel_bridge.errors import (
     field_errors_from_pydantic,
     problem_body,
 )
+from channel_bridge.mappings import router as mappings_router
 from channel_bridge.ops import health
 from channel_bridge.ops.body_limit import BodyLimitMiddleware
 from channel_bridge.ops.logging import configure_logging, get_logger
 from channel_bridge.ops.metrics import MetricsMiddleware
-from channel_bridge.ops.request_context import RequestContextMiddleware
+from channel_bridge.ops.request_context import RequestContextMiddleware, safe_request_id
+from channel_bridge.platforms.akixi.client import AkixiClient
+from channel_bridge.platforms.akixi.mirror import make_akixi_handlers
+from channel_bridge.platforms.axp import admin_router as axp_admin_router
+from channel_bridge.platforms.axp import lifecycle as axp_lifecycle
+from channel_bridge.platforms.axp import router as axp_router
+from channel_bridge.platforms.axp.platform import start_axp_platform
+from channel_bridge.platforms.nexus import router as nexus_router
+from channel_bridge.relay import router as relay_router
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.inbox import Inbox
+from channel_bridge.relay.maintenance import Housekeeping
+from channel_bridge.relay.worker import RelayWorker
+from channel_bridge.sandbox.akixi import start_akixi_sandbox
+from channel_bridge.sandbox.mode import prepare_sandbox, sandbox_settings, start_sandbox
 from channel_bridge.security import SecretBox
 from channel_bridge.settings import Settings
 
@@ -59,6 +74,8 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.ensure_usable()
+    if settings.sandbox_mode:
+        settings = sandbox_settings(settings)
     configure_logging(
         level=settings.log_level, fmt=settings.effective_log_format, secret_values=settings.secret_values()
     )
@@ -74,13 +91,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.http = http
             app.state.destinations = DestinationRegistry()
-            app.state.inbox = Inbox(app.state.sessionmaker)
+            # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
+            app.state.worker = (
+                RelayWorker(app.state.sessionmaker, app.state.destinations, settings)
+                if settings.worker_enabled else None
+            )
+            app.state.inbox = Inbox(
+                app.state.sessionmaker,
+                on_accepted=app.state.worker.wake if app.state.worker else None,
+                window_ms=settings.inbox_group_commit_window_ms,
+                max_batch=settings.inbox_group_commit_max_batch,
+            )
+            stack.push_async_callback(app.state.inbox.drain)  # batches in progress finish first
             app.state.exit_stack = stack
             # Hooks the bridge wiring sets: which deliveries an inbound event becomes.
             # Until set, an inbound event is stored and acknowledged but not relayed.
             app.state.axp_event_planner = None
             app.state.nexus_message_planner = None
             # --- components (each adds itself here; keep one line or block each) ---------
+            await start_axp_platform(app, settings, stack)
+            # Akixi mirror: the configured service, else the in-process simulator in sandbox mode.
+            app.state.akixi_simulator = None
+            if settings.akixi_url or settings.sandbox_mode:
+                akixi_settings, akixi_http = settings, http
+                if not settings.akixi_url:
+                    akixi_sandbox = await start_akixi_sandbox(settings, stack)
+                    app.state.akixi_simulator, akixi_settings, akixi_http = akixi_sandbox
+                akixi = AkixiClient(akixi_http, akixi_settings)
+                for name, handler in make_akixi_handlers(akixi, akixi_settings).items():
+                    app.state.destinations.register(name, handler)
+            # Simulated upstreams (dev only), then the bridge wiring between the platforms.
+            if sandbox is not None:
+                await start_sandbox(app, settings, sandbox, stack)
+            install_planners(app, settings)
+            install_handlers(app, settings, nexus_http=sandbox.nexus_http if sandbox else None)
+            # Relay worker and housekeeping (retention, outbox gauges); stopped before the engine.
+            if app.state.worker is not None:
+                housekeeping = Housekeeping(app.state.sessionmaker, settings)
+                await housekeeping.start()
+                stack.push_async_callback(housekeeping.stop)
+                await app.state.worker.start()
+                stack.push_async_callback(app.state.worker.stop)
             log.info("bridge starting", version=__version__, env=settings.env,
                      database=settings.database_url.split("://", 1)[0], sandbox=settings.sandbox_mode)
             yield
@@ -95,8 +146,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     _install_error_handlers(app)
+    sandbox = prepare_sandbox(app, settings) if settings.sandbox_mode else None
     app.include_router(health.router)
     # --- routers (one line each) ---------------------------------------------------
+    app.include_router(axp_lifecycle.router)
+    app.include_router(mappings_router.channels_router)
+    app.include_router(mappings_router.integrations_router)
+    app.include_router(axp_router.router)
+    app.include_router(axp_admin_router.router)
+    app.include_router(nexus_router.router)
+    app.include_router(relay_router.router)
 
     # Middleware order: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -140,7 +199,12 @@ def _install_error_handlers(app: FastAPI) -> None:
                                               slug="database-unavailable"), {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", error=type(exc).__name__)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette renders this in its outermost middleware, after the request context has
+        # closed: bring the request id back for the log line and the response header.
+        request_id = request.scope.get("state", {}).get("request_id") or safe_request_id(
+            request.headers.get("x-request-id"))
+        with bound_contextvars(request_id=request_id):
+            log.exception("unhandled error", error=type(exc).__name__)
         return _problem(500, problem_body(500, "Internal error", "An unexpected error occurred",
-                                          slug="internal-error"))
+                                          slug="internal-error"), {"X-Request-ID": request_id})

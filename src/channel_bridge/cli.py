@@ -78,7 +78,35 @@ def check_config() -> None:
         raise typer.Exit(2)
 
 
+@app.command()
+def demo() -> None:
+    """Run a scripted conversation through the bridge with simulated upstreams, hop by hop."""
+    from channel_bridge.sandbox.demo import main as run_demo
+
+    raise typer.Exit(run_demo())
+
+
 # --- command groups (each owned by its package) -------------------------------------
+from channel_bridge.mappings.cli import channels_app, integrations_app  # noqa: E402
+
+app.add_typer(channels_app, name="channels")
+app.add_typer(integrations_app, name="integrations")
+from channel_bridge.platforms.nexus.cli import app as nexus_app  # noqa: E402
+
+app.add_typer(nexus_app, name="nexus")
+from channel_bridge.platforms.axp.cli import axp_app  # noqa: E402
+
+app.add_typer(axp_app, name="axp")
+from channel_bridge.platforms.axp.admin_cli import register_admin_commands  # noqa: E402
+
+register_admin_commands(axp_app)
+from channel_bridge.platforms.akixi.cli import akixi_app  # noqa: E402
+
+app.add_typer(akixi_app, name="akixi")
+from channel_bridge.relay.cli import deliveries_app, worker_command  # noqa: E402
+
+app.add_typer(deliveries_app, name="deliveries")
+app.command("worker")(worker_command)
 
 
 def main() -> None:

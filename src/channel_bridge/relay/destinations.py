@@ -21,7 +21,22 @@ class DeliveryContext:
     @property
     def idempotency_key(self) -> str:
         """Stable across retries and replays of this delivery (AXP: correlationId)."""
-        return f"dlv-{self.delivery_id}"
+        return idempotency_key_for(self.delivery_id)
+
+
+IDEMPOTENCY_KEY_PREFIX = "dlv-"
+
+
+def idempotency_key_for(delivery_id: int) -> str:
+    return f"{IDEMPOTENCY_KEY_PREFIX}{delivery_id}"
+
+
+def delivery_id_from_idempotency_key(key: str | None) -> int | None:
+    """The delivery an upstream echo refers to (e.g. AXP's correlationId), if it is one of ours."""
+    digits = key[len(IDEMPOTENCY_KEY_PREFIX) :] if key else ""
+    if key and key.startswith(IDEMPOTENCY_KEY_PREFIX) and digits.isdigit():
+        return int(digits)
+    return None
 
 
 # A handler performs one delivery and returns a JSON-able result (stored on the row),

@@ -1,18 +1,54 @@
-"""The durable inbox: store an inbound event and its deliveries in one transaction, once."""
+"""The durable inbox: store an inbound event and its deliveries in one transaction, once.
+
+Concurrent `accept` calls are gathered into one transaction (group commit): the first call
+opens a short window (`inbox_group_commit_window_ms`), every call arriving in it joins the
+batch, and the batch is written with multi-row inserts (`ON CONFLICT DO NOTHING RETURNING`
+tells which events are new). Each caller is released only after that commit. If the batch
+fails, its items are retried one transaction each, so a bad item fails only its own caller.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.relay.clock import Clock, SystemClock
 from channel_bridge.relay.envelope import Acceptance, DeliveryRequest
-from channel_bridge.relay.repository import DeliveryRepository, InboxRepository
+from channel_bridge.relay.repository import (
+    DeliveryRepository,
+    InboxBatchWriter,
+    InboxRepository,
+    delivery_row,
+    notify_deliveries,
+    write_turn,
+)
+
+log = get_logger(__name__)
 
 # Extra work done in the accept transaction, only for a new event (e.g. upsert a mapping).
 # It may return more deliveries to queue with the event.
 WithinAccept = Callable[[AsyncSession, int], Awaitable[Sequence[DeliveryRequest] | None]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    source: str
+    external_id: str
+    payload: dict[str, Any] | None
+    deliveries: list[DeliveryRequest]
+    ack: dict[str, Any] | None
+    kind: str | None
+    raw_body: str | None
+    future: asyncio.Future[Acceptance] = field(repr=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.external_id)
 
 
 class Inbox:
@@ -21,9 +57,18 @@ class Inbox:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         on_accepted: Callable[[], None] | None = None,
+        window_ms: float = 1.5,
+        max_batch: int = 256,
+        clock: Clock | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._on_accepted = on_accepted
+        self._window_s = max(0.0, window_ms) / 1000
+        self._max_batch = max(1, max_batch)
+        self._clock = clock or SystemClock()
+        self._queue: list[_Pending] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def accept(
         self,
@@ -38,19 +83,185 @@ class Inbox:
         within: WithinAccept | None = None,
     ) -> Acceptance:
         """Commit the event and, if it is new, its deliveries; then return the stored answer."""
-        async with self._sessionmaker() as session, session.begin():
+        if within is not None:
+            # Arbitrary work in the transaction cannot share a batch: it gets its own.
+            return await self._accept_alone(
+                _Pending(
+                    source,
+                    external_id,
+                    payload,
+                    list(deliveries),
+                    ack,
+                    kind,
+                    raw_body,
+                    asyncio.get_running_loop().create_future(),
+                ),
+                within=within,
+            )
+        loop = asyncio.get_running_loop()
+        item = _Pending(
+            source,
+            external_id,
+            payload,
+            list(deliveries),
+            ack,
+            kind,
+            raw_body,
+            loop.create_future(),
+        )
+        self._queue.append(item)
+        if len(self._queue) >= self._max_batch:
+            self._flush_now()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._window_s, self._flush_now)
+        # shield: a caller that goes away must not cancel the batch's other callers.
+        return await asyncio.shield(item.future)
+
+    async def drain(self) -> None:
+        """Wait for batches in progress (shutdown)."""
+        self._flush_now()
+        while self._flushes:
+            await asyncio.gather(*list(self._flushes), return_exceptions=True)
+
+    # --- batching -------------------------------------------------------------------
+
+    def _flush_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            answers, created = await self._write_batch(batch)
+        except Exception as exc:
+            log.warning(
+                "inbox batch failed; retrying its items one by one",
+                size=len(batch),
+                error=type(exc).__name__,
+            )
+            for item in batch:
+                try:
+                    _resolve(item, await self._accept_alone(item))
+                except Exception as item_exc:  # only this caller fails
+                    if not item.future.done():
+                        item.future.set_exception(item_exc)
+            return
+        except BaseException as exc:  # cancelled at shutdown: release the callers
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("inbox stopped")
+                    )
+            raise
+        if created:
+            self._notify_local()
+        for item, answer in zip(batch, answers, strict=True):
+            _resolve(item, answer)
+
+    async def _write_batch(self, batch: list[_Pending]) -> tuple[list[Acceptance], bool]:
+        now = self._clock.now()
+        first_by_key: dict[tuple[str, str], _Pending] = {}
+        for item in batch:
+            first_by_key.setdefault(item.key, item)
+        async with write_turn(self._sessionmaker), self._sessionmaker() as session, session.begin():
+            writer = InboxBatchWriter(await session.connection())
+            new_ids = await writer.insert_events(
+                [
+                    {
+                        "source": item.source,
+                        "external_id": item.external_id,
+                        "payload": item.payload,
+                        "ack": item.ack,
+                        "kind": item.kind,
+                        "raw_body": item.raw_body,
+                        "status": "received",
+                        "received_at": now,
+                        "note": None,
+                        "handled_at": None,
+                    }
+                    for item in first_by_key.values()
+                ]
+            )
+            existing = await writer.existing_events(k for k in first_by_key if k not in new_ids)
+            rows_by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for key, event_id in new_ids.items():
+                rows_by_key[key] = [
+                    delivery_row(event_id, request, now=now)
+                    for request in first_by_key[key].deliveries
+                ]
+            all_rows = [row for rows in rows_by_key.values() for row in rows]
+            ids_by_sequence = await writer.insert_deliveries(all_rows)
+            if all_rows:
+                await notify_deliveries(writer.connection)
+        answers = []
+        first_answered: set[tuple[str, str]] = set()
+        for item in batch:
+            key = item.key
+            if key in new_ids and key not in first_answered:
+                first_answered.add(key)
+                answers.append(
+                    Acceptance(
+                        is_new=True,
+                        inbox_event_id=new_ids[key],
+                        ack=item.ack,
+                        delivery_ids=[ids_by_sequence[row["sequence"]] for row in rows_by_key[key]],
+                    )
+                )
+            elif key in new_ids:
+                # A duplicate inside the same batch: the first call's answer.
+                answers.append(
+                    Acceptance(is_new=False, inbox_event_id=new_ids[key], ack=first_by_key[key].ack)
+                )
+            else:
+                event_id, stored_ack = existing[key]
+                answers.append(Acceptance(is_new=False, inbox_event_id=event_id, ack=stored_ack))
+        return answers, bool(all_rows)
+
+    async def _accept_alone(
+        self, item: _Pending, *, within: WithinAccept | None = None
+    ) -> Acceptance:
+        """One item, one transaction (the `within` path and the batch fallback)."""
+        now = self._clock.now()
+        async with write_turn(self._sessionmaker), self._sessionmaker() as session, session.begin():
             inbox = InboxRepository(session)
             event_id = await inbox.insert_if_new(
-                source=source, external_id=external_id, payload=payload, ack=ack, kind=kind,
-                raw_body=raw_body,
+                source=item.source,
+                external_id=item.external_id,
+                payload=item.payload,
+                ack=item.ack,
+                kind=item.kind,
+                raw_body=item.raw_body,
+                now=now,
             )
             if event_id is None:
-                existing_id, stored_ack = await inbox.get_by_key(source, external_id)
+                existing_id, stored_ack = await inbox.get_by_key(item.source, item.external_id)
                 return Acceptance(is_new=False, inbox_event_id=existing_id, ack=stored_ack)
-            requests = list(deliveries)
+            requests = list(item.deliveries)
             if within is not None:
                 requests += list(await within(session, event_id) or ())
-            delivery_ids = await DeliveryRepository(session).add_many(event_id, requests)
-        if delivery_ids and self._on_accepted is not None:
-            self._on_accepted()
-        return Acceptance(is_new=True, inbox_event_id=event_id, ack=ack, delivery_ids=delivery_ids)
+            delivery_ids = await DeliveryRepository(session).add_many(event_id, requests, now=now)
+            if delivery_ids:
+                await notify_deliveries(await session.connection())
+        if delivery_ids:
+            self._notify_local()
+        return Acceptance(
+            is_new=True, inbox_event_id=event_id, ack=item.ack, delivery_ids=delivery_ids
+        )
+
+    def _notify_local(self) -> None:
+        if self._on_accepted is not None:
+            try:
+                self._on_accepted()
+            except Exception:  # a wake-up hook must never fail an accepted event
+                log.exception("on_accepted hook failed")
+
+
+def _resolve(item: _Pending, answer: Acceptance) -> None:
+    if not item.future.done():
+        item.future.set_result(answer)

@@ -1,0 +1,108 @@
+"""Background housekeeping: retention of finished rows and the outbox gauges."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from channel_bridge.ops import metrics
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.relay.clock import Clock, SystemClock
+from channel_bridge.relay.repository import DeliveryRepository, InboxRepository
+from channel_bridge.relay.service import DELIVERY_STATUSES
+from channel_bridge.settings import Settings
+
+log = get_logger(__name__)
+
+# Gauges are scraped every 15-60 s; refreshing more often only costs queries.
+GAUGE_REFRESH_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCounts:
+    deliveries: int
+    inbox_events: int
+
+
+async def purge_expired(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+) -> PurgeCounts:
+    """Delete finished deliveries (with attempts) and handled inbox events past their retention."""
+    now = (clock or SystemClock()).now()
+    async with sessionmaker() as session, session.begin():
+        deliveries = await DeliveryRepository(session).purge_finished(
+            before=now - timedelta(days=settings.retention_attempts_days)
+        )
+        events = await InboxRepository(session).purge_handled(
+            before=now - timedelta(days=settings.retention_inbox_days)
+        )
+    return PurgeCounts(deliveries=deliveries, inbox_events=events)
+
+
+async def refresh_gauges(
+    sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock | None = None
+) -> None:
+    """Set bridge_outbox_depth, bridge_outbox_oldest_due_seconds and bridge_dead_letters."""
+    now = (clock or SystemClock()).now()
+    async with sessionmaker() as session:
+        repository = DeliveryRepository(session)
+        counts = await repository.counts_by_status()
+        oldest = await repository.oldest_due(now=now)
+    for status in DELIVERY_STATUSES:
+        metrics.outbox_depth.labels(status).set(counts.get(status, 0))
+    metrics.outbox_oldest_due_seconds.set(
+        max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    )
+    metrics.dead_letters.set(counts.get("dead", 0))
+
+
+class Housekeeping:
+    """Runs retention and gauge refresh on their intervals until stopped."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(
+                self._every(self._settings.retention_interval_s, self._purge),
+                name="relay-retention",
+            ),
+            asyncio.create_task(self._every(GAUGE_REFRESH_S, self._gauges), name="relay-gauges"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _purge(self) -> None:
+        counts = await purge_expired(self._sessionmaker, self._settings)
+        if counts.deliveries or counts.inbox_events:
+            log.info(
+                "retention purged rows",
+                deliveries=counts.deliveries,
+                inbox_events=counts.inbox_events,
+            )
+
+    async def _gauges(self) -> None:
+        await refresh_gauges(self._sessionmaker)
+
+    @staticmethod
+    async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("housekeeping job failed", job=getattr(job, "__name__", "job"))
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,145 @@
+"""Admin API for the outbox: /admin/v1/deliveries (list, show, replay, cancel)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
+from channel_bridge.relay import service
+
+router = APIRouter(prefix="/admin/v1/deliveries", tags=["deliveries"], dependencies=[AdminDep])
+
+DeliveryStatus = Literal["pending", "in_flight", "delivered", "dead", "cancelled"]
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    worker_id: str | None
+    started_at: datetime
+    duration_ms: float | None
+    outcome: str
+    http_status: int | None
+    error_class: str | None
+    error: str | None
+    response_excerpt: str | None
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    inbox_event_id: int | None
+    destination: str
+    partition_key: str | None
+    sequence: int
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime
+    locked_until: datetime | None
+    locked_by: str | None
+    last_error: str | None
+    result: dict[str, Any] | None
+    skipped: bool
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryDetail(DeliveryOut):
+    payload: dict[str, Any]
+    attempts: list[AttemptOut]
+
+
+class DeliveryPageOut(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class ReplayWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime
+    until: AwareDatetime
+    destination: str | None = Field(default=None, max_length=64)
+
+
+class ReplayCount(BaseModel):
+    replayed: int
+
+
+def _wake_worker(request: Request) -> None:
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+@router.get("", response_model=DeliveryPageOut)
+async def list_deliveries(
+    session: SessionDep,
+    status: DeliveryStatus | None = None,
+    destination: str | None = None,
+    partition: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=service.MAX_PAGE_SIZE),
+) -> DeliveryPageOut:
+    page = await service.list_deliveries(
+        session,
+        status=status,
+        destination=destination,
+        partition_key=partition,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
+    return DeliveryPageOut(
+        items=[DeliveryOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post("/replay", response_model=ReplayCount)
+async def replay_dead(
+    window: ReplayWindow, request: Request, session: SessionDep, settings: SettingsDep
+) -> ReplayCount:
+    count = await service.replay_dead(
+        session,
+        since=window.since,
+        until=window.until,
+        destination=window.destination,
+        max_window_days=settings.replay_max_window_days,
+    )
+    if count:
+        _wake_worker(request)
+    return ReplayCount(replayed=count)
+
+
+@router.get("/{delivery_id}", response_model=DeliveryDetail)
+async def show_delivery(delivery_id: int, session: SessionDep) -> DeliveryDetail:
+    delivery, attempts = await service.get_delivery(session, delivery_id)
+    return DeliveryDetail(
+        **DeliveryOut.model_validate(delivery).model_dump(),
+        payload=delivery.payload,
+        attempts=[AttemptOut.model_validate(a) for a in attempts],
+    )
+
+
+@router.post("/{delivery_id}/replay", response_model=DeliveryOut)
+async def replay_delivery(
+    delivery_id: int, request: Request, session: SessionDep, force: bool = False
+) -> DeliveryOut:
+    delivery = await service.replay_delivery(session, delivery_id, force=force)
+    _wake_worker(request)
+    return DeliveryOut.model_validate(delivery)
+
+
+@router.post("/{delivery_id}/cancel", response_model=DeliveryOut)
+async def cancel_delivery(delivery_id: int, session: SessionDep) -> DeliveryOut:
+    return DeliveryOut.model_validate(await service.cancel_delivery(session, delivery_id))

@@ -1,0 +1,193 @@
+"""Operator actions on deliveries: list, show, replay, cancel, and marking one failed later."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channel_bridge.db.base import utcnow
+from channel_bridge.db.models import Attempt, Delivery
+from channel_bridge.errors import BadRequest, Conflict, NotFound
+from channel_bridge.relay.repository import DeliveryRepository
+
+DELIVERY_STATUSES = ("pending", "in_flight", "delivered", "dead", "cancelled")
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    items: list[Delivery]
+    next_cursor: str | None
+
+
+def encode_cursor(delivery_id: int) -> str:
+    return base64.urlsafe_b64encode(f"d:{delivery_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "d" or not value.isdigit():
+            raise ValueError(cursor)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest(
+            "The cursor is not valid; start again without it",
+            errors=[{"field": "cursor", "message": "not a cursor from this API"}],
+        ) from None
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Aware UTC; a naive value is taken to be UTC already (the CLI accepts bare dates)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _check_window(since: datetime | None, until: datetime | None) -> None:
+    if since and until and since >= until:
+        raise BadRequest(
+            "`since` must be before `until`",
+            errors=[{"field": "since", "message": "must be before until"}],
+        )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    destination: str | None = None,
+    partition_key: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> DeliveryPage:
+    """Deliveries matching the filters, newest first, one page at a time."""
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise BadRequest(
+            f"Unknown status {status!r}",
+            errors=[{"field": "status", "message": f"one of {', '.join(DELIVERY_STATUSES)}"}],
+        )
+    since, until = as_utc(since), as_utc(until)
+    _check_window(since, until)
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    rows = await DeliveryRepository(session).list_page(
+        status=status,
+        destination=destination,
+        partition_key=partition_key,
+        since=since,
+        until=until,
+        before_id=decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    items = rows[:limit]
+    return DeliveryPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+async def get_delivery(session: AsyncSession, delivery_id: int) -> tuple[Delivery, list[Attempt]]:
+    """One delivery and its attempts, oldest attempt first."""
+    repository = DeliveryRepository(session)
+    delivery = await repository.get(delivery_id)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} does not exist")
+    return delivery, await repository.attempts_for(delivery_id)
+
+
+async def replay_delivery(
+    session: AsyncSession, delivery_id: int, *, force: bool = False, now: datetime | None = None
+) -> Delivery:
+    """Schedule a delivery again from attempt 1; a delivered one only with `force`. Commits."""
+    now = now or utcnow()
+    repository = DeliveryRepository(session)
+    delivery = await repository.get(delivery_id, for_update=True)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} does not exist")
+    if delivery.status == "in_flight":
+        raise Conflict(f"Delivery {delivery_id} is being attempted right now")
+    if delivery.status == "delivered" and not force:
+        raise Conflict(
+            f"Delivery {delivery_id} was already delivered; replay with force to send it again"
+        )
+    await repository.reschedule(delivery_id, now=now)
+    await session.commit()
+    await session.refresh(delivery)
+    return delivery
+
+
+async def replay_dead(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    max_window_days: int,
+    destination: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Schedule again every dead delivery created in [since, until); the count. Commits."""
+    since, until = as_utc(since), as_utc(until)  # type: ignore[assignment]
+    _check_window(since, until)
+    if until - since > timedelta(days=max_window_days):
+        raise BadRequest(
+            f"The window may span at most {max_window_days} days",
+            errors=[{"field": "until", "message": f"at most {max_window_days} days after since"}],
+        )
+    count = await DeliveryRepository(session).reschedule_dead(
+        since=since, until=until, destination=destination, now=now or utcnow()
+    )
+    await session.commit()
+    return count
+
+
+async def cancel_delivery(
+    session: AsyncSession, delivery_id: int, *, now: datetime | None = None
+) -> Delivery:
+    """Stop a pending or dead delivery for good (cancelling twice is fine). Commits."""
+    repository = DeliveryRepository(session)
+    delivery = await repository.get(delivery_id, for_update=True)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} does not exist")
+    if delivery.status in ("delivered", "in_flight"):
+        raise Conflict(
+            f"Delivery {delivery_id} is {delivery.status.replace('_', ' ')}; it cannot be cancelled"
+        )
+    if delivery.status != "cancelled":
+        await repository.set_status(delivery_id, status="cancelled", now=now or utcnow())
+        await session.commit()
+        await session.refresh(delivery)
+    return delivery
+
+
+async def mark_delivery_failed(
+    session: AsyncSession, delivery_id: int, reason: str, *, now: datetime | None = None
+) -> Delivery:
+    """Record that a delivery failed after the fact (e.g. a failure receipt); it is not re-sent.
+
+    The delivery becomes `dead` (so it shows among the dead letters and can be replayed), its
+    `last_error` is the reason and `result.failure` keeps the reason and time. A worker still
+    holding its lease loses it, so its outcome cannot overwrite this. The caller commits.
+    """
+    now = now or utcnow()
+    repository = DeliveryRepository(session)
+    delivery = await repository.get(delivery_id, for_update=True)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} does not exist")
+    result: dict[str, Any] = dict(delivery.result or {})
+    result["failure"] = {
+        "reason": reason,
+        "at": now.isoformat(),
+        "previous_status": delivery.status,
+    }
+    await repository.set_status(
+        delivery_id, status="dead", now=now, last_error=reason, result=result
+    )
+    await session.flush()
+    await session.refresh(delivery)
+    return delivery
