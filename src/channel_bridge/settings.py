@@ -10,6 +10,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,6 +107,23 @@ class Settings(BaseSettings):
     # Refresh at 80 % of expires_in so no request carries a token about to expire.
     axp_token_refresh_ratio: float = 0.8
     axp_media_max_bytes: int = 25 * 1024 * 1024
+    # headers.sourceType on messages we send; AXP echoes it (the official sample uses "SMS").
+    axp_source_type: str = "nexus-async"
+    # Callback attachment URLs are relative (`/v1/media/…`); the spec servers put the media
+    # store under this path on the API host (inferred, so configurable).
+    axp_media_store_path: str = "/api/media-store"
+    # Off only for tests and one-off tools: the reconcile loop is what heals a deleted
+    # subscription, since the Digital Notification API has no renew and no expiry.
+    axp_subscription_reconcile_enabled: bool = True
+    # Admin Voice changes finish asynchronously (202, then poll GET by id). No duration is
+    # published; 5 min covers a carrier number order, and the operator can check again later.
+    axp_admin_poll_timeout_s: float = Field(default=300.0, gt=0)
+    # First check after 1 s, doubling to at most 15 s: quick answers for quick changes,
+    # about 25 requests over the whole 5 min for slow ones.
+    axp_admin_poll_initial_interval_s: float = Field(default=1.0, gt=0)
+    axp_admin_poll_max_interval_s: float = Field(default=15.0, gt=0)
+    # The largest page every admin listing accepts (spec maximum 50): fewest round trips.
+    axp_admin_page_size: int = Field(default=50, ge=5, le=50)
 
     # --- Nexus (Genesys Digital Channels) ---------------------------------------------
     nexus_base_url: str | None = None
@@ -113,11 +131,93 @@ class Settings(BaseSettings):
     nexus_api_key: SecretStr | None = None
     nexus_signature_encoding: Literal["hex", "base64", "auto"] = "hex"
     nexus_media_max_bytes: int = 25 * 1024 * 1024
+    # Everything below covers a detail the public Nexus docs do not publish; each default is
+    # our choice, listed with its reason in docs/nexus-contract.md. (read) marks a read fact.
+    # Inbound-message path: inferred from the read media path; not published.
+    nexus_messages_path: str = "/nexus/v3/channels/{channelId}/messages"
+    # Receipts exist (read) but their path is unknown: provisional.
+    nexus_receipts_path: str = "/nexus/v3/channels/{channelId}/receipts"
+    # Typing is not documented for Async at all: off unless a tenant proves it exists.
+    nexus_typing_enabled: bool = False
+    nexus_typing_path: str = "/nexus/v3/channels/{channelId}/typing"
+    # (read) media upload path.
+    nexus_media_path: str = "/nexus/v3/channels/{channelId}/media"
+    # Download of a synthetic `genesys://nexus/<mediaId>` URL: not published; provisional.
+    nexus_media_download_path: str = "/nexus/v3/media/{mediaId}"
+    # (read) provisioning path from the SMS setup guide.
+    nexus_provisioning_path: str = "/nexus/v3/provisioning/services/{ccid}/{service}"
+    # What X-Hub-Signature covers on a multipart upload is not documented: the exact encoded
+    # multipart body is the natural reading of "the body of the message".
+    nexus_multipart_signature: Literal["body", "file", "none"] = "body"
+    # Field names of the provisional OutgoingMessage: comma-separated aliases, first match
+    # wins, dotted paths reach into objects. The first alias names the field we send.
+    nexus_field_message_id: str = "id,messageId"
+    nexus_field_channel_id: str = "channelId,channel.id"
+    nexus_field_to: str = "to,channel.to.id"
+    nexus_field_from: str = "from,channel.from.id"
+    nexus_field_text: str = "text,body"
+    nexus_field_media: str = "media,attachments"
+    nexus_field_media_url: str = "url,mediaUrl"
+    nexus_field_media_content_type: str = "contentType,mimetype,mimeType"
+    nexus_field_media_filename: str = "filename,fileName,name"
+    nexus_field_timestamp: str = "timestamp,createdAt"
+    nexus_field_typing: str = "typing,isTyping"
+    nexus_field_receipt_message_id: str = "messageId"
+    nexus_field_receipt_status: str = "status"
+    nexus_field_receipt_reason: str = "reason"
+
+    @field_validator(
+        "nexus_field_message_id", "nexus_field_channel_id", "nexus_field_to", "nexus_field_from",
+        "nexus_field_text", "nexus_field_media", "nexus_field_media_url",
+        "nexus_field_media_content_type", "nexus_field_media_filename", "nexus_field_timestamp",
+        "nexus_field_typing", "nexus_field_receipt_message_id", "nexus_field_receipt_status",
+        "nexus_field_receipt_reason",
+    )
+    @classmethod
+    def _nexus_alias_list(cls, value: str) -> str:
+        if not any(part.strip() for part in value.split(",")):
+            raise ValueError("needs at least one field name (comma-separated aliases)")
+        return value
+
+    @field_validator(
+        "nexus_messages_path", "nexus_receipts_path", "nexus_typing_path", "nexus_media_path"
+    )
+    @classmethod
+    def _nexus_channel_path(cls, value: str) -> str:
+        if not value.startswith("/") or "{channelId}" not in value:
+            raise ValueError("must start with / and contain {channelId}")
+        return value
+
+    @field_validator("nexus_media_download_path")
+    @classmethod
+    def _nexus_media_id_path(cls, value: str) -> str:
+        if not value.startswith("/") or "{mediaId}" not in value:
+            raise ValueError("must start with / and contain {mediaId}")
+        return value
 
     # --- Akixi ------------------------------------------------------------------------
     akixi_url: str | None = None
     akixi_user: str | None = None
     akixi_password: SecretStr | None = None
+    # Not published by Akixi; text/xml is what a bare <Request> document is sent as.
+    akixi_content_type: str = "text/xml; charset=UTF-8"
+    # The Authenticate hash is not published: a documented choice (docs/akixi-contract.md).
+    akixi_password_scheme: Literal["sha256-nonce", "sha1-nonce", "md5-nonce", "plain"] = (
+        "sha256-nonce"
+    )
+    # Marks the entries we own in Akixi, so sync never touches anyone else's.
+    akixi_unique_id_prefix: str = "axp-"
+    # Scope of our entries: PartitionGUID wins; else TelSysID + PartIDInTelSys (Akixi's rule).
+    akixi_partition_guid: str | None = None
+    akixi_telsys_id: str | None = None
+    akixi_part_id_in_telsys: str | None = None
+    # AXP messaging integrations are chat-like; Akixi knows "LiveChat" and "POP3 SMTP".
+    akixi_integration_type: str = "LiveChat"
+    # Akixi's own default Limit for OmnichannelIntList.
+    akixi_list_page_size: int = Field(default=1000, ge=1, le=1000)
+    # After Akixi refuses our credentials, no new login for this long (repeated tries look
+    # like brute force and the account may lock); deliveries wait instead of hammering it.
+    akixi_auth_failure_backoff_s: float = 900.0
 
     # ----------------------------------------------------------------------------------
 
@@ -178,6 +278,17 @@ class Settings(BaseSettings):
                 found.append(f"{var} holds a placeholder value: set a real secret for BRIDGE_ENV=prod")
             elif len(raw) < 32:
                 found.append(f"{var} is too short: use at least 32 random characters")
+        # Optional secrets may be absent, but a value copied from .env.example is never real.
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name not in required and isinstance(value, SecretStr) and _is_placeholder(
+                value.get_secret_value()
+            ):
+                found.append(f"BRIDGE_{name.upper()} holds a placeholder value: set a real secret "
+                             "for BRIDGE_ENV=prod")
+        if _is_placeholder(urlsplit(self.database_url).password or ""):
+            found.append("BRIDGE_DATABASE_URL holds a placeholder password: set the real one "
+                         "for BRIDGE_ENV=prod")
         if self.sandbox:
             found.append("BRIDGE_SANDBOX=true is not allowed when BRIDGE_ENV=prod")
         if not self.public_base_url.startswith("https://"):

@@ -46,6 +46,19 @@ outbox_oldest_due_seconds = Gauge(
 )
 dead_letters = Gauge("bridge_dead_letters", "Deliveries in the dead state")
 
+# Bridge metrics (issue: the bridge end to end)
+bridge_events = Counter(
+    "bridge_events_total", "Relayed events by kind and outcome (relayed, unroutable, echo, ...)",
+    ["kind", "outcome"],
+)
+engagement_errors = Counter(
+    "bridge_engagement_errors_total", "AXP ENGAGEMENT_ERROR events matched to a delivery", ["matched"]
+)
+
+# Akixi WS (issue 7): outcome is success, fail:<code>, http:<status>, timeout, unreachable, bad_xml.
+akixi_calls = Counter("bridge_akixi_calls_total", "Akixi WS requests by outcome", ["operation", "outcome"])
+akixi_logins = Counter("bridge_akixi_logins_total", "Akixi CreateSession+Authenticate by outcome", ["outcome"])
+
 
 def render_latest() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,115 @@
+"""`AxpPlatform`: the AXP clients of one process, sharing one authenticated HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from channel_bridge.mappings.repository import IntegrationRepository
+from channel_bridge.platforms.axp.auth import TokenCache, axp_configured, build_axp_http
+from channel_bridge.platforms.axp.client import AxpMessagingClient
+from channel_bridge.platforms.axp.media import AxpMediaStore
+from channel_bridge.platforms.axp.subscriptions import (
+    SUBSCRIPTION_ENSURE_DESTINATION,
+    AxpSubscriptions,
+    callback_url_for,
+    make_subscription_ensure_handler,
+    reconcile_forever,
+)
+from channel_bridge.settings import Settings
+
+
+@dataclass(slots=True)
+class AxpPlatform:
+    settings: Settings
+    http: httpx.AsyncClient
+    account_id: str
+    messaging: AxpMessagingClient
+    media: AxpMediaStore
+    subscriptions: AxpSubscriptions
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AxpPlatform:
+        """Build the clients; raises AxpNotConfigured if BRIDGE_AXP_* settings are missing."""
+        http = build_axp_http(settings, transport=transport, cache=TokenCache(), clock=clock)
+        assert settings.axp_account_id and settings.axp_base_url
+        account_id = settings.axp_account_id
+        return cls(
+            settings=settings,
+            http=http,
+            account_id=account_id,
+            messaging=AxpMessagingClient(http, account_id),
+            media=AxpMediaStore(http, account_id, settings.axp_base_url,
+                                settings.axp_media_max_bytes,
+                                media_store_path=settings.axp_media_store_path),
+            subscriptions=AxpSubscriptions(http, account_id),
+        )
+
+    @property
+    def callback_url(self) -> str:
+        return callback_url_for(self.settings.public_base_url,
+                                self.settings.axp_callback_token.get_secret_value())
+
+    @property
+    def event_types(self) -> list[str]:
+        return list(self.settings.axp_subscription_event_types)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
+    """Lifespan step: `app.state.axp` (None unless AXP is configured), its destination and
+    the subscription reconcile task, all undone when the stack closes.
+
+    Tests and the sandbox may set `app.state.axp_transport` before start-up to reach a
+    simulated AXP in-process.
+    """
+    app.state.axp = None
+    if not axp_configured(settings):
+        return
+    transport = getattr(app.state, "axp_transport", None)
+    platform = AxpPlatform.from_settings(settings, transport=transport)
+    stack.push_async_callback(platform.aclose)
+    app.state.axp = platform
+    app.state.destinations.register(
+        SUBSCRIPTION_ENSURE_DESTINATION,
+        make_subscription_ensure_handler(platform.subscriptions, callback_url=platform.callback_url,
+                                         event_types=platform.event_types),
+    )
+    if not settings.axp_subscription_reconcile_enabled:
+        return
+    sessionmaker = app.state.sessionmaker
+
+    async def provider_ids() -> list[str]:
+        async with sessionmaker() as session:
+            return await IntegrationRepository(session).known_channel_provider_ids(
+                account_id=platform.account_id
+            )
+
+    task = asyncio.create_task(
+        reconcile_forever(platform.subscriptions, provider_ids=provider_ids,
+                          callback_url=platform.callback_url, event_types=platform.event_types,
+                          interval_s=settings.axp_subscription_reconcile_s),
+        name="axp-subscription-reconcile",
+    )
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)

@@ -1,0 +1,122 @@
+"""`POST /axp/callbacks/{token}/notifications`: AXP Digital Notification callbacks.
+
+AXP signs nothing, so the unguessable token in the URL is the authentication; a wrong token
+gets the same 404 as a path that does not exist. AXP expects 200 within 5 s and re-sends
+otherwise, so the event is stored (with the deliveries the planner derives from it) in one
+commit and acknowledged; the work happens later in the relay.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from channel_bridge.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    field_errors_from_pydantic,
+)
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.ops.metrics import ack_seconds, webhooks
+from channel_bridge.platforms.axp.schemas import (
+    AxpCallbackEvent,
+    dedupe_key,
+    parse_callback_event,
+)
+from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.security import tokens_equal
+
+log = get_logger(__name__)
+
+SOURCE = "axp.notification"
+ACK = {"status": "accepted"}
+
+# Set by the bridge wiring on app.state.axp_event_planner.
+AxpEventPlanner = Callable[[AxpCallbackEvent], Sequence[DeliveryRequest]]
+
+router = APIRouter(tags=["axp"])
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _count(outcome: str) -> None:
+    webhooks.labels(SOURCE, outcome).inc()
+
+
+@router.post(
+    "/axp/callbacks/{token}/notifications",
+    summary="AXP digital notification callback",
+    responses={400: {}, 404: {}, 413: {}, 415: {}, 422: {}},
+)
+async def axp_notification(token: str, request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    settings = request.app.state.settings
+    if not tokens_equal(token, settings.axp_callback_token):
+        _count("bad_token")
+        # Identical to the answer for a path that does not exist.
+        raise StarletteHTTPException(status_code=404)
+    if not _is_json(request.headers.get("content-type")):
+        _count("unsupported_media_type")
+        raise UnsupportedMediaType("The callback body must be application/json")
+    try:
+        raw = await request.body()
+    except PayloadTooLarge:
+        _count("too_large")
+        raise
+    try:
+        data: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        _count("malformed")
+        raise BadRequest("The callback body is not valid JSON") from None
+    if not isinstance(data, dict):
+        _count("invalid")
+        raise Unprocessable("The callback body must be a JSON object",
+                            errors=[{"field": "body", "message": "must be an object"}])
+    try:
+        event = parse_callback_event(data)
+    except ValidationError as exc:
+        _count("invalid")
+        raise Unprocessable(
+            "The callback does not match the AXP notification schema",
+            errors=field_errors_from_pydantic(list(exc.errors(include_input=False))),
+        ) from None
+
+    account_id = getattr(event, "accountId", None)
+    if settings.axp_account_id and account_id and account_id != settings.axp_account_id:
+        # Answered 200 so a misrouted subscription is not redelivered for ever; stored nowhere.
+        _count("foreign_account")
+        log.warning("axp callback for another account ignored", event_type=event.eventType,
+                    account_id=account_id)
+        return JSONResponse(ACK)
+
+    planner: AxpEventPlanner | None = getattr(request.app.state, "axp_event_planner", None)
+    deliveries = list(planner(event)) if planner is not None else []
+    acceptance = await request.app.state.inbox.accept(
+        source=SOURCE,
+        external_id=dedupe_key(event, data),
+        payload=data,
+        deliveries=deliveries,
+        ack=ACK,
+        kind=event.eventType,
+        raw_body=raw.decode("utf-8", "replace"),
+    )
+    _count("accepted" if acceptance.is_new else "duplicate")
+    ack_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+    if acceptance.is_new:
+        log.info("axp callback accepted", event_type=event.eventType,
+                 inbox_event_id=acceptance.inbox_event_id, deliveries=len(acceptance.delivery_ids))
+    return JSONResponse(acceptance.ack or ACK)

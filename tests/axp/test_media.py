@@ -1,0 +1,146 @@
+"""Media store: signed upload; download from the AXP host only, size limit while streaming."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+
+from channel_bridge.platforms.axp.media import AxpMediaStore
+from channel_bridge.platforms.axp.platform import AxpPlatform
+from channel_bridge.relay.errors import PermanentError
+from channel_bridge.sandbox.axp import AxpSimulator
+from tests.axp.conftest import ACCOUNT_ID, AXP_BASE_URL, validate_against
+
+
+async def test_upload_asks_for_a_signed_uri_then_posts_media_file(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    media_id = await platform.media.upload(b"brochure-bytes", "brochure.pdf", "application/pdf")
+    signed, upload = sim.recorded()
+    assert signed.method == "POST"
+    assert signed.path == f"/api/media-store/v1/accounts/{ACCOUNT_ID}/media/signed-upload-uri"
+    assert signed.json == {
+        "mediaName": "brochure.pdf",
+        "mediaContentType": "application/pdf",
+        "mediaSize": 14,
+    }
+    validate_against("signed_media_upload_request.schema.json", signed.json)
+    assert upload.path == f"/api/media-store/v1/media/{media_id}"
+    assert "authorization" not in upload.headers  # the signed URI is the authorisation
+    assert upload.headers["content-type"].startswith("multipart/form-data")
+    assert b'name="mediaFile"; filename="brochure.pdf"' in upload.body
+    assert sim.media[media_id]["content"] == b"brochure-bytes"
+
+
+async def test_upload_from_a_stream_is_spooled_and_sized(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 1000
+
+    media_id = await platform.media.upload(chunks(), "big.bin", "application/octet-stream")
+    assert sim.recorded()[0].json["mediaSize"] == 10_000
+    assert sim.media[media_id]["content"] == b"x" * 10_000
+
+
+async def test_upload_above_the_limit_is_refused_before_any_request(sim: AxpSimulator) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sim.app), base_url=AXP_BASE_URL
+    ) as http:
+        store = AxpMediaStore(http, ACCOUNT_ID, AXP_BASE_URL, max_bytes=100)
+        with pytest.raises(PermanentError):
+            await store.upload(b"x" * 101, "a.bin", "application/octet-stream")
+    assert sim.requests == []
+
+
+async def test_download_resolves_relative_signed_urls(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    media_id = sim.store_media(b"picture", name="my-picture.png", content_type="image/png")
+    content, content_type, filename = await platform.media.download(sim.signed_media_path(media_id))
+    assert (content, content_type, filename) == (b"picture", "image/png", "my-picture.png")
+    assert sim.recorded()[-1].path == f"/api/media-store/v1/media/{media_id}"
+
+
+async def test_download_accepts_absolute_urls_on_the_axp_host(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    media_id = sim.store_media(b"doc", name="d.txt", content_type="text/plain")
+    url = f"{AXP_BASE_URL}/api/media-store{sim.signed_media_path(media_id)}"
+    assert (await platform.media.download(url))[0] == b"doc"
+    fresh = await platform.media.signed_download_uri(media_id)
+    assert fresh.startswith(f"/v1/media/{media_id}?ttl=")
+    assert (await platform.media.download(fresh))[0] == b"doc"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example.com/api/media-store/v1/media/abc?ttl=1&signature=x",
+        "https://na.api.axp.test.evil.example.com/v1/media/abc",
+        "http://na.api.axp.test/api/media-store/v1/media/abc",  # downgrade to plain http
+        "//evil.example.com/v1/media/abc",
+    ],
+)
+@respx.mock(assert_all_called=False)
+async def test_download_refuses_another_host_before_any_request(
+    url: str, respx_mock: respx.MockRouter
+) -> None:
+    anything = respx_mock.route().mock(return_value=httpx.Response(200, content=b"stolen"))
+    async with httpx.AsyncClient(base_url=AXP_BASE_URL) as http:
+        store = AxpMediaStore(http, ACCOUNT_ID, AXP_BASE_URL, max_bytes=1000)
+        with pytest.raises(PermanentError, match="not the configured AXP host"):
+            await store.download(url)
+    assert anything.call_count == 0
+
+
+@respx.mock
+async def test_download_limit_is_enforced_while_streaming(respx_mock: respx.MockRouter) -> None:
+    sent: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for n in range(1000):
+            sent.append(n)
+            yield b"y" * 100
+
+    respx_mock.get(f"{AXP_BASE_URL}/api/media-store/v1/media/m1").mock(
+        return_value=httpx.Response(200, stream=_Stream(endless()))
+    )
+    async with httpx.AsyncClient(base_url=AXP_BASE_URL) as http:
+        store = AxpMediaStore(http, ACCOUNT_ID, AXP_BASE_URL, max_bytes=1000)
+        with pytest.raises(PermanentError, match="BRIDGE_AXP_MEDIA_MAX_BYTES"):
+            await store.download("/v1/media/m1")
+    assert len(sent) < 20  # stopped right after the limit, not after reading everything
+
+
+@respx.mock
+async def test_declared_oversize_is_refused_from_the_header(respx_mock: respx.MockRouter) -> None:
+    respx_mock.get(f"{AXP_BASE_URL}/api/media-store/v1/media/m2").mock(
+        return_value=httpx.Response(200, content=b"z" * 2000)
+    )
+    async with httpx.AsyncClient(base_url=AXP_BASE_URL) as http:
+        store = AxpMediaStore(http, ACCOUNT_ID, AXP_BASE_URL, max_bytes=1000)
+        with pytest.raises(PermanentError):
+            await store.download("/v1/media/m2")
+
+
+async def test_expired_signature_is_a_permanent_error(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    media_id = sim.store_media(b"old", name="o.txt", content_type="text/plain")
+    with pytest.raises(PermanentError) as caught:
+        await platform.media.download(sim.signed_media_path(media_id, ttl_ms=1))
+    assert "ttl: has expired" in str(caught.value)
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = source
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._source:
+            yield chunk
