@@ -14,7 +14,8 @@ from channel_bridge.relay.errors import (
     ThrottledError,
     classify_status,
 )
-from channel_bridge.relay.retry import RetryPolicy, parse_retry_after
+from channel_bridge.relay.errors import parse_retry_after
+from channel_bridge.relay.retry import RetryPolicy
 from channel_bridge.settings import Settings
 
 NOW = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -57,3 +61,26 @@ def classify_status(status: int) -> type[DeliveryError]:
     if status == 401:
         return AuthError
     return PermanentError
+
+
+def parse_retry_after(value: str | None, *, now: datetime | float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date (RFC 9110
+    §10.2.3); None when absent or unreadable. `now` is a datetime or epoch seconds."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if now is None:
+        reference = time.time()
+    elif isinstance(now, datetime):
+        reference = now.timestamp()
+    else:
+        reference = now
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - reference)

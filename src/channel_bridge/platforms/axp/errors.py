@@ -8,9 +8,7 @@ it propagate and the worker schedules the retry.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +22,7 @@ from channel_bridge.relay.errors import (
     RetryableError,
     ThrottledError,
     classify_status,
+    parse_retry_after,
 )
 
 # Attempt rows keep at most 2 KB of the upstream answer.
@@ -93,21 +92,6 @@ _BY_RELAY_CLASS: dict[type[DeliveryError], type[AxpApiError]] = {
 }
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds to wait: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    delta = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, delta)
 
 
 def _violations(raw: Any) -> tuple[Violation, ...]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
-from datetime import UTC
 
 import httpx
 
@@ -17,6 +14,7 @@ from channel_bridge.relay.errors import (
     RetryableError,
     ThrottledError,
     classify_status,
+    parse_retry_after,
 )
 
 EXCERPT_LIMIT = 2048
@@ -60,22 +58,6 @@ _BY_RELAY_CLASS: dict[type[DeliveryError], type[NexusApiError]] = {
 }
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def error_for_response(response: httpx.Response, operation: str) -> NexusApiError:
