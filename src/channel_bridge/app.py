@@ -198,6 +198,14 @@ def _install_error_handlers(app: FastAPI) -> None:
                                               "The database is not reachable; retry later",
                                               slug="database-unavailable"), {"Retry-After": "5"})
 
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        # A connection dropped mid-statement (asyncpg's ConnectionDoesNotExistError) arrives as a
+        # plain DBAPIError with connection_invalidated set: an outage, not a bug (drill (c)).
+        if getattr(exc, "connection_invalidated", False):
+            return await _database_unavailable(request, exc)
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette renders this in its outermost middleware, after the request context has

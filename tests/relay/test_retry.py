@@ -13,8 +13,8 @@ from channel_bridge.relay.errors import (
     RetryableError,
     ThrottledError,
     classify_status,
+    parse_retry_after,
 )
-from channel_bridge.relay.errors import parse_retry_after
 from channel_bridge.relay.retry import RetryPolicy
 from channel_bridge.settings import Settings
 
