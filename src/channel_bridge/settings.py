@@ -16,7 +16,12 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values shipped as dev defaults or in .env.example; refused outside dev.
-PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-", "xxx", "todo")
+# Words only a hand-written stand-in contains: a random secret of 32+ characters from a
+# 64-symbol alphabet holds a given 7-letter word with odds far below one in a billion, so real
+# secrets are never refused. Short generic words ("xxx", "todo") are matched only whole.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "replace-me", "example")
+PLACEHOLDER_PREFIXES = ("dev-", "sandbox-")
+PLACEHOLDER_VALUES = ("xxx", "todo", "secret", "password", "changeit")
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/bridge.db"
 
@@ -319,7 +324,14 @@ class Settings(BaseSettings):
 
 def _is_placeholder(value: str) -> bool:
     lowered = value.lower()
-    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+    if not lowered:
+        return False  # a missing value is reported as missing, not as a placeholder
+    return (
+        any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+        or lowered.startswith(PLACEHOLDER_PREFIXES)
+        or lowered.strip("x*.-_ ") == ""
+        or lowered in PLACEHOLDER_VALUES
+    )
 
 
 def _mask_url_password(url: str) -> str:

@@ -49,7 +49,7 @@ def test_a_complete_prod_configuration_is_usable() -> None:
         ("", "is missing"),
         ("change-me-0123456789abcdef0123456789abcdef", "holds a placeholder value"),
         ("dev-0123456789abcdef0123456789abcdef", "holds a placeholder value"),
-        ("xXx-not-real-but-long-0123456789abcdefgh", "holds a placeholder value"),
+        ("replace-me-not-real-but-long-0123456789abcdefgh", "holds a placeholder value"),
         ("Zq8-short-but-random", "is too short"),
     ],
 )
@@ -158,3 +158,14 @@ def test_check_config_names_the_variable_on_one_line(value: str, reason: str, mo
     assert lines[0].startswith(f"configuration error: BRIDGE_SECRET_KEY {reason}")
     if value:
         assert value not in result.output
+
+
+def test_random_secrets_are_never_taken_for_placeholders() -> None:
+    """A real secret must never be refused: 2,000 random ones all pass the placeholder check."""
+    import secrets as random_secrets
+
+    from channel_bridge.settings import _is_placeholder
+
+    assert not any(_is_placeholder(random_secrets.token_urlsafe(36)) for _ in range(2000))
+    assert _is_placeholder("change-me-secret-key-00000000000000000000")
+    assert _is_placeholder("dev-secret-key-change-me") and _is_placeholder("xxxxxxxx")
