@@ -259,14 +259,14 @@ async def _accept(
 ) -> tuple[str, bool]:
     ack_id = new_ack_id()
     planner = state.nexus_message_planner
-
-    async def plan(_session: AsyncSession, _event_id: int) -> Sequence[DeliveryRequest]:
-        if planner is None:
-            return ()
+    # The planner is pure (no I/O), so it runs before accept and the message joins the inbox's
+    # group commit; for a redelivery accept stores nothing and these deliveries are dropped.
+    deliveries: Sequence[DeliveryRequest] = ()
+    if planner is not None:
         planned = planner(channel, message, ack_id, trace_id)
         if inspect.isawaitable(planned):
             planned = await planned
-        return list(planned or ())
+        deliveries = list(planned or ())
 
     payload = {
         "channelId": channel.nexus_channel_id,
@@ -284,7 +284,7 @@ async def _accept(
         if message.typing is not None and not message.text and not message.media
         else "message",
         raw_body=raw_body,
-        within=plan,
+        deliveries=deliveries,
     )
     stored = (acceptance.ack or {}).get("messageId", ack_id)
     log.info(
