@@ -197,6 +197,10 @@ async def deliver_receipt(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         link = await links.find_by_axp_message_id(event.messageId) if event.messageId else None
         if link is None and event.providerMessageId:
             link = await links.find_by_nexus_message_id(event.providerMessageId, direction="nexus_to_axp")
+            # A Nexus message without an id was sent with our ack id as providerMessageId, and
+            # the status can come before AXP's message id is on the link (race or lost answer).
+            if link is None:
+                link = await links.find_by_ack_id(event.providerMessageId)
         if link is None or link.direction != "nexus_to_axp" or not link.ack_id:
             metrics.bridge_events.labels("axp.status", "unroutable").inc()
             return {"skipped": "no relayed message for this status"}
