@@ -1,4 +1,4 @@
-"""create_app(settings) -> FastAPI. The lifespan owns the engine, HTTP clients and background tasks."""
+"""create_app(settings) -> FastAPI; its lifespan owns the engine, HTTP clients and tasks."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.sandbox_mode:
         settings = sandbox_settings(settings)
     configure_logging(
-        level=settings.log_level, fmt=settings.effective_log_format, secret_values=settings.secret_values()
+        level=settings.log_level,
+        fmt=settings.effective_log_format,
+        secret_values=settings.secret_values(),
     )
 
     @contextlib.asynccontextmanager
@@ -94,7 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
             app.state.worker = (
                 RelayWorker(app.state.sessionmaker, app.state.destinations, settings)
-                if settings.worker_enabled else None
+                if settings.worker_enabled
+                else None
             )
             app.state.inbox = Inbox(
                 app.state.sessionmaker,
@@ -132,8 +135,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(housekeeping.stop)
                 await app.state.worker.start()
                 stack.push_async_callback(app.state.worker.stop)
-            log.info("bridge starting", version=__version__, env=settings.env,
-                     database=settings.database_url.split("://", 1)[0], sandbox=settings.sandbox_mode)
+            log.info(
+                "bridge starting",
+                version=__version__,
+                env=settings.env,
+                database=settings.database_url.split("://", 1)[0],
+                sandbox=settings.sandbox_mode,
+            )
             yield
             log.info("bridge stopping")
 
@@ -169,7 +177,9 @@ def create_app_from_env() -> FastAPI:
     return create_app(Settings())
 
 
-def _problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def _problem(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
@@ -181,22 +191,39 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = field_errors_from_pydantic(list(exc.errors()))
-        return _problem(422, problem_body(422, "Unprocessable content", "The request is not valid",
-                                          slug="validation-error", errors=errors))
+        return _problem(
+            422,
+            problem_body(
+                422,
+                "Unprocessable content",
+                "The request is not valid",
+                slug="validation-error",
+                errors=errors,
+            ),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
-        return _problem(exc.status_code, problem_body(exc.status_code, detail, detail),
-                        dict(exc.headers or {}))
+        return _problem(
+            exc.status_code, problem_body(exc.status_code, detail, detail), dict(exc.headers or {})
+        )
 
     for error_type in DATABASE_UNAVAILABLE:
+
         @app.exception_handler(error_type)
         async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
             log.warning("database unavailable", error=type(exc).__name__)
-            return _problem(503, problem_body(503, "Service unavailable",
-                                              "The database is not reachable; retry later",
-                                              slug="database-unavailable"), {"Retry-After": "5"})
+            return _problem(
+                503,
+                problem_body(
+                    503,
+                    "Service unavailable",
+                    "The database is not reachable; retry later",
+                    slug="database-unavailable",
+                ),
+                {"Retry-After": "5"},
+            )
 
     @app.exception_handler(sqlalchemy.exc.DBAPIError)
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -211,8 +238,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Starlette renders this in its outermost middleware, after the request context has
         # closed: bring the request id back for the log line and the response header.
         request_id = request.scope.get("state", {}).get("request_id") or safe_request_id(
-            request.headers.get("x-request-id"))
+            request.headers.get("x-request-id")
+        )
         with bound_contextvars(request_id=request_id):
             log.exception("unhandled error", error=type(exc).__name__)
-        return _problem(500, problem_body(500, "Internal error", "An unexpected error occurred",
-                                          slug="internal-error"), {"X-Request-ID": request_id})
+        return _problem(
+            500,
+            problem_body(
+                500, "Internal error", "An unexpected error occurred", slug="internal-error"
+            ),
+            {"X-Request-ID": request_id},
+        )

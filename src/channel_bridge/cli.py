@@ -9,8 +9,11 @@ import typer
 
 from channel_bridge.settings import ConfigError, Settings
 
-app = typer.Typer(help="channel-bridge: AXP Custom Messaging <-> Genesys Nexus Async bridge",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="channel-bridge: AXP Custom Messaging <-> Genesys Nexus Async bridge",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def load_settings() -> Settings:

@@ -46,8 +46,12 @@ def require_admin(request: Request) -> None:
     """Bearer BRIDGE_ADMIN_TOKEN, compared in constant time."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not tokens_equal(token.strip(), request.app.state.settings.admin_token):
-        raise Unauthorized("A valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    if scheme.lower() != "bearer" or not tokens_equal(
+        token.strip(), request.app.state.settings.admin_token
+    ):
+        raise Unauthorized(
+            "A valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 AdminDep = Depends(require_admin)

@@ -28,7 +28,9 @@ class BridgeError(Exception):
         self.headers = headers or {}
 
     def to_problem(self) -> dict[str, Any]:
-        return problem_body(self.status, self.title, self.detail, slug=self.slug, errors=self.errors)
+        return problem_body(
+            self.status, self.title, self.detail, slug=self.slug, errors=self.errors
+        )
 
 
 class BadRequest(BridgeError):
@@ -82,7 +84,9 @@ def problem_body(
     return body
 
 
-def field_errors_from_pydantic(errors: list[dict[str, Any]], *, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def field_errors_from_pydantic(
+    errors: list[dict[str, Any]], *, prefix: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """Pydantic errors as `{"field": "a.b.0", "message": ...}` without echoing input values."""
     rendered = []
     for error in errors:

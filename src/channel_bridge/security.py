@@ -37,7 +37,9 @@ class SecretBox:
         try:
             plain = self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise SecretBoxError("stored secret cannot be decrypted with BRIDGE_SECRET_KEY") from exc
+            raise SecretBoxError(
+                "stored secret cannot be decrypted with BRIDGE_SECRET_KEY"
+            ) from exc
         # A decrypted secret may reach a log line through an upstream error: scrub it there too.
         log_secrets.add(plain)
         return SecretStr(plain)

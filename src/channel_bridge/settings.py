@@ -172,10 +172,19 @@ class Settings(BaseSettings):
     nexus_field_receipt_reason: str = "reason"
 
     @field_validator(
-        "nexus_field_message_id", "nexus_field_channel_id", "nexus_field_to", "nexus_field_from",
-        "nexus_field_text", "nexus_field_media", "nexus_field_media_url",
-        "nexus_field_media_content_type", "nexus_field_media_filename", "nexus_field_timestamp",
-        "nexus_field_typing", "nexus_field_receipt_message_id", "nexus_field_receipt_status",
+        "nexus_field_message_id",
+        "nexus_field_channel_id",
+        "nexus_field_to",
+        "nexus_field_from",
+        "nexus_field_text",
+        "nexus_field_media",
+        "nexus_field_media_url",
+        "nexus_field_media_content_type",
+        "nexus_field_media_filename",
+        "nexus_field_timestamp",
+        "nexus_field_typing",
+        "nexus_field_receipt_message_id",
+        "nexus_field_receipt_status",
         "nexus_field_receipt_reason",
     )
     @classmethod
@@ -272,28 +281,39 @@ class Settings(BaseSettings):
         found: list[str] = []
         if self.env != "prod":
             return found
-        required = {"secret_key": self.secret_key, "admin_token": self.admin_token,
-                    "axp_callback_token": self.axp_callback_token}
+        required = {
+            "secret_key": self.secret_key,
+            "admin_token": self.admin_token,
+            "axp_callback_token": self.axp_callback_token,
+        }
         for name, secret in required.items():
             var = f"BRIDGE_{name.upper()}"
             raw = secret.get_secret_value() if secret else ""
             if not raw:
                 found.append(f"{var} is missing: it is required when BRIDGE_ENV=prod")
             elif _is_placeholder(raw):
-                found.append(f"{var} holds a placeholder value: set a real secret for BRIDGE_ENV=prod")
+                found.append(
+                    f"{var} holds a placeholder value: set a real secret for BRIDGE_ENV=prod"
+                )
             elif len(raw) < 32:
                 found.append(f"{var} is too short: use at least 32 random characters")
         # Optional secrets may be absent, but a value copied from .env.example is never real.
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if name not in required and isinstance(value, SecretStr) and _is_placeholder(
-                value.get_secret_value()
+            if (
+                name not in required
+                and isinstance(value, SecretStr)
+                and _is_placeholder(value.get_secret_value())
             ):
-                found.append(f"BRIDGE_{name.upper()} holds a placeholder value: set a real secret "
-                             "for BRIDGE_ENV=prod")
+                found.append(
+                    f"BRIDGE_{name.upper()} holds a placeholder value: set a real secret "
+                    "for BRIDGE_ENV=prod"
+                )
         if _is_placeholder(urlsplit(self.database_url).password or ""):
-            found.append("BRIDGE_DATABASE_URL holds a placeholder password: set the real one "
-                         "for BRIDGE_ENV=prod")
+            found.append(
+                "BRIDGE_DATABASE_URL holds a placeholder password: set the real one "
+                "for BRIDGE_ENV=prod"
+            )
         if self.sandbox:
             found.append("BRIDGE_SANDBOX=true is not allowed when BRIDGE_ENV=prod")
         if not self.public_base_url.startswith("https://"):

@@ -35,19 +35,24 @@ def test_sandbox_mode_only_in_dev_without_upstreams() -> None:
     assert not Settings(env="prod", axp_base_url=None, nexus_base_url=None).sandbox_mode
 
 
-async def test_sandbox_mode_seeds_demo_channel_and_relays(database_url, engine, sessionmaker) -> None:
+async def test_sandbox_mode_seeds_demo_channel_and_relays(
+    database_url, engine, sessionmaker
+) -> None:
     settings = make_settings(database_url, sandbox=None, worker_enabled=False)
     assert settings.sandbox_mode
     async with running_app(settings) as (app, client):
         assert (await client.get("/readyz")).status_code == 200
         async with sessionmaker() as session:
-            channel = await session.scalar(select(Channel).where(Channel.nexus_channel_id == DEMO_NEXUS_CHANNEL))
+            channel = await session.scalar(
+                select(Channel).where(Channel.nexus_channel_id == DEMO_NEXUS_CHANNEL)
+            )
             assert channel is not None and channel.enabled
         body, headers = app.state.sandbox.nexus.signed_webhook(
             DEMO_NEXUS_CHANNEL, {"id": "m-1", "to": "+15557654321", "text": "hi"}
         )
-        response = await client.post(f"/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook", content=body,
-                                      headers=headers)
+        response = await client.post(
+            f"/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook", content=body, headers=headers
+        )
         assert response.status_code == 200
         async with sessionmaker() as session:
             assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 1

@@ -54,8 +54,16 @@ class PostgresServer:
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
 
     def init(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user,
-                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
         with open(self.datadir / "postgresql.conf", "a") as conf:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
@@ -66,25 +74,45 @@ class PostgresServer:
             )
 
     def start(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
-                  "-l", str(self.datadir / "server.log"), "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.datadir / "server.log"),
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop",
-                  check=False)
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-m",
+            mode,
+            "-w",
+            "stop",
+            check=False,
+        )
 
     def url(self, dbname: str, driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://{self.user}@{self.host}:{self.port}/{dbname}"
 
     def janitor(self, dbname: str) -> DatabaseJanitor:
-        return DatabaseJanitor(user=self.user, host=self.host, port=self.port, dbname=dbname,
-                               password=None)
+        return DatabaseJanitor(
+            user=self.user, host=self.host, port=self.port, dbname=dbname, password=None
+        )
 
 
 def start_postgres() -> PostgresServer:
     bindir = find_pg_bindir()
     if bindir is None:
-        raise RuntimeError("PostgreSQL binaries not found: apt-get install postgresql (see .ci/run)")
+        raise RuntimeError(
+            "PostgreSQL binaries not found: apt-get install postgresql (see .ci/run)"
+        )
     as_postgres = os.geteuid() == 0
     datadir = Path(tempfile.mkdtemp(prefix="bridge-pg-")) / "data"
     datadir.parent.chmod(0o755)
@@ -92,7 +120,9 @@ def start_postgres() -> PostgresServer:
         datadir.mkdir()
         shutil.chown(datadir, "postgres", "postgres")
         datadir.chmod(0o700)
-    server = PostgresServer(bindir=bindir, datadir=datadir, port=free_port(), as_postgres=as_postgres)
+    server = PostgresServer(
+        bindir=bindir, datadir=datadir, port=free_port(), as_postgres=as_postgres
+    )
     server.init()
     server.start()
     deadline = time.monotonic() + 30

@@ -52,14 +52,18 @@ CLOSING_PARTICIPANTS = frozenset({"CUSTOMER", "AGENT", "BOT"})
 
 
 def _conversation_key(event: Any) -> str:
-    return getattr(event, "providerDialogId", None) or getattr(event, "engagementId", None) or "none"
+    return (
+        getattr(event, "providerDialogId", None) or getattr(event, "engagementId", None) or "none"
+    )
 
 
 def _event_payload(event: AxpCallbackEvent) -> dict[str, Any]:
     return event.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEvent], Sequence[DeliveryRequest]]:
+def make_axp_event_planner(
+    *, typing_enabled: bool
+) -> Callable[[AxpCallbackEvent], Sequence[DeliveryRequest]]:
     def plan(event: AxpCallbackEvent) -> Sequence[DeliveryRequest]:
         partition = partitions.axp_to_nexus(_conversation_key(event))
         payload = _event_payload(event)
@@ -88,7 +92,9 @@ async def _find_conversation(
     conversations = ConversationService()
     channels = ChannelRepository(session)
     if event.providerDialogId:
-        conversation = await conversations.find_by_provider_dialog_id(session, event.providerDialogId)
+        conversation = await conversations.find_by_provider_dialog_id(
+            session, event.providerDialogId
+        )
         if conversation is not None:
             channel = await channels.get(conversation.channel_id)
             return (conversation, channel) if channel is not None else None
@@ -105,9 +111,11 @@ async def _find_conversation(
 
 
 async def _channel_for(session: AsyncSession, event: MessageEvent | TypingEvent) -> Channel | None:
-    """The channel an event belongs to: the echoed sourceAddress, else a unique integration match."""
+    """The event's channel: the echoed sourceAddress, else the one channel of its integration."""
     repository = ChannelRepository(session)
-    source_address = event.headers.sourceAddress if isinstance(event, MessageEvent) and event.headers else None
+    source_address = (
+        event.headers.sourceAddress if isinstance(event, MessageEvent) and event.headers else None
+    )
     if source_address:
         channel = await repository.get_by_nexus_channel_id(source_address)
         if channel is not None and channel.axp_channel_provider_id == event.channelProviderId:
@@ -135,11 +143,16 @@ async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> 
         found = await _find_conversation(session, event)
         if found is None:
             metrics.bridge_events.labels("axp.message", "unroutable").inc()
-            log.warning("axp message for an unknown conversation is not relayed",
-                        provider_dialog_id=event.providerDialogId, axp_message_id=event.messageId)
+            log.warning(
+                "axp message for an unknown conversation is not relayed",
+                provider_dialog_id=event.providerDialogId,
+                axp_message_id=event.messageId,
+            )
             return {"skipped": "unknown conversation"}
         conversation, channel = found
-        if event.messageId and await MessageLinkRepository(session).find_by_axp_message_id(event.messageId):
+        if event.messageId and await MessageLinkRepository(session).find_by_axp_message_id(
+            event.messageId
+        ):
             # The same agent message again with another status: relayed once already.
             return {"skipped": "already relayed", "axp_message_id": event.messageId}
     if not channel.enabled:
@@ -151,11 +164,19 @@ async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> 
     for attachment in event.attachments or ():
         content, content_type, filename = await bridge.axp.media.download(attachment.url)
         uploaded = await bridge.nexus.upload_media(
-            channel.nexus_channel_id, api_secret, content,
-            filename or attachment.name, content_type or attachment.contentType,
+            channel.nexus_channel_id,
+            api_secret,
+            content,
+            filename or attachment.name,
+            content_type or attachment.contentType,
         )
-        media.append(MediaItem(url=uploaded.url, content_type=uploaded.mimetype or attachment.contentType,
-                               filename=uploaded.filename or attachment.name))
+        media.append(
+            MediaItem(
+                url=uploaded.url,
+                content_type=uploaded.mimetype or attachment.contentType,
+                filename=uploaded.filename or attachment.name,
+            )
+        )
     # Stable per AXP message, so a retried send carries the same id.
     nexus_message_id = f"axp-{event.messageId or ctx.idempotency_key}"
     message = build_inbound_message(
@@ -174,11 +195,16 @@ async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> 
     async with bridge.sessionmaker() as session, session.begin():
         links = MessageLinkRepository(session)
         link = await links.create(
-            direction=DIRECTION, conversation_id=conversation.id, axp_message_id=event.messageId,
-            nexus_message_id=str(remote_id or nexus_message_id), delivery_id=ctx.delivery_id,
+            direction=DIRECTION,
+            conversation_id=conversation.id,
+            axp_message_id=event.messageId,
+            nexus_message_id=str(remote_id or nexus_message_id),
+            delivery_id=ctx.delivery_id,
         )
         await links.update_status(link, "sent")
-        fresh = await ConversationService().find_by_provider_dialog_id(session, conversation.provider_dialog_id)
+        fresh = await ConversationService().find_by_provider_dialog_id(
+            session, conversation.provider_dialog_id
+        )
         if fresh is not None:
             await ConversationService().record_axp_ids(
                 session, fresh, engagement_id=event.engagementId, dialog_id=event.dialogId
@@ -196,7 +222,9 @@ async def deliver_receipt(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         links = MessageLinkRepository(session)
         link = await links.find_by_axp_message_id(event.messageId) if event.messageId else None
         if link is None and event.providerMessageId:
-            link = await links.find_by_nexus_message_id(event.providerMessageId, direction="nexus_to_axp")
+            link = await links.find_by_nexus_message_id(
+                event.providerMessageId, direction="nexus_to_axp"
+            )
             # A Nexus message without an id was sent with our ack id as providerMessageId, and
             # the status can come before AXP's message id is on the link (race or lost answer).
             if link is None:
@@ -213,7 +241,9 @@ async def deliver_receipt(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
     if channel is None:
         return {"skipped": "conversation gone"}
     receipt = build_receipt(bridge.nexus_fields, message_id=ack_id, status=status)
-    await bridge.nexus.send_receipt(channel.nexus_channel_id, bridge.nexus_api_secret(channel), receipt)
+    await bridge.nexus.send_receipt(
+        channel.nexus_channel_id, bridge.nexus_api_secret(channel), receipt
+    )
     metrics.bridge_events.labels("axp.status", status).inc()
     return {"receipt_for": ack_id, "status": status}
 
@@ -235,9 +265,13 @@ async def deliver_typing(bridge: BridgeContext, ctx: DeliveryContext) -> dict[st
         return {"skipped": "unknown conversation"}
     conversation, channel = found
     indicator = build_typing(
-        bridge.nexus_fields, channel_id=channel.nexus_channel_id, from_address=conversation.customer_address
+        bridge.nexus_fields,
+        channel_id=channel.nexus_channel_id,
+        from_address=conversation.customer_address,
     )
-    await bridge.nexus.send_typing(channel.nexus_channel_id, bridge.nexus_api_secret(channel), indicator)
+    await bridge.nexus.send_typing(
+        channel.nexus_channel_id, bridge.nexus_api_secret(channel), indicator
+    )
     return {"typing": conversation.provider_dialog_id}
 
 
@@ -248,7 +282,9 @@ async def deliver_conversation_event(bridge: BridgeContext, ctx: DeliveryContext
     async with bridge.sessionmaker() as session, session.begin():
         dialog_id = ctx.payload.get("providerDialogId")
         conversation = (
-            await conversations.find_by_provider_dialog_id(session, dialog_id) if dialog_id else None
+            await conversations.find_by_provider_dialog_id(session, dialog_id)
+            if dialog_id
+            else None
         )
         if event_type == "ENGAGEMENT_CREATED":
             event = EngagementCreatedEvent.model_validate(ctx.payload)
@@ -269,7 +305,9 @@ async def deliver_conversation_event(bridge: BridgeContext, ctx: DeliveryContext
             )
             return {"closed": closed, "provider_dialog_id": conversation.provider_dialog_id}
         if event_type == "ENGAGEMENT_ERROR":
-            return await _engagement_error(session, EngagementErrorEvent.model_validate(ctx.payload))
+            return await _engagement_error(
+                session, EngagementErrorEvent.model_validate(ctx.payload)
+            )
         return {"skipped": f"{event_type} needs no action"}
 
 
@@ -280,8 +318,11 @@ async def _engagement_error(session: AsyncSession, event: EngagementErrorEvent) 
     links = MessageLinkRepository(session)
     if delivery_id is None:
         metrics.engagement_errors.labels("no").inc()
-        log.warning("axp engagement error without a delivery", reason=reason,
-                    provider_dialog_id=event.providerDialogId)
+        log.warning(
+            "axp engagement error without a delivery",
+            reason=reason,
+            provider_dialog_id=event.providerDialogId,
+        )
         return {"skipped": "no delivery matches the correlationId", "reason": reason}
     await mark_delivery_failed(session, delivery_id, reason)
     link = await links.find_by_delivery_id(delivery_id)
@@ -290,4 +331,3 @@ async def _engagement_error(session: AsyncSession, event: EngagementErrorEvent) 
     metrics.engagement_errors.labels("yes").inc()
     log.warning("axp engagement error", delivery_id=delivery_id, reason=reason)
     return {"failed_delivery": delivery_id, "reason": reason}
-

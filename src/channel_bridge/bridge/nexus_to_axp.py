@@ -90,7 +90,9 @@ async def _load_channel(bridge: BridgeContext, nexus_channel_id: str) -> Channel
     async with bridge.sessionmaker() as session:
         channel = await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)
     if channel is None or not channel.enabled:
-        reason = "removed" if channel is None else f"disabled ({channel.disabled_reason or 'no reason'})"
+        reason = (
+            "removed" if channel is None else f"disabled ({channel.disabled_reason or 'no reason'})"
+        )
         raise PermanentError(f"channel {nexus_channel_id} is {reason}")
     return channel
 
@@ -104,8 +106,11 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         links = MessageLinkRepository(session)
         if await links.find_by_delivery_id(ctx.delivery_id) is None:
             await links.create(
-                direction=DIRECTION, conversation_id=conversation.id, ack_id=payload["ack_id"],
-                nexus_message_id=payload.get("nexus_message_id"), delivery_id=ctx.delivery_id,
+                direction=DIRECTION,
+                conversation_id=conversation.id,
+                ack_id=payload["ack_id"],
+                nexus_message_id=payload.get("nexus_message_id"),
+                delivery_id=ctx.delivery_id,
             )
         provider_dialog_id = conversation.provider_dialog_id
         conversation_id = conversation.id
@@ -148,7 +153,10 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         conversation = await conversations.find_by_provider_dialog_id(session, provider_dialog_id)
         if conversation is not None:
             await conversations.record_axp_ids(
-                session, conversation, engagement_id=result.engagement_id, dialog_id=result.dialog_id
+                session,
+                conversation,
+                engagement_id=result.engagement_id,
+                dialog_id=result.dialog_id,
             )
             await conversations.touch(session, conversation)
         links = MessageLinkRepository(session)
@@ -156,8 +164,12 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         if link is not None:
             link.axp_message_id = result.message_id
             await links.update_status(link, "sent")
-    log.info("relayed nexus message to axp", conversation_id=conversation_id,
-             axp_message_id=result.message_id, attachments=len(attachments))
+    log.info(
+        "relayed nexus message to axp",
+        conversation_id=conversation_id,
+        axp_message_id=result.message_id,
+        attachments=len(attachments),
+    )
     return {
         "axp_message_id": result.message_id,
         "engagement_id": result.engagement_id,

@@ -31,8 +31,15 @@ def install_handlers(
 ) -> BridgeContext | None:
     """Register the cross-platform destinations when both AXP and Nexus are configured."""
     axp = getattr(app.state, "axp", None)
-    missing = [name for name, ok in (("AXP", axp is not None), ("Nexus", bool(settings.nexus_base_url)),
-                                     ("BRIDGE_SECRET_KEY", app.state.secret_box is not None)) if not ok]
+    missing = [
+        name
+        for name, ok in (
+            ("AXP", axp is not None),
+            ("Nexus", bool(settings.nexus_base_url)),
+            ("BRIDGE_SECRET_KEY", app.state.secret_box is not None),
+        )
+        if not ok
+    ]
     if missing:
         log.warning("bridge relaying is off until configured", missing=missing)
         return None
@@ -47,11 +54,16 @@ def install_handlers(
     registry = app.state.destinations
     registry.register(nexus_to_axp.SEND_DESTINATION, partial(nexus_to_axp.deliver_message, bridge))
     registry.register(nexus_to_axp.TYPING_DESTINATION, partial(nexus_to_axp.deliver_typing, bridge))
-    registry.register(axp_to_nexus.MESSAGE_DESTINATION, partial(axp_to_nexus.deliver_agent_message, bridge))
-    registry.register(axp_to_nexus.RECEIPT_DESTINATION, partial(axp_to_nexus.deliver_receipt, bridge))
+    registry.register(
+        axp_to_nexus.MESSAGE_DESTINATION, partial(axp_to_nexus.deliver_agent_message, bridge)
+    )
+    registry.register(
+        axp_to_nexus.RECEIPT_DESTINATION, partial(axp_to_nexus.deliver_receipt, bridge)
+    )
     registry.register(axp_to_nexus.TYPING_DESTINATION, partial(axp_to_nexus.deliver_typing, bridge))
     registry.register(
-        axp_to_nexus.CONVERSATION_DESTINATION, partial(axp_to_nexus.deliver_conversation_event, bridge)
+        axp_to_nexus.CONVERSATION_DESTINATION,
+        partial(axp_to_nexus.deliver_conversation_event, bridge),
     )
     app.state.bridge = bridge
     return bridge

@@ -18,7 +18,9 @@ def _alembic_ini() -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("alembic.ini not found: run from the project root or set BRIDGE_ALEMBIC_INI")
+    raise FileNotFoundError(
+        "alembic.ini not found: run from the project root or set BRIDGE_ALEMBIC_INI"
+    )
 
 
 def alembic_config(database_url: str) -> Config:

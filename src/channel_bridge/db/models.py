@@ -73,7 +73,9 @@ class Conversation(Base):
     __table_args__ = (UniqueConstraint("channel_id", "customer_address", "generation"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), index=True
+    )
     customer_address: Mapped[str] = mapped_column(String(255))
     # A closed conversation is never reopened: the next message starts generation + 1.
     generation: Mapped[int] = mapped_column(Integer, default=1)

@@ -59,10 +59,21 @@ class BodyLimitMiddleware:
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
-            problem_body(413, "Payload too large", f"The request body exceeds {self.max_bytes} bytes",
-                         slug="payload-too-large")
+            problem_body(
+                413,
+                "Payload too large",
+                f"The request body exceeds {self.max_bytes} bytes",
+                slug="payload-too-large",
+            )
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

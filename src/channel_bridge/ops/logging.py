@@ -77,7 +77,9 @@ def _sensitive_key(key: Any) -> bool:
     return isinstance(key, str) and key not in _NOT_SENSITIVE and bool(SENSITIVE_KEY.search(key))
 
 
-def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_processor(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if _sensitive_key(key) and value not in (None, ""):
             event_dict[key] = MASK
@@ -91,7 +93,9 @@ def redact_text(text: str) -> str:
     return secrets.scrub(text)
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "console", secret_values: Iterable[str] = ()) -> None:
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "console", secret_values: Iterable[str] = ()
+) -> None:
     secrets.add(*secret_values)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

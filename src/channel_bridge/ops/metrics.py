@@ -21,7 +21,10 @@ http_requests = Counter(
     "bridge_http_requests_total", "HTTP requests served", ["method", "route", "status"]
 )
 http_request_seconds = Histogram(
-    "bridge_http_request_seconds", "HTTP request latency", ["method", "route"], buckets=LATENCY_BUCKETS
+    "bridge_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
 )
 
 # Relay metrics (issue: relay core)
@@ -33,11 +36,15 @@ deliveries = Counter(
     "bridge_deliveries_total", "Delivery attempts by outcome", ["destination", "outcome"]
 )
 delivery_attempt_seconds = Histogram(
-    "bridge_delivery_attempt_seconds", "Duration of one delivery attempt", ["destination"],
+    "bridge_delivery_attempt_seconds",
+    "Duration of one delivery attempt",
+    ["destination"],
     buckets=LATENCY_BUCKETS,
 )
 relay_seconds = Histogram(
-    "bridge_relay_seconds", "Accepted to delivered", ["destination"],
+    "bridge_relay_seconds",
+    "Accepted to delivered",
+    ["destination"],
     buckets=(*LATENCY_BUCKETS, 30, 60, 300, 1800, 3600),
 )
 outbox_depth = Gauge("bridge_outbox_depth", "Deliveries by status", ["status"])
@@ -48,16 +55,23 @@ dead_letters = Gauge("bridge_dead_letters", "Deliveries in the dead state")
 
 # Bridge metrics (issue: the bridge end to end)
 bridge_events = Counter(
-    "bridge_events_total", "Relayed events by kind and outcome (relayed, unroutable, echo, ...)",
+    "bridge_events_total",
+    "Relayed events by kind and outcome (relayed, unroutable, echo, ...)",
     ["kind", "outcome"],
 )
 engagement_errors = Counter(
-    "bridge_engagement_errors_total", "AXP ENGAGEMENT_ERROR events matched to a delivery", ["matched"]
+    "bridge_engagement_errors_total",
+    "AXP ENGAGEMENT_ERROR events matched to a delivery",
+    ["matched"],
 )
 
 # Akixi WS (issue 7): outcome is success, fail:<code>, http:<status>, timeout, unreachable, bad_xml.
-akixi_calls = Counter("bridge_akixi_calls_total", "Akixi WS requests by outcome", ["operation", "outcome"])
-akixi_logins = Counter("bridge_akixi_logins_total", "Akixi CreateSession+Authenticate by outcome", ["outcome"])
+akixi_calls = Counter(
+    "bridge_akixi_calls_total", "Akixi WS requests by outcome", ["operation", "outcome"]
+)
+akixi_logins = Counter(
+    "bridge_akixi_logins_total", "Akixi CreateSession+Authenticate by outcome", ["outcome"]
+)
 
 
 def render_latest() -> tuple[bytes, str]:

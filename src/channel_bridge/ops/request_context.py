@@ -10,7 +10,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
-# A client-supplied id is echoed only if it is plain; anything else is replaced (no header injection).
+# A client-supplied id is echoed only if plain; anything else is replaced (no header injection).
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

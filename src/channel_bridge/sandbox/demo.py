@@ -73,13 +73,23 @@ async def run_demo(console: Console, *, workdir: Path | None = None) -> list[Hop
     upgrade(database_url)
     port = _free_port()
     settings = Settings(
-        env="dev", sandbox=None, database_url=database_url, public_base_url=f"http://127.0.0.1:{port}",
-        log_level="ERROR", worker_enabled=True, worker_poll_interval_s=0.2,
-        axp_base_url=None, nexus_base_url=None, akixi_url=None,
+        env="dev",
+        sandbox=None,
+        database_url=database_url,
+        public_base_url=f"http://127.0.0.1:{port}",
+        log_level="ERROR",
+        worker_enabled=True,
+        worker_poll_interval_s=0.2,
+        axp_base_url=None,
+        nexus_base_url=None,
+        akixi_url=None,
     )
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        )
+    )
     serving = asyncio.create_task(server.serve())
     try:
         if not await _wait_for(lambda: server.started, 15):
@@ -100,13 +110,22 @@ async def _conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
             raise DemoFailed(f"{name}: {detail}")
 
     media_id = str(uuid.uuid4())
-    sandbox.nexus.media[media_id] = StoredMedia(media_id, DEMO_NEXUS_CHANNEL, "damaged-box.png",
-                                                "image/png", PIXEL_PNG)
+    sandbox.nexus.media[media_id] = StoredMedia(
+        media_id, DEMO_NEXUS_CHANNEL, "damaged-box.png", "image/png", PIXEL_PNG
+    )
     message = {
-        "id": f"demo-{uuid.uuid4().hex[:12]}", "channelId": DEMO_NEXUS_CHANNEL,
-        "from": DEMO_NEXUS_CHANNEL, "to": CUSTOMER, "text": "Hello, my parcel arrived damaged",
-        "media": [{"url": SYNTHETIC_MEDIA_PREFIX + media_id, "contentType": "image/png",
-                   "filename": "damaged-box.png"}],
+        "id": f"demo-{uuid.uuid4().hex[:12]}",
+        "channelId": DEMO_NEXUS_CHANNEL,
+        "from": DEMO_NEXUS_CHANNEL,
+        "to": CUSTOMER,
+        "text": "Hello, my parcel arrived damaged",
+        "media": [
+            {
+                "url": SYNTHETIC_MEDIA_PREFIX + media_id,
+                "contentType": "image/png",
+                "filename": "damaged-box.png",
+            }
+        ],
     }
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         response = await sandbox.nexus.emit_webhook(client, DEMO_NEXUS_CHANNEL, message)
@@ -119,16 +138,28 @@ async def _conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
     sent = await _wait_for(
         lambda: next((m for m in axp.messages if m.get("providerMessageId") == message["id"]), None)
     )
-    hop("bridge → AXP send message",
-        f"providerDialogId {sent.get('providerDialogId')}, {len(sent.get('attachments') or [])} attachment"
-        if sent else "AXP received nothing", bool(sent))
+    hop(
+        "bridge → AXP send message",
+        f"providerDialogId {sent.get('providerDialogId')}, "
+        f"{len(sent.get('attachments') or [])} attachment"
+        if sent
+        else "AXP received nothing",
+        bool(sent),
+    )
 
     receipt = await _wait_for(lambda: sandbox.nexus.calls("receipt"))
-    hop("AXP DELIVERED → Nexus receipt",
-        f"receipt {receipt[0].document}" if receipt else "no receipt", bool(receipt))
+    hop(
+        "AXP DELIVERED → Nexus receipt",
+        f"receipt {receipt[0].document}" if receipt else "no receipt",
+        bool(receipt),
+    )
     reply = await _wait_for(lambda: sandbox.nexus.calls("message"))
     text = _reply_text(reply[0].document) if reply else None
-    hop("AXP agent reply → Nexus message", f"“{text}” to {CUSTOMER}" if reply else "no reply", bool(reply))
+    hop(
+        "AXP agent reply → Nexus message",
+        f"“{text}” to {CUSTOMER}" if reply else "no reply",
+        bool(reply),
+    )
     return hops
 
 
@@ -142,8 +173,11 @@ def print_transcript(console: Console, hops: list[Hop], error: str | None = None
     table.add_column("detail", overflow="fold")
     table.add_column("t (ms)", justify="right")
     for item in hops:
-        table.add_row(("[green]✓[/] " if item.ok else "[red]✗[/] ") + item.name, item.detail,
-                      f"{item.elapsed_ms:.0f}" if item.elapsed_ms is not None else "—")
+        table.add_row(
+            ("[green]✓[/] " if item.ok else "[red]✗[/] ") + item.name,
+            item.detail,
+            f"{item.elapsed_ms:.0f}" if item.elapsed_ms is not None else "—",
+        )
     console.print(table)
     if error:
         console.print(f"[red]demo failed:[/] {error}")

@@ -36,9 +36,9 @@ DEMO_INTEGRATION_ID = "sandbox-integration-0001"
 DEMO_CHANNEL_PROVIDER_ID = "sandbox-messaging-provider"
 DEMO_NEXUS_CHANNEL = "+15550100200"
 # Simulated credentials only: sandbox mode is refused in prod.
-DEMO_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789abcdef"  # noqa: S105
-DEMO_API_SECRET = "sandbox-api-secret-0123456789abcdef"  # noqa: S105
-AXP_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105
+DEMO_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789abcdef"
+DEMO_API_SECRET = "sandbox-api-secret-0123456789abcdef"
+AXP_CLIENT_SECRET = "sandbox-client-secret"
 AXP_APP_KEY = "sandbox-app-key"
 
 
@@ -80,10 +80,14 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
         callback_client=callback_client,
     )
     nexus = NexusSandbox(ccid=SANDBOX_CCID, signature_encoding=settings.nexus_signature_encoding)
-    nexus.add_channel(DEMO_NEXUS_CHANNEL, webhook_secret=DEMO_WEBHOOK_SECRET, api_secret=DEMO_API_SECRET)
+    nexus.add_channel(
+        DEMO_NEXUS_CHANNEL, webhook_secret=DEMO_WEBHOOK_SECRET, api_secret=DEMO_API_SECRET
+    )
     nexus_app = create_nexus_sandbox(nexus, settings)
     nexus_http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=nexus_app), base_url=NEXUS_HOST, timeout=settings.http_timeout_s
+        transport=httpx.ASGITransport(app=nexus_app),
+        base_url=NEXUS_HOST,
+        timeout=settings.http_timeout_s,
     )
     app.mount("/sandbox/axp", axp.app)
     app.mount("/sandbox/nexus", nexus_app)
@@ -109,9 +113,10 @@ async def start_sandbox(
     )
     log.warning(
         "SANDBOX MODE: AXP, Nexus and Akixi are simulated in this process "
-        "(see /sandbox/axp and /sandbox/nexus). Set BRIDGE_AXP_BASE_URL, BRIDGE_AXP_ACCOUNT_ID, "
-        "BRIDGE_AXP_CLIENT_ID, BRIDGE_AXP_CLIENT_SECRET, BRIDGE_AXP_APP_KEY, BRIDGE_NEXUS_BASE_URL, "
-        "BRIDGE_NEXUS_CCID and BRIDGE_AKIXI_URL to use real upstreams.",
+        "(see /sandbox/axp and /sandbox/nexus). Set BRIDGE_AXP_BASE_URL, "
+        "BRIDGE_AXP_ACCOUNT_ID, BRIDGE_AXP_CLIENT_ID, BRIDGE_AXP_CLIENT_SECRET, "
+        "BRIDGE_AXP_APP_KEY, BRIDGE_NEXUS_BASE_URL, BRIDGE_NEXUS_CCID and BRIDGE_AKIXI_URL "
+        "to use real upstreams.",
         demo_channel=DEMO_NEXUS_CHANNEL,
         webhook=f"{settings.public_base_url}/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook",
     )
@@ -125,21 +130,30 @@ async def seed_demo_channel(
         if await IntegrationRepository(session).get(DEMO_INTEGRATION_ID) is None:
             session.add(
                 Integration(
-                    integration_id=DEMO_INTEGRATION_ID, name="Sandbox messaging",
-                    account_id=SANDBOX_ACCOUNT, channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
-                    status="active", source="sandbox", created_at=utcnow(), updated_at=utcnow(),
+                    integration_id=DEMO_INTEGRATION_ID,
+                    name="Sandbox messaging",
+                    account_id=SANDBOX_ACCOUNT,
+                    channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
+                    status="active",
+                    source="sandbox",
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
                 )
             )
             await session.flush()
         if await ChannelRepository(session).get_by_nexus_channel_id(DEMO_NEXUS_CHANNEL) is None:
             session.add(
                 Channel(
-                    nexus_channel_id=DEMO_NEXUS_CHANNEL, axp_account_id=SANDBOX_ACCOUNT,
+                    nexus_channel_id=DEMO_NEXUS_CHANNEL,
+                    axp_account_id=SANDBOX_ACCOUNT,
                     axp_channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
-                    axp_integration_id=DEMO_INTEGRATION_ID, axp_channel_id="Messaging",
-                    customer_identifier_key="phoneNumbers", enabled=True,
+                    axp_integration_id=DEMO_INTEGRATION_ID,
+                    axp_channel_id="Messaging",
+                    customer_identifier_key="phoneNumbers",
+                    enabled=True,
                     webhook_secrets_encrypted=secret_box.encrypt_list([DEMO_WEBHOOK_SECRET]),
                     api_secret_encrypted=secret_box.encrypt(DEMO_API_SECRET),
-                    created_at=utcnow(), updated_at=utcnow(),
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
                 )
             )
