@@ -289,6 +289,27 @@ async def test_agent_reply_reaches_nexus_signed_with_the_channel_api_secret(stac
     assert link.nexus_message_id
 
 
+async def test_nexus_receipts_for_agent_messages_are_recorded_on_the_link(stack: Stack) -> None:
+    await stack.nexus_webhook(nexus_message("Where is my order?"))
+    [call] = await eventually(lambda: stack.nexus.calls("message"), what="agent reply at Nexus")
+    relayed_id = call.document["id"]
+
+    async def link_status(expected: str) -> bool:
+        links = await stack.links(MessageLink.direction == "axp_to_nexus")
+        return bool(links) and links[0].status == expected
+
+    await eventually(lambda: link_status("sent"), what="relayed link")
+    # Nexus reports delivery, then reading, of the message we relayed (a receipt webhook).
+    for status in ("delivered", "read"):
+        response = await stack.nexus_webhook({"messageId": relayed_id, "status": status})
+        assert response.status_code == 200, response.text
+        await eventually(lambda expected=status: link_status(expected), what=f"link {status}")
+    # A receipt is stored, never relayed to AXP (AXP has no API for it).
+    assert len(stack.sends()) == 1
+    receipts = await stack.deliveries(Delivery.destination == "bridge.nexus_receipt")
+    assert [d.status for d in receipts] == ["delivered", "delivered"]
+
+
 async def test_agent_attachment_goes_through_nexus_media_upload(stack: Stack) -> None:
     _ack, dialog = await open_conversation(stack)
     media_id = stack.axp.store_media(PIXEL_PNG, name="label.png", content_type="image/png")

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.nexus_to_axp import NEXUS_ID_PREFIX
 from channel_bridge.db.models import Channel, Conversation
 from channel_bridge.mappings.conversations import ConversationService
 from channel_bridge.mappings.repository import ChannelRepository, MessageLinkRepository
@@ -178,7 +179,7 @@ async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> 
             )
         )
     # Stable per AXP message, so a retried send carries the same id.
-    nexus_message_id = f"axp-{event.messageId or ctx.idempotency_key}"
+    nexus_message_id = f"{NEXUS_ID_PREFIX}{event.messageId or ctx.idempotency_key}"
     message = build_inbound_message(
         bridge.nexus_fields,
         message_id=nexus_message_id,

@@ -32,6 +32,17 @@ log = get_logger(__name__)
 
 SEND_DESTINATION = "axp.send_message"
 TYPING_DESTINATION = "axp.typing"
+RECEIPT_DESTINATION = "bridge.nexus_receipt"
+# The id we give AXP agent messages in Nexus (bridge/axp_to_nexus.py).
+NEXUS_ID_PREFIX = "axp-"
+# Nexus receipt statuses we understand (case-insensitive), as message link statuses.
+NEXUS_RECEIPT_STATUSES = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "failed": "failed",
+    "undelivered": "failed",
+}
 DIRECTION = "nexus_to_axp"
 # AXP's senderName allows 70 characters (custom-messaging spec v1.0.4).
 SENDER_NAME_MAX = 70
@@ -46,6 +57,18 @@ def plan_nexus_message(
     channel: Channel, message: OutgoingMessage, ack_id: str, trace_id: str | None
 ) -> Sequence[DeliveryRequest]:
     """The deliveries one accepted Nexus webhook message becomes."""
+    if message.is_receipt:
+        # AXP has no API for receipts on agent messages: the status is recorded on the link.
+        return [
+            DeliveryRequest(
+                RECEIPT_DESTINATION,
+                {
+                    "nexus_channel_id": channel.nexus_channel_id,
+                    "receipt_for": message.receipt_for,
+                    "status": message.receipt_status,
+                },
+            )
+        ]
     customer = customer_address(message)
     if not customer:
         # Stored and acknowledged, never relayed blindly: there is no one to address in AXP.
@@ -195,3 +218,24 @@ async def deliver_typing(bridge: BridgeContext, ctx: DeliveryContext) -> dict[st
         correlation_id=ctx.idempotency_key,
     )
     return {"provider_dialog_id": conversation.provider_dialog_id}
+
+
+async def record_nexus_receipt(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
+    """A Nexus receipt for a message we relayed from AXP: recorded on its message link."""
+    payload = ctx.payload
+    status = NEXUS_RECEIPT_STATUSES.get(str(payload.get("status", "")).lower())
+    if status is None:
+        return {"skipped": f"unknown receipt status {payload.get('status')!r}"}
+    async with bridge.sessionmaker() as session, session.begin():
+        links = MessageLinkRepository(session)
+        receipt_for = str(payload["receipt_for"])
+        link = await links.find_by_nexus_message_id(receipt_for, direction="axp_to_nexus")
+        if link is None and receipt_for.startswith(NEXUS_ID_PREFIX):
+            # Nexus may name the message by the id we gave it (axp-<AXP messageId>).
+            link = await links.find_by_axp_message_id(receipt_for.removeprefix(NEXUS_ID_PREFIX))
+        if link is None:
+            return {"skipped": "no message we relayed has this id"}
+        changed = await links.update_status(
+            link, status, detail=f"Nexus receipt {payload['status']}"
+        )
+    return {"link": link.id, "status": status, "changed": changed}

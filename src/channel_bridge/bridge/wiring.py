@@ -55,6 +55,9 @@ def install_handlers(
     registry.register(nexus_to_axp.SEND_DESTINATION, partial(nexus_to_axp.deliver_message, bridge))
     registry.register(nexus_to_axp.TYPING_DESTINATION, partial(nexus_to_axp.deliver_typing, bridge))
     registry.register(
+        nexus_to_axp.RECEIPT_DESTINATION, partial(nexus_to_axp.record_nexus_receipt, bridge)
+    )
+    registry.register(
         axp_to_nexus.MESSAGE_DESTINATION, partial(axp_to_nexus.deliver_agent_message, bridge)
     )
     registry.register(

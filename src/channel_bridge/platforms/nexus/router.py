@@ -238,6 +238,11 @@ def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, i
 def _dedupe_key(
     channel_id: str, message: OutgoingMessage, body_hash: str, index: int, count: int
 ) -> str:
+    if message.is_receipt:
+        # Several receipts (delivered, then read) name the same message: the status is part of it.
+        key = f"{channel_id}:receipt:{message.receipt_for}:{message.receipt_status}"
+        if len(key) <= _MAX_EXTERNAL_ID:
+            return key
     if message.message_id:
         key = f"{channel_id}:id:{message.message_id}"
         if len(key) <= _MAX_EXTERNAL_ID:
@@ -280,7 +285,9 @@ async def _accept(
         external_id=external_id,
         payload=payload,
         ack={"messageId": ack_id},
-        kind="typing"
+        kind="receipt"
+        if message.is_receipt
+        else "typing"
         if message.typing is not None and not message.text and not message.media
         else "message",
         raw_body=raw_body,

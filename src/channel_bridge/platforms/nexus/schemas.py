@@ -47,14 +47,33 @@ class OutgoingMessage(BaseModel):
     media: list[MediaItem] = Field(default_factory=list)
     timestamp: str | None = None
     typing: bool | None = None
+    # A delivery receipt for a message we sent into Nexus: its id and status (provisional,
+    # same field names as the receipts we send, see docs/nexus-contract.md).
+    receipt_for: str | None = None
+    receipt_status: str | None = None
     # Every top-level field none of the aliases consumed, as received.
     extra: dict[str, Any] = Field(default_factory=dict)
 
     model_config = ConfigDict(populate_by_name=True)
 
     @property
+    def is_receipt(self) -> bool:
+        """No content of its own, only a status about a message we sent."""
+        return (
+            not (self.text and self.text.strip())
+            and not self.media
+            and self.typing is None
+            and bool(self.receipt_for and self.receipt_status)
+        )
+
+    @property
     def is_usable(self) -> bool:
-        return bool(self.text and self.text.strip()) or bool(self.media) or self.typing is not None
+        return (
+            bool(self.text and self.text.strip())
+            or bool(self.media)
+            or self.typing is not None
+            or self.is_receipt
+        )
 
 
 def split_batch(document: Any) -> list[Any]:
@@ -98,6 +117,8 @@ def parse_message(document: Any, fields: FieldMap) -> OutgoingMessage:
         media=media,
         timestamp=_scalar(fields, document, "timestamp"),
         typing=typing_value,
+        receipt_for=_scalar(fields, document, "receipt_message_id"),
+        receipt_status=_scalar(fields, document, "receipt_status"),
         extra={k: v for k, v in document.items() if k not in consumed},
     )
 
