@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -85,7 +86,7 @@ def problem_body(
 
 
 def field_errors_from_pydantic(
-    errors: list[dict[str, Any]], *, prefix: tuple[str, ...] = ()
+    errors: Sequence[Mapping[str, Any]], *, prefix: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
     """Pydantic errors as `{"field": "a.b.0", "message": ...}` without echoing input values."""
     rendered = []

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     inbox_group_commit_max_batch: int = 256
     # 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h: about 16 h before a dead letter.
     retry_schedule_s: list[float] = Field(
-        default_factory=lambda: [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800]
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0]
     )
     retry_jitter: float = 0.2
     # A throttled or timed-out upstream is given a minute before it is asked again.

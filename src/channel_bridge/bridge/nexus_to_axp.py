@@ -173,15 +173,15 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
     result = await bridge.axp.messaging.send_message(message)
 
     async with bridge.sessionmaker() as session, session.begin():
-        conversation = await conversations.find_by_provider_dialog_id(session, provider_dialog_id)
-        if conversation is not None:
+        current = await conversations.find_by_provider_dialog_id(session, provider_dialog_id)
+        if current is not None:
             await conversations.record_axp_ids(
                 session,
-                conversation,
+                current,
                 engagement_id=result.engagement_id,
                 dialog_id=result.dialog_id,
             )
-            await conversations.touch(session, conversation)
+            await conversations.touch(session, current)
         links = MessageLinkRepository(session)
         link = await links.find_by_delivery_id(ctx.delivery_id)
         if link is not None:

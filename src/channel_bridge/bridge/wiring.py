@@ -40,7 +40,7 @@ def install_handlers(
         )
         if not ok
     ]
-    if missing:
+    if missing or axp is None:
         log.warning("bridge relaying is off until configured", missing=missing)
         return None
     bridge = BridgeContext(

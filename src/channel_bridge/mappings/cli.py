@@ -225,7 +225,7 @@ def channels_list() -> None:
     ) -> list[ChannelOut]:
         service = ChannelService(secret_box=box)
         async with sessionmaker() as session:
-            return [service.to_out(channel) for channel in await service.list(session)]
+            return [service.to_out(channel) for channel in await service.list_channels(session)]
 
     console.print(_channel_table(_run(work)))
 
@@ -419,7 +419,7 @@ def integrations_list(
         async with sessionmaker() as session:
             return [
                 service.to_out(row)
-                for row in await service.list(session, include_deleted=include_deleted)
+                for row in await service.list_integrations(session, include_deleted=include_deleted)
             ]
 
     console.print(_integration_table(_run(work)))
@@ -436,7 +436,7 @@ def integrations_show(integration_id: str = typer.Argument(...)) -> None:
             integration = service.to_out(await service.get(session, integration_id))
             mapped = [
                 channels.to_out(c)
-                for c in await channels.list(session, integration_id=integration_id)
+                for c in await channels.list_channels(session, integration_id=integration_id)
             ]
         return integration, mapped
 

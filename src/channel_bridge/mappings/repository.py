@@ -19,7 +19,7 @@ _LINK_RANK = {status: rank for rank, status in enumerate(LINK_STATUSES)}
 
 
 def _insert_for(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 

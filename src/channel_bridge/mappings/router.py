@@ -65,7 +65,7 @@ async def create_channel(
 
 @channels_router.get("")
 async def list_channels(session: SessionDep, service: ChannelServiceDep) -> list[ChannelOut]:
-    return [service.to_out(channel) for channel in await service.list(session)]
+    return [service.to_out(channel) for channel in await service.list_channels(session)]
 
 
 @channels_router.get("/{nexus_channel_id}")
@@ -109,9 +109,14 @@ async def create_integration(
     data: IntegrationCreate, session: SessionDep, service: IntegrationServiceDep
 ) -> IntegrationOut:
     await service.apply_integration_change(
-        action="created", integration_id=data.integration_id, name=data.name,
-        account_id=data.account_id, channel_provider_id=data.channel_provider_id,
-        raw=data.model_dump(exclude_none=True), source="admin", require_existing=False,
+        action="created",
+        integration_id=data.integration_id,
+        name=data.name,
+        account_id=data.account_id,
+        channel_provider_id=data.channel_provider_id,
+        raw=data.model_dump(exclude_none=True),
+        source="admin",
+        require_existing=False,
     )
     return service.to_out(await service.get(session, data.integration_id))
 
@@ -122,7 +127,7 @@ async def list_integrations(
     service: IntegrationServiceDep,
     include_deleted: Annotated[bool, Query(description="Also show deleted integrations")] = False,
 ) -> list[IntegrationOut]:
-    rows = await service.list(session, include_deleted=include_deleted)
+    rows = await service.list_integrations(session, include_deleted=include_deleted)
     return [service.to_out(row) for row in rows]
 
 
@@ -135,13 +140,20 @@ async def get_integration(
 
 @integrations_router.patch("/{integration_id}")
 async def update_integration(
-    integration_id: str, data: IntegrationUpdate, session: SessionDep,
+    integration_id: str,
+    data: IntegrationUpdate,
+    session: SessionDep,
     service: IntegrationServiceDep,
 ) -> IntegrationOut:
     await service.apply_integration_change(
-        action="updated", integration_id=integration_id, name=data.name,
-        account_id=data.account_id, channel_provider_id=data.channel_provider_id,
-        raw=data.model_dump(exclude_none=True), source="admin", require_existing=True,
+        action="updated",
+        integration_id=integration_id,
+        name=data.name,
+        account_id=data.account_id,
+        channel_provider_id=data.channel_provider_id,
+        raw=data.model_dump(exclude_none=True),
+        source="admin",
+        require_existing=True,
     )
     return service.to_out(await service.get(session, integration_id))
 
@@ -151,7 +163,10 @@ async def delete_integration(
     integration_id: str, session: SessionDep, service: IntegrationServiceDep
 ) -> IntegrationDeleted:
     change = await service.apply_integration_change(
-        action="deleted", integration_id=integration_id, raw=None, source="admin",
+        action="deleted",
+        integration_id=integration_id,
+        raw=None,
+        source="admin",
         require_existing=True,
     )
     integration = service.to_out(await service.get(session, integration_id))

@@ -66,7 +66,7 @@ class ChannelService:
         self.secret_box = secret_box
         self.now = now
 
-    async def list(
+    async def list_channels(
         self, session: AsyncSession, *, integration_id: str | None = None
     ) -> Sequence[Channel]:
         """Channel mappings (of one integration if given), ordered by nexus channel id."""
@@ -402,7 +402,7 @@ class IntegrationService:
         )
         return outcome
 
-    async def list(
+    async def list_integrations(
         self, session: AsyncSession, *, include_deleted: bool = False
     ) -> Sequence[Integration]:
         """Integrations ordered by id; deleted ones only when asked."""

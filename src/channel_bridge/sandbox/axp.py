@@ -189,7 +189,7 @@ class AxpSimulator:
     def add_subscription(
         self, channel_provider_id: str, callback_url: str, event_types: list[str]
     ) -> dict[str, Any]:
-        sub = {
+        sub: dict[str, Any] = {
             "subscriptionId": str(uuid.uuid4()),
             "channelProviderId": channel_provider_id,
             "callbackUrl": callback_url,
