@@ -24,6 +24,7 @@ from channel_bridge.errors import (
     problem_body,
 )
 from channel_bridge.mappings import router as mappings_router
+from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops import health
 from channel_bridge.ops.body_limit import BodyLimitMiddleware
 from channel_bridge.ops.logging import configure_logging, get_logger
@@ -91,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(http.aclose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.channel_cache = ChannelCache(
+                app.state.sessionmaker, ttl_s=settings.channel_cache_ttl_s
+            )
             app.state.http = http
             app.state.destinations = DestinationRegistry()
             # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # None: sandbox when env=dev and no AXP/Nexus base URL is configured. Never in prod.
     sandbox: bool | None = None
 
+    # Enabled channels are kept this long for the webhook hot path (0 turns the cache off);
+    # writes in this process clear it at once, other replicas see a change within this time.
+    channel_cache_ttl_s: float = 5.0
+
     # --- relay ------------------------------------------------------------------------
     worker_enabled: bool = True
     # Concurrent deliveries in flight per process; upstream calls are I/O bound.

@@ -19,7 +19,9 @@ from channel_bridge.settings import Settings
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pool_pre_ping: it cost a round trip per checkout on the webhook path; a connection
+    # that died is discarded by the pool on its first error, and that request answers 503.
+    kwargs: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:":

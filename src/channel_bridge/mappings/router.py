@@ -23,13 +23,17 @@ from channel_bridge.mappings.schemas import (
 from channel_bridge.mappings.service import ChannelService, IntegrationService
 
 
-def get_channel_service(secret_box: SecretBoxDep) -> ChannelService:
-    return ChannelService(secret_box=secret_box)
+def get_channel_service(request: Request, secret_box: SecretBoxDep) -> ChannelService:
+    return ChannelService(
+        secret_box=secret_box, on_change=request.app.state.channel_cache.invalidate
+    )
 
 
 def get_integration_service(request: Request) -> IntegrationService:
     return IntegrationService(
-        inbox=request.app.state.inbox, sessionmaker=request.app.state.sessionmaker
+        inbox=request.app.state.inbox,
+        sessionmaker=request.app.state.sessionmaker,
+        on_change=request.app.state.channel_cache.invalidate,
     )
 
 

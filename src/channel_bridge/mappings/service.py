@@ -61,10 +61,16 @@ class ChannelService:
     """Create, change, disable and remove channel mappings; secrets stay encrypted."""
 
     def __init__(
-        self, *, secret_box: SecretBox | None, now: Callable[[], datetime] = utcnow
+        self,
+        *,
+        secret_box: SecretBox | None,
+        now: Callable[[], datetime] = utcnow,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.secret_box = secret_box
         self.now = now
+        # Called after each committed write (e.g. to clear the webhook's channel cache).
+        self.on_change = on_change or (lambda: None)
 
     async def list_channels(
         self, session: AsyncSession, *, integration_id: str | None = None
@@ -107,6 +113,7 @@ class ChannelService:
         try:
             await repo.add(channel)
             await session.commit()
+            self.on_change()
         except IntegrityError:
             # A concurrent create of the same id won the unique constraint.
             await session.rollback()
@@ -165,6 +172,7 @@ class ChannelService:
             channel.api_secret_encrypted = self._encrypt(data.api_secret.get_secret_value())
         channel.updated_at = now
         await session.commit()
+        self.on_change()
         log.info("channel updated", nexus_channel_id=nexus_channel_id, fields=sorted(given))
         return channel
 
@@ -183,6 +191,7 @@ class ChannelService:
         channel.disabled_reason = reason or f"disabled via {_SOURCE_WORDS[source]} at {_stamp(now)}"
         channel.updated_at = now
         await session.commit()
+        self.on_change()
         log.info("channel disabled", nexus_channel_id=nexus_channel_id)
         return channel
 
@@ -191,6 +200,7 @@ class ChannelService:
         channel = await self.get(session, nexus_channel_id)
         await ChannelRepository(session).remove(channel)
         await session.commit()
+        self.on_change()
         log.info("channel removed", nexus_channel_id=nexus_channel_id)
 
     def to_out(self, channel: Channel) -> ChannelOut:
@@ -331,10 +341,13 @@ class IntegrationService:
         inbox: Inbox,
         sessionmaker: async_sessionmaker[AsyncSession],
         now: Callable[[], datetime] = utcnow,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self.sessionmaker = sessionmaker
         self.now = now
+        # Called after a committed change that disabled channels (clears the channel cache).
+        self.on_change = on_change or (lambda: None)
 
     async def apply_integration_change(
         self,
@@ -391,6 +404,8 @@ class IntegrationService:
         outcome.delivery_ids = list(acceptance.delivery_ids)
         if not acceptance.is_new:
             outcome.disabled_channels, outcome.changed = [], []
+        if outcome.disabled_channels:
+            self.on_change()
         log.info(
             "integration change",
             integration_id=integration_id,

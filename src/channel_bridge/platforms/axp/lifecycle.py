@@ -189,7 +189,8 @@ async def axp_integration_callback(token: str, request: Request) -> JSONResponse
         raise
     try:
         data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting past the decoder's limit is a hostile body, not our bug.
         _count("malformed")
         raise BadRequest("The callback body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -221,7 +222,9 @@ async def axp_integration_callback(token: str, request: Request) -> JSONResponse
         )
 
     service = IntegrationService(
-        inbox=request.app.state.inbox, sessionmaker=request.app.state.sessionmaker
+        inbox=request.app.state.inbox,
+        sessionmaker=request.app.state.sessionmaker,
+        on_change=request.app.state.channel_cache.invalidate,
     )
     change = await service.apply_integration_change(
         action=callback.action,

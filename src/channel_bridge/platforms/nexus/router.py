@@ -19,7 +19,6 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.models import Channel
 from channel_bridge.errors import (
@@ -31,7 +30,6 @@ from channel_bridge.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from channel_bridge.mappings.repository import ChannelRepository
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.nexus.client import TRACE_HEADER, safe_trace_id
@@ -93,8 +91,9 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
     if not CHANNEL_ID_PATTERN.match(channel_id):
         raise NotFound("No Nexus channel with this id")
     structlog.contextvars.bind_contextvars(nexus_channel_id=channel_id)
-    async with state.sessionmaker() as session:
-        channel = await _enabled_channel(session, channel_id)
+    channel = await state.channel_cache.get_enabled(channel_id)
+    if channel is None:
+        raise NotFound("No enabled Nexus channel with this id")
     secrets = _webhook_secrets(state, channel)
 
     raw = await request.body()
@@ -157,13 +156,6 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
         acks.append(ack_id)
         duplicate = duplicate or not is_new
     return acks, duplicate
-
-
-async def _enabled_channel(session: AsyncSession, channel_id: str) -> Channel:
-    channel = await ChannelRepository(session).get_by_nexus_channel_id(channel_id)
-    if channel is None or not channel.enabled:
-        raise NotFound("No enabled Nexus channel with this id")
-    return channel
 
 
 def _webhook_secrets(state: Any, channel: Channel) -> list[Any]:
