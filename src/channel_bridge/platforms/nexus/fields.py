@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from channel_bridge.settings import Settings
@@ -50,12 +51,8 @@ class FieldMap:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FieldMap:
-        return cls(
-            {
-                field: parse_aliases(getattr(settings, name))
-                for field, name in FIELD_SETTINGS.items()
-            }
-        )
+        # Built once per distinct configuration: the webhook asks for it on every message.
+        return _field_map(tuple(getattr(settings, name) for name in FIELD_SETTINGS.values()))
 
     def get(self, document: Mapping[str, Any], field: str) -> Any:
         """The value of the first alias present (not None) in `document`, else None."""
@@ -92,3 +89,10 @@ def _lookup(document: Mapping[str, Any], alias: str) -> Any:
             return _MISSING
         current = current[part]
     return current
+
+
+@lru_cache(maxsize=16)
+def _field_map(values: tuple[str, ...]) -> FieldMap:
+    return FieldMap(
+        {field: parse_aliases(value) for field, value in zip(FIELD_SETTINGS, values, strict=True)}
+    )
