@@ -38,7 +38,11 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/channel-bridge demo
 
+# Whole-bridge benchmarks (wrk from Debian's packages; results in bench/results/<date>.md),
+# then the relay-only benchmark. `make bench BENCH_ARGS=--quick` for short runs.
 bench: $(STAMP)
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python bench/bridge_bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/relay_bench.py
 
 # Full-size drills (5,000 webhooks killed mid-stream, 20,000 over two replicas, a 30 s database

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
 from channel_bridge.relay import service
 
 router = APIRouter(prefix="/admin/v1/deliveries", tags=["deliveries"], dependencies=[AdminDep])
+
+# deliveries.id is a BIGINT: a larger number is refused with a 422, never a 500.
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 DeliveryStatus = Literal["pending", "in_flight", "delivered", "dead", "cancelled"]
 
@@ -122,7 +125,7 @@ async def replay_dead(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryDetail)
-async def show_delivery(delivery_id: int, session: SessionDep) -> DeliveryDetail:
+async def show_delivery(delivery_id: DeliveryId, session: SessionDep) -> DeliveryDetail:
     delivery, attempts = await service.get_delivery(session, delivery_id)
     return DeliveryDetail(
         **DeliveryOut.model_validate(delivery).model_dump(),
@@ -133,7 +136,7 @@ async def show_delivery(delivery_id: int, session: SessionDep) -> DeliveryDetail
 
 @router.post("/{delivery_id}/replay", response_model=DeliveryOut)
 async def replay_delivery(
-    delivery_id: int, request: Request, session: SessionDep, force: bool = False
+    delivery_id: DeliveryId, request: Request, session: SessionDep, force: bool = False
 ) -> DeliveryOut:
     delivery = await service.replay_delivery(session, delivery_id, force=force)
     _wake_worker(request)
@@ -141,5 +144,5 @@ async def replay_delivery(
 
 
 @router.post("/{delivery_id}/cancel", response_model=DeliveryOut)
-async def cancel_delivery(delivery_id: int, session: SessionDep) -> DeliveryOut:
+async def cancel_delivery(delivery_id: DeliveryId, session: SessionDep) -> DeliveryOut:
     return DeliveryOut.model_validate(await service.cancel_delivery(session, delivery_id))

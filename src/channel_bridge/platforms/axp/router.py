@@ -79,7 +79,8 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
         raise
     try:
         data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting past the decoder's limit is a hostile body, not our bug.
         _count("malformed")
         raise BadRequest("The callback body is not valid JSON") from None
     if not isinstance(data, dict):

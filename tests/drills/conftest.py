@@ -1,0 +1,55 @@
+"""Drill fixtures: a fresh PostgreSQL database per drill, the AXP simulator on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from channel_bridge.db.migrate import upgrade
+from channel_bridge.sandbox.axp import AxpSimulator
+from tests.drills.harness import BridgeProcess, LoopbackServer, make_axp_simulator, seed_database
+from tests.support.postgres import PostgresServer
+
+
+@pytest.fixture
+def drill_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """A migrated, seeded PostgreSQL database of its own (the drills never share one)."""
+    name = f"drill_{uuid.uuid4().hex[:8]}"
+    janitor = postgres_server.janitor(name)
+    janitor.init()
+    url = postgres_server.url(name)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+async def seeded_database(drill_database: str) -> str:
+    await seed_database(drill_database)
+    return drill_database
+
+
+@pytest.fixture
+async def axp() -> AsyncIterator[tuple[AxpSimulator, LoopbackServer]]:
+    """The AXP simulator answering in ~10 ms, on 127.0.0.1."""
+    sim = make_axp_simulator(latency_s=0.01)
+    server = LoopbackServer(sim.app)
+    await server.start()
+    try:
+        yield sim, server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def bridges(tmp_path: Path) -> Iterator[list[BridgeProcess]]:
+    """Bridge processes a drill starts are stopped (SIGTERM, then SIGKILL) at the end."""
+    started: list[BridgeProcess] = []
+    yield started
+    for process in started:
+        process.stop()
