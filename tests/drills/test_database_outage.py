@@ -111,7 +111,11 @@ async def check_outcome(
     assert set(outcome.statuses()) <= {200, 503}, outcome.statuses()
     assert before > 0 and len(outcome.acknowledged()) > before
 
-    # Nothing accepted is lost; nothing refused is delivered.
+    # Nothing accepted is lost. A request whose COMMIT reached PostgreSQL just as the link was
+    # cut is the one unavoidable ambiguity: stored, but answered 503 because the commit's reply
+    # never came back. Nexus redelivers a 503 and the inbox answers it with the stored id, so it
+    # still arrives once. Each conversation sends one request at a time, so at most one such
+    # request per conversation can exist.
     acknowledged = outcome.acknowledged()
     delivered = await wait_until(lambda: acknowledged <= set(delivered_ids(sim)), 60 * SCALE)
     if not delivered:
@@ -129,10 +133,12 @@ async def check_outcome(
             f"bridge log: {bridge.log_tail(5)}"
         )
     counts = Counter(delivered_ids(sim))
-    assert set(counts) == acknowledged and set(counts.values()) == {1}
-    assert not (outcome.refused() & set(counts))
+    committed_unanswered = set(counts) - acknowledged
+    assert acknowledged <= set(counts) and set(counts.values()) == {1}
+    assert committed_unanswered <= outcome.refused() | outcome.dropped(), committed_unanswered
+    assert len(committed_unanswered) <= conversations, committed_unanswered
     stored = await count_rows(seeded_database, "SELECT count(*) FROM inbox_events")
-    assert stored[0][0] == len(acknowledged)
+    assert stored[0][0] == len(acknowledged) + len(committed_unanswered)
     # A conversation whose message was refused skips it (the sender moved on), but what was
     # accepted still arrives in the order it was sent.
     assert order_violations(sim) == []
