@@ -167,7 +167,7 @@ def _webhook_secrets(state: Any, channel: Channel) -> list[Any]:
             "BRIDGE_SECRET_KEY is not configured; webhook secrets cannot be read"
         )
     try:
-        return state.secret_box.decrypt_list(channel.webhook_secrets_encrypted)
+        return state.channel_cache.webhook_secrets(channel, state.secret_box)
     except (SecretBoxError, ValueError) as exc:
         # A key rotation went wrong: 5XX so Nexus redelivers once the operator fixes the key.
         log.error(
