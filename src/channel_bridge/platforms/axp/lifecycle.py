@@ -19,14 +19,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from channel_bridge.errors import BadRequest, PayloadTooLarge, Unprocessable
+from channel_bridge.errors import Unprocessable
 from channel_bridge.mappings.schemas import AccountId, ChannelProviderId, IntegrationId
 from channel_bridge.mappings.service import INTEGRATION_INBOX_SOURCE, IntegrationService
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.metrics import ack_seconds, webhooks
-from channel_bridge.security import tokens_equal
+from channel_bridge.platforms.axp.callback_request import check_callback_token, read_json_object
 
 log = get_logger(__name__)
 
@@ -178,27 +177,8 @@ def _count(outcome: str) -> None:
 async def axp_integration_callback(token: str, request: Request) -> JSONResponse:
     started = time.perf_counter()
     settings = request.app.state.settings
-    if not tokens_equal(token, settings.axp_callback_token):
-        _count("bad_token")
-        # Identical to the answer for a path that does not exist.
-        raise StarletteHTTPException(status_code=404)
-    try:
-        raw = await request.body()
-    except PayloadTooLarge:
-        _count("too_large")
-        raise
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        # RecursionError: nesting past the decoder's limit is a hostile body, not our bug.
-        _count("malformed")
-        raise BadRequest("The callback body is not valid JSON") from None
-    if not isinstance(data, dict):
-        _count("invalid")
-        raise Unprocessable(
-            "The callback body must be a JSON object",
-            errors=[{"field": "body", "message": "must be an object"}],
-        )
+    check_callback_token(token, settings, _count)
+    raw, data = await read_json_object(request, _count)
     try:
         callback = parse_integration_callback(data, method=request.method)
     except Unprocessable:

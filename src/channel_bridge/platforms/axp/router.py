@@ -8,32 +8,27 @@ commit and acknowledged; the work happens later in the relay.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channel_bridge.errors import (
-    BadRequest,
-    PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
     field_errors_from_pydantic,
 )
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.metrics import ack_seconds, webhooks
+from channel_bridge.platforms.axp.callback_request import check_callback_token, read_json_object
 from channel_bridge.platforms.axp.schemas import (
     AxpCallbackEvent,
     dedupe_key,
     parse_callback_event,
 )
 from channel_bridge.relay.envelope import DeliveryRequest
-from channel_bridge.security import tokens_equal
 
 log = get_logger(__name__)
 
@@ -65,28 +60,11 @@ def _count(outcome: str) -> None:
 async def axp_notification(token: str, request: Request) -> JSONResponse:
     started = time.perf_counter()
     settings = request.app.state.settings
-    if not tokens_equal(token, settings.axp_callback_token):
-        _count("bad_token")
-        # Identical to the answer for a path that does not exist.
-        raise StarletteHTTPException(status_code=404)
+    check_callback_token(token, settings, _count)
     if not _is_json(request.headers.get("content-type")):
         _count("unsupported_media_type")
         raise UnsupportedMediaType("The callback body must be application/json")
-    try:
-        raw = await request.body()
-    except PayloadTooLarge:
-        _count("too_large")
-        raise
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        # RecursionError: nesting past the decoder's limit is a hostile body, not our bug.
-        _count("malformed")
-        raise BadRequest("The callback body is not valid JSON") from None
-    if not isinstance(data, dict):
-        _count("invalid")
-        raise Unprocessable("The callback body must be a JSON object",
-                            errors=[{"field": "body", "message": "must be an object"}])
+    raw, data = await read_json_object(request, _count)
     try:
         event = parse_callback_event(data)
     except ValidationError as exc:
@@ -100,8 +78,11 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
     if settings.axp_account_id and account_id and account_id != settings.axp_account_id:
         # Answered 200 so a misrouted subscription is not redelivered for ever; stored nowhere.
         _count("foreign_account")
-        log.warning("axp callback for another account ignored", event_type=event.eventType,
-                    account_id=account_id)
+        log.warning(
+            "axp callback for another account ignored",
+            event_type=event.eventType,
+            account_id=account_id,
+        )
         return JSONResponse(ACK)
 
     planner: AxpEventPlanner | None = getattr(request.app.state, "axp_event_planner", None)
@@ -118,6 +99,10 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
     _count("accepted" if acceptance.is_new else "duplicate")
     ack_seconds.labels(SOURCE).observe(time.perf_counter() - started)
     if acceptance.is_new:
-        log.info("axp callback accepted", event_type=event.eventType,
-                 inbox_event_id=acceptance.inbox_event_id, deliveries=len(acceptance.delivery_ids))
+        log.info(
+            "axp callback accepted",
+            event_type=event.eventType,
+            inbox_event_id=acceptance.inbox_event_id,
+            deliveries=len(acceptance.delivery_ids),
+        )
     return JSONResponse(acceptance.ack or ACK)
