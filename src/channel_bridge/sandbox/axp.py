@@ -34,6 +34,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 PROBLEM = "application/problem+json"
+CONSTRAINT_DETAIL = (
+    "A problem that indicates a syntactically correct, yet semantically illegal request."
+)
 DOCS = "https://developers.avayacloud.com/onecloud-ccaas/docs/error-handling"
 ACCOUNT_PATTERN = re.compile(r"^[a-zA-Z]{6}$")
 UUID_PATTERN = re.compile(
@@ -112,6 +115,15 @@ def _problem(
     if violations:
         body["violations"] = violations
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _constraint_violation(
+    violations: list[dict[str, Any]] | None = None, *, detail: str = CONSTRAINT_DETAIL
+) -> JSONResponse:
+    """AXP's 400 for a request it refuses (the specs' `#constraint-violation` problem)."""
+    return _problem(
+        400, "Constraint Violation", detail, anchor="constraint-violation", violations=violations
+    )
 
 
 def _violation(field_name: str, message: str, code: int = 20002) -> dict[str, Any]:
@@ -297,13 +309,8 @@ class AxpSimulator:
     def _check_account(self, account_id: str) -> None:
         if not ACCOUNT_PATTERN.match(account_id):
             raise _Reply(
-                _problem(
-                    400,
-                    "Constraint Violation",
-                    "A problem that indicates a syntactically "
-                    "correct, yet semantically illegal request.",
-                    anchor="constraint-violation",
-                    violations=[_violation("accountId", 'must match "^[a-zA-Z]{6}$"', 20006)],
+                _constraint_violation(
+                    [_violation("accountId", 'must match "^[a-zA-Z]{6}$"', 20006)]
                 )
             )
         if account_id != self.account_id:
@@ -335,14 +342,7 @@ class AxpSimulator:
     def _require(body: Any, fields: dict[str, tuple[int, int]]) -> None:
         violations = []
         if not isinstance(body, dict):
-            raise _Reply(
-                _problem(
-                    400,
-                    "Constraint Violation",
-                    "The body must be an object",
-                    anchor="constraint-violation",
-                )
-            )
+            raise _Reply(_constraint_violation(detail="The body must be an object"))
         for name, (low, high) in fields.items():
             value = body.get(name)
             if value is None:
@@ -350,16 +350,7 @@ class AxpSimulator:
             elif not isinstance(value, str) or not low <= len(value) <= high:
                 violations.append(_violation(name, f"size must be between {low} and {high}", 20003))
         if violations:
-            raise _Reply(
-                _problem(
-                    400,
-                    "Constraint Violation",
-                    "A problem that indicates a syntactically "
-                    "correct, yet semantically illegal request.",
-                    anchor="constraint-violation",
-                    violations=violations,
-                )
-            )
+            raise _Reply(_constraint_violation(violations))
 
     def _schedule(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -394,12 +385,9 @@ class AxpSimulator:
             if account_id != sim.account_id:
                 return _problem(404, "Not Found", "Unknown account", anchor="not-found")
             if form.get("grant_type") != "client_credentials":
-                return _problem(
-                    400,
-                    "Constraint Violation",
-                    "unsupported grant_type",
-                    anchor="constraint-violation",
-                    violations=[_violation("grant_type", "must be client_credentials")],
+                return _constraint_violation(
+                    [_violation("grant_type", "must be client_credentials")],
+                    detail="unsupported grant_type",
                 )
             if (
                 request.headers.get("appkey") != sim.app_key
@@ -447,14 +435,7 @@ class AxpSimulator:
                         _violation(f"attachments[{index}].attachmentId", "is not valid", 20006)
                     )
             if violations:
-                return _problem(
-                    400,
-                    "Constraint Violation",
-                    "A problem that indicates a syntactically "
-                    "correct, yet semantically illegal request.",
-                    anchor="constraint-violation",
-                    violations=violations,
-                )
+                return _constraint_violation(violations)
             key = (body.get("providerMessageId") or "", body.get("correlationId") or "")
             if all(key) and key in sim._sent:
                 return JSONResponse(sim._sent[key])
@@ -485,12 +466,8 @@ class AxpSimulator:
                 "SYSTEM_CLOSED",
                 "UNKNOWN",
             ):
-                return _problem(
-                    400,
-                    "Constraint Violation",
-                    "invalid reason",
-                    anchor="constraint-violation",
-                    violations=[_violation("reason", "is not valid", 20006)],
+                return _constraint_violation(
+                    [_violation("reason", "is not valid", 20006)], detail="invalid reason"
                 )
             sim.dialogs.pop(provider_dialog_id, None)
             answer = {
@@ -574,12 +551,9 @@ class AxpSimulator:
             sim._require(body, {"mediaName": (1, 255), "mediaContentType": (1, 255)})
             size = body.get("mediaSize")
             if not isinstance(size, int | float) or size < 1:
-                return _problem(
-                    400,
-                    "Constraint Violation",
-                    "invalid mediaSize",
-                    anchor="constraint-violation",
-                    violations=[_violation("mediaSize", "must be greater than or equal to 1")],
+                return _constraint_violation(
+                    [_violation("mediaSize", "must be greater than or equal to 1")],
+                    detail="invalid mediaSize",
                 )
             media_id = str(uuid.uuid4())
             sim.media[media_id] = {
@@ -616,21 +590,14 @@ class AxpSimulator:
             form = await request.form()
             upload = form.get("mediaFile")
             if upload is None or isinstance(upload, str):
-                return _problem(
-                    400,
-                    "Constraint Violation",
-                    "mediaFile is required",
-                    anchor="constraint-violation",
-                    violations=[_violation("mediaFile", "must not be null")],
+                return _constraint_violation(
+                    [_violation("mediaFile", "must not be null")], detail="mediaFile is required"
                 )
             content = await upload.read()
             if len(content) != int(item["mediaSize"]):
-                return _problem(
-                    400,
-                    "Constraint Violation",
-                    "size differs from mediaSize",
-                    anchor="constraint-violation",
-                    violations=[_violation("mediaFile", "size must equal mediaSize")],
+                return _constraint_violation(
+                    [_violation("mediaFile", "size must equal mediaSize")],
+                    detail="size differs from mediaSize",
                 )
             item["content"] = content
             return JSONResponse(
@@ -662,12 +629,8 @@ class AxpSimulator:
             or any(t not in SUBSCRIPTION_EVENT_TYPES for t in types)
         ):
             raise _Reply(
-                _problem(
-                    400,
-                    "Constraint Violation",
-                    "invalid eventTypes",
-                    anchor="constraint-violation",
-                    violations=[_violation("eventTypes", "is not valid", 20006)],
+                _constraint_violation(
+                    [_violation("eventTypes", "is not valid", 20006)], detail="invalid eventTypes"
                 )
             )
 
@@ -706,22 +669,14 @@ class AxpSimulator:
             signature, self._sign(media_id, int(ttl_text))
         ):
             raise _Reply(
-                _problem(
-                    400,
-                    "Constraint Violation",
-                    "invalid signature",
-                    anchor="constraint-violation",
-                    violations=[_violation("signature", "is not valid", 20006)],
+                _constraint_violation(
+                    [_violation("signature", "is not valid", 20006)], detail="invalid signature"
                 )
             )
         if int(ttl_text) < self.clock() * 1000:
             raise _Reply(
-                _problem(
-                    400,
-                    "Constraint Violation",
-                    "signature expired",
-                    anchor="constraint-violation",
-                    violations=[_violation("ttl", "has expired", 20006)],
+                _constraint_violation(
+                    [_violation("ttl", "has expired", 20006)], detail="signature expired"
                 )
             )
         return self._media(media_id)
