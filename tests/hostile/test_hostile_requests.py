@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from channel_bridge.db.models import Delivery, InboxEvent
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, sign
 from channel_bridge.sandbox.mode import DEMO_NEXUS_CHANNEL, DEMO_WEBHOOK_SECRET, seed_demo_channel
+from tests.axp.conftest import callback_examples
 from tests.conftest import TEST_CALLBACK_TOKEN, make_settings, running_app
 
 PROBLEM = "application/problem+json"
@@ -162,6 +163,33 @@ async def test_nul_character_webhook_is_422(client) -> None:
     await assert_refused(
         client, await client.post(WEBHOOK, content=body, headers=signed(body)), 422
     )
+
+
+async def test_lone_surrogate_webhook_is_422(client) -> None:
+    # Valid JSON (an escaped lone surrogate) that no UTF-8 store can hold, jsonb included.
+    body = json.dumps({**MESSAGE, "text": "a\ud800b"}).encode()
+    assert b"\\ud800" in body
+    problem = await assert_refused(
+        client, await client.post(WEBHOOK, content=body, headers=signed(body)), 422
+    )
+    assert "surrogate" in problem["detail"]
+
+
+# A schema-valid MESSAGES callback (AXP spec example), so only the planted string is wrong.
+CALLBACK_MESSAGE = callback_examples()["Message-Event-Chat-Plain-Text-Simple"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"), [("a\u0000b", "NUL"), ("a\udc00b", "surrogate")], ids=["nul", "surrogate"]
+)
+async def test_unstorable_string_in_callback_is_422(client, text: str, reason: str) -> None:
+    body = json.dumps({**CALLBACK_MESSAGE, "correlationId": text}).encode()
+    assert b"\\u" in body
+    response = await client.post(
+        CALLBACK, content=body, headers={"Content-Type": "application/json"}
+    )
+    problem = await assert_refused(client, response, 422)
+    assert reason in problem["detail"]
 
 
 # --- headers and paths --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from channel_bridge import jsondoc
 from channel_bridge.settings import Settings
 
 
@@ -34,7 +35,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
             pool_timeout=settings.db_connect_timeout_s,
             connect_args={"timeout": settings.db_connect_timeout_s},
         )
-    engine = create_async_engine(url, **kwargs)
+    engine = create_async_engine(
+        url, json_serializer=jsondoc.dumps, json_deserializer=jsondoc.loads, **kwargs
+    )
     if url.get_backend_name() == "sqlite":
         _tune_sqlite(engine)
     return engine

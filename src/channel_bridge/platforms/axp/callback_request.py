@@ -14,6 +14,7 @@ from fastapi import Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channel_bridge.errors import BadRequest, PayloadTooLarge, Unprocessable
+from channel_bridge.jsondoc import why_unstorable
 from channel_bridge.security import tokens_equal
 from channel_bridge.settings import Settings
 
@@ -45,5 +46,11 @@ async def read_json_object(request: Request, count: CountOutcome) -> tuple[bytes
         raise Unprocessable(
             "The callback body must be a JSON object",
             errors=[{"field": "body", "message": "must be an object"}],
+        )
+    problem = why_unstorable(data)
+    if problem is not None:
+        count("invalid")
+        raise Unprocessable(
+            f"The callback body {problem}", errors=[{"field": "body", "message": problem}]
         )
     return raw, data

@@ -1,0 +1,58 @@
+"""JSON documents as the bridge stores them: what cannot be stored, and a fast serialiser."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+# Real messages and callbacks are a few levels deep; this bounds the work spent on a hostile body.
+MAX_JSON_DEPTH = 32
+# An escaped lone surrogate ("\ud800") is valid JSON but no UTF-8 text, so no jsonb, holds it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def why_unstorable(document: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed body cannot be stored as is (NUL, lone surrogates, absurd nesting), or None.
+
+    PostgreSQL text and jsonb refuse NUL and unpaired surrogates, and deep nesting breaks
+    serialisers: the caller answers 422 naming the reason instead of failing in the database.
+    """
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "contains a NUL character"
+            if _LONE_SURROGATE.search(node):
+                return "contains an unpaired UTF-16 surrogate"
+        elif isinstance(node, dict):
+            stack.extend((key, depth + 1) for key in node)
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+    return None
+
+
+def dumps(value: Any) -> str:
+    """Serialise for a JSON column: orjson, with the standard library for what orjson refuses.
+
+    orjson is several times faster than `json`, and JSON encoding was the largest share of the
+    inbox write; it refuses integers beyond 64 bits, which `json` (and jsonb) accept.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse a JSON column (the counterpart of `dumps`, so anything stored reads back)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
