@@ -27,6 +27,7 @@ from channel_bridge.mappings import router as mappings_router
 from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops import health
 from channel_bridge.ops.body_limit import BodyLimitMiddleware
+from channel_bridge.ops.gc_tuning import tuned_gc
 from channel_bridge.ops.logging import configure_logging, get_logger
 from channel_bridge.ops.metrics import MetricsMiddleware
 from channel_bridge.ops.request_context import RequestContextMiddleware, safe_request_id
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 on_accepted=app.state.worker.wake if app.state.worker else None,
                 window_ms=settings.inbox_group_commit_window_ms,
                 max_batch=settings.inbox_group_commit_max_batch,
+                max_inflight=settings.inbox_group_commit_max_inflight,
             )
             stack.push_async_callback(app.state.inbox.drain)  # batches in progress finish first
             app.state.exit_stack = stack
@@ -139,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(housekeeping.stop)
                 await app.state.worker.start()
                 stack.push_async_callback(app.state.worker.stop)
+            # Last, so everything start-up built is frozen out of the collector's walks.
+            stack.enter_context(tuned_gc(settings.gc_gen0_threshold))
             log.info(
                 "bridge starting",
                 version=__version__,

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # None: sandbox when env=dev and no AXP/Nexus base URL is configured. Never in prod.
     sandbox: bool | None = None
 
+    # Young-generation GC threshold for a serving process; start-up objects are frozen too.
+    # 0 keeps Python's defaults (700). See ops/gc_tuning.py for the measurements.
+    gc_gen0_threshold: int = Field(default=200_000, ge=0)
+
     # Enabled channels are kept this long for the webhook hot path (0 turns the cache off);
     # writes in this process clear it at once, other replicas see a change within this time.
     channel_cache_ttl_s: float = 5.0
@@ -91,6 +95,8 @@ class Settings(BaseSettings):
     # Group commit: gather concurrent accepts into one transaction (≈ halves ack cost).
     inbox_group_commit_window_ms: float = 1.5
     inbox_group_commit_max_batch: int = 256
+    # Batches written at once; later accepts queue for the next one, so batches grow with load.
+    inbox_group_commit_max_inflight: int = 2
     # 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h: about 16 h before a dead letter.
     retry_schedule_s: list[float] = Field(
         default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0]

@@ -165,3 +165,48 @@ async def test_within_failure_rolls_back_the_event(sessionmaker) -> None:
         raise AssertionError("within's error must reach the caller")
     assert await _count(sessionmaker, InboxEvent) == 0
     assert await _count(sessionmaker, Delivery) == 0
+
+
+async def test_batches_in_flight_are_capped_and_later_calls_join_the_next_one(
+    sessionmaker,
+) -> None:
+    inbox = Inbox(sessionmaker, window_ms=0, max_batch=256, max_inflight=1)
+    sizes: list[int] = []
+    in_flight = peak = 0
+    write_batch = inbox._write_batch
+
+    async def observed(batch):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        sizes.append(len(batch))
+        try:
+            await asyncio.sleep(0.02)  # a slow commit: calls keep arriving meanwhile
+            return await write_batch(batch)
+        finally:
+            in_flight -= 1
+
+    inbox._write_batch = observed  # type: ignore[method-assign]
+    calls = []
+    for i in range(60):
+        calls.append(asyncio.create_task(inbox.accept(source="s", external_id=f"k{i}", payload={})))
+        await asyncio.sleep(0.001)
+    results = await asyncio.gather(*calls)
+    assert all(r.is_new for r in results)
+    assert peak == 1
+    assert sum(sizes) == 60
+    # Arrivals during a write wait for the next batch instead of opening their own.
+    assert len(sizes) <= 10 and max(sizes) > 5
+    assert await _count(sessionmaker, InboxEvent) == 60
+
+
+async def test_drain_writes_what_is_still_queued(sessionmaker) -> None:
+    inbox = Inbox(sessionmaker, window_ms=10_000, max_batch=256, max_inflight=1)
+    pending = [
+        asyncio.create_task(inbox.accept(source="s", external_id=f"d{i}", payload={}))
+        for i in range(5)
+    ]
+    await asyncio.sleep(0)
+    await inbox.drain()
+    assert all(task.done() and task.result().is_new for task in pending)
+    assert await _count(sessionmaker, InboxEvent) == 5

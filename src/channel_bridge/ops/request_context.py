@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from channel_bridge.ids import random_hex_id
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client-supplied id is echoed only if plain; anything else is replaced (no header injection).
@@ -17,7 +18,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def safe_request_id(value: str | None) -> str:
     if value and _SAFE_ID.match(value):
         return value
-    return uuid.uuid4().hex
+    return random_hex_id()
 
 
 class RequestContextMiddleware:

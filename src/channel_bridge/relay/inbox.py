@@ -5,6 +5,11 @@ opens a short window (`inbox_group_commit_window_ms`), every call arriving in it
 batch, and the batch is written with multi-row inserts (`ON CONFLICT DO NOTHING RETURNING`
 tells which events are new). Each caller is released only after that commit. If the batch
 fails, its items are retried one transaction each, so a bad item fails only its own caller.
+
+At most `max_inflight` batches are written at once. Calls that arrive while they are busy
+wait for the next batch, which starts as soon as one finishes: under load the batches grow
+with the load instead of the transactions multiplying (a window of a few milliseconds
+gathers only a couple of requests, and per-transaction work then dominated the ack).
 """
 
 from __future__ import annotations
@@ -59,12 +64,14 @@ class Inbox:
         on_accepted: Callable[[], None] | None = None,
         window_ms: float = 1.5,
         max_batch: int = 256,
+        max_inflight: int = 2,
         clock: Clock | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._on_accepted = on_accepted
         self._window_s = max(0.0, window_ms) / 1000
         self._max_batch = max(1, max_batch)
+        self._max_inflight = max(1, max_inflight)
         self._clock = clock or SystemClock()
         self._queue: list[_Pending] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -110,18 +117,21 @@ class Inbox:
             loop.create_future(),
         )
         self._queue.append(item)
-        if len(self._queue) >= self._max_batch:
-            self._flush_now()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._window_s, self._flush_now)
+        if len(self._flushes) < self._max_inflight:
+            if len(self._queue) >= self._max_batch:
+                self._flush_now()
+            elif self._timer is None:
+                self._timer = loop.call_later(self._window_s, self._flush_now)
+        # Otherwise the next batch starts when a write in progress finishes (_on_flushed).
         # shield: a caller that goes away must not cancel the batch's other callers.
         return await asyncio.shield(item.future)
 
     async def drain(self) -> None:
-        """Wait for batches in progress (shutdown)."""
-        self._flush_now()
-        while self._flushes:
-            await asyncio.gather(*list(self._flushes), return_exceptions=True)
+        """Write what is queued and wait for batches in progress (shutdown)."""
+        while self._queue or self._flushes:
+            self._flush_now()
+            if self._flushes:
+                await asyncio.gather(*list(self._flushes), return_exceptions=True)
 
     # --- batching -------------------------------------------------------------------
 
@@ -129,12 +139,19 @@ class Inbox:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._queue = self._queue, []
-        if not batch:
+        if not self._queue or len(self._flushes) >= self._max_inflight:
             return
+        batch = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
         task = asyncio.get_running_loop().create_task(self._flush(batch))
         self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(self._on_flushed)
+
+    def _on_flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if self._queue:
+            # These calls already waited for a free slot: no window on top.
+            self._flush_now()
 
     async def _flush(self, batch: list[_Pending]) -> None:
         try:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from channel_bridge.ids import random_hex_id
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.nexus.errors import (
     NexusApiError,
@@ -42,7 +42,7 @@ def safe_trace_id(value: str | None) -> str:
     """`value` if it is a valid B3 trace id, else a fresh 128-bit one."""
     if value and _TRACE_ID.match(value):
         return value.lower()
-    return uuid.uuid4().hex
+    return random_hex_id()
 
 
 def encode_json(document: Any) -> bytes:

@@ -12,7 +12,6 @@ import inspect
 import json
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,8 @@ from channel_bridge.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+from channel_bridge.ids import random_hex_id
+from channel_bridge.jsondoc import why_unstorable
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.nexus.client import TRACE_HEADER, safe_trace_id
@@ -52,14 +53,12 @@ SOURCE = "nexus.webhook"
 ACK_PREFIX = "nx-"
 # Phone numbers (+16504661149), short codes and email domains; anything else is no channel of ours.
 CHANNEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9+][A-Za-z0-9+._:@-]{0,127}$")
-# Real messages are a few levels deep; this bounds the work spent on a hostile body.
-MAX_JSON_DEPTH = 32
 # inbox_events.external_id is 255 characters; longer keys are hashed.
 _MAX_EXTERNAL_ID = 255
 
 
 def new_ack_id() -> str:
-    return ACK_PREFIX + uuid.uuid4().hex
+    return ACK_PREFIX + random_hex_id()
 
 
 @router.post(
@@ -120,8 +119,8 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
         document = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from None
-    # PostgreSQL text/jsonb cannot hold NUL and deep nesting breaks serialisers: refuse, not 500.
-    problem = _unstorable(document)
+    # PostgreSQL text/jsonb cannot hold NUL or lone surrogates, and deep nesting breaks serialisers.
+    problem = why_unstorable(document)
     if problem is not None:
         raise Unprocessable(f"The body {problem}", errors=[{"field": "body", "message": problem}])
     fields = FieldMap.from_settings(state.settings)
@@ -176,24 +175,6 @@ def _webhook_secrets(state: Any, channel: Channel) -> list[Any]:
             error=type(exc).__name__,
         )
         raise ServiceUnavailable("The channel's webhook secret cannot be decrypted") from None
-
-
-def _unstorable(document: Any) -> str | None:
-    """Why the parsed body cannot be stored as is (NUL characters, absurd nesting), else None."""
-    stack = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return f"nested deeper than {MAX_JSON_DEPTH} levels"
-        if isinstance(node, str):
-            if "\x00" in node:
-                return "contains a NUL character"
-        elif isinstance(node, dict):
-            stack.extend((key, depth + 1) for key in node)
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
-    return None
 
 
 def _reject_constant(name: str) -> Any:
