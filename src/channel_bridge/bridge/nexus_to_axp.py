@@ -10,6 +10,8 @@ import mimetypes
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.db.models import Channel
@@ -111,7 +113,12 @@ def _filename(item: dict[str, Any], index: int) -> str:
 
 async def _load_channel(bridge: BridgeContext, nexus_channel_id: str) -> Channel:
     async with bridge.sessionmaker() as session:
-        channel = await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)
+        return await _enabled_channel(session, nexus_channel_id)
+
+
+async def _enabled_channel(session: AsyncSession, nexus_channel_id: str) -> Channel:
+    """Re-read at delivery: a channel disabled after the accept stops its messages here."""
+    channel = await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)
     if channel is None or not channel.enabled:
         reason = (
             "removed" if channel is None else f"disabled ({channel.disabled_reason or 'no reason'})"
@@ -122,9 +129,9 @@ async def _load_channel(bridge: BridgeContext, nexus_channel_id: str) -> Channel
 
 async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
     payload = ctx.payload
-    channel = await _load_channel(bridge, payload["nexus_channel_id"])
     conversations = ConversationService()
     async with bridge.sessionmaker() as session, session.begin():
+        channel = await _enabled_channel(session, payload["nexus_channel_id"])
         conversation = await conversations.get_or_open(session, channel, payload["customer"])
         links = MessageLinkRepository(session)
         if await links.find_by_delivery_id(ctx.delivery_id) is None:

@@ -22,10 +22,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
+
+# Deliveries that hold back later ones of their partition (relay.repository.BLOCKING_STATUSES).
+OPEN_DELIVERY_CONDITION = "status IN ('pending', 'in_flight')"
 
 
 class Integration(Base):
@@ -122,6 +126,18 @@ class Delivery(Base):
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         Index("ix_deliveries_partition", "partition_key", "sequence"),
         Index("ix_deliveries_destination_status", "destination", "status"),
+        # The claim's head-of-line test ("anything earlier still open in this partition?")
+        # reads only open rows. Without this index PostgreSQL, with statistics lagging a
+        # churning outbox, intersected every open row per candidate: 200 ms per claim on a
+        # 4,000-delivery backlog. Partial, so it stays as small as the open outbox.
+        Index(
+            "ix_deliveries_open_partition",
+            "partition_key",
+            "sequence",
+            "id",
+            postgresql_where=text(OPEN_DELIVERY_CONDITION),
+            sqlite_where=text(OPEN_DELIVERY_CONDITION),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -363,7 +363,8 @@ class DeliveryRepository:
 
     async def add_attempts(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            await self.session.execute(attempt_table.insert().values(list(rows)))
+            # executemany form: compiled once and cached, unlike a per-batch `.values([...])`.
+            await self.session.execute(attempt_table.insert(), list(rows))
 
     async def record_result(
         self,

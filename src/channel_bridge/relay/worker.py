@@ -71,6 +71,7 @@ class RelayWorker:
         # A call ends well before its lease, so a live worker always records its own outcome.
         self._call_timeout_s = settings.worker_lease_s * 0.8
         self._poll_s = settings.worker_poll_interval_s
+        self._coalesce_s = max(0.0, settings.worker_claim_coalesce_ms) / 1000
         self._wake_event = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -128,6 +129,12 @@ class RelayWorker:
     async def _run(self) -> None:
         while True:
             self._wake_event.clear()
+            if self._inflight and self._coalesce_s > 0:
+                # Busy: let the completions of the next moment free their slots too, so one
+                # claim serves several of them (a claim per finished delivery was a
+                # transaction of four statements per delivery).
+                await asyncio.sleep(self._coalesce_s)
+                self._wake_event.clear()
             free = self._concurrency - len(self._inflight)
             if free > 0:
                 wanted = min(free, self._claim_batch)
