@@ -45,7 +45,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import TEST_CALLBACK_TOKEN  # noqa: E402
-from tests.drills.harness import BridgeProcess, free_port, seed_database  # noqa: E402
+from tests.drills.harness import (  # noqa: E402
+    BridgeProcess,
+    bridge_executable,
+    free_port,
+    seed_database,
+)
 from tests.support.postgres import PostgresServer, destroy, start_postgres  # noqa: E402
 
 from channel_bridge.db.migrate import upgrade  # noqa: E402
@@ -137,9 +142,23 @@ def write_bodies(path: Path, posts: list[Post]) -> None:
 # --- a tiny HTTP/1.1 client for the fixed-rate generator ---------------------------------------
 
 
+# uvicorn closes a keep-alive connection after 5 s idle; the generator retires its own first,
+# so a reused connection is never one the server is closing (that showed up as
+# IncompleteReadError on a few requests per run).
+CLIENT_IDLE_LIMIT_S = 4.0
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.idle_since = time.monotonic()
+
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self.idle_since > CLIENT_IDLE_LIMIT_S
+
+    def close(self) -> None:
+        self.writer.close()
 
     @classmethod
     async def open(cls, port: int) -> Connection:
@@ -158,6 +177,7 @@ class Connection:
         status = int(raw[9:12])
         length = int(re.search(rb"(?i)content-length: *(\d+)", raw).group(1))  # type: ignore[union-attr]
         await self.reader.readexactly(length)
+        self.idle_since = time.monotonic()
         return status
 
 
@@ -186,6 +206,10 @@ async def fixed_rate(
         nonlocal opened
         sent = time.time()
         connection = idle.pop() if idle else None
+        while connection is not None and connection.stale:
+            connection.close()
+            opened -= 1
+            connection = idle.pop() if idle else None
         if connection is None:
             opened += 1
             connection = await Connection.open(port)
@@ -251,10 +275,42 @@ async def closed_loop(
 # --- processes ---------------------------------------------------------------------------------
 
 
+class SeparateRelayWorker(BridgeProcess):
+    """`channel-bridge serve` without its relay worker, plus `channel-bridge worker` beside it.
+
+    Both processes get the same configuration; stopping the bridge stops the worker too.
+    """
+
+    worker: subprocess.Popen[bytes] | None = None
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "BRIDGE_WORKER_ENABLED": "false"}
+
+    async def start(self) -> None:
+        await super().start()
+        worker_env = {**super().environment(), **self.overrides, "BRIDGE_WORKER_ENABLED": "true"}
+        log = open(self.log_dir / f"worker-{self.port}.log", "wb")  # noqa: ASYNC230
+        self.worker = subprocess.Popen(  # noqa: ASYNC220
+            [*bridge_executable(), "worker"], env=worker_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def stop(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+        super().stop()
+
+
 class Bench:
-    def __init__(self, quick: bool, workdir: Path) -> None:
+    def __init__(self, quick: bool, workdir: Path, separate_worker: bool = False) -> None:
         self.quick = quick
         self.workdir = workdir
+        # True: the relay worker runs as its own `channel-bridge worker` process.
+        self.separate_worker = separate_worker
         self.postgres: PostgresServer | None = None
         self.upstream: subprocess.Popen[bytes] | None = None
         self.upstream_port = free_port()
@@ -315,7 +371,9 @@ class Bench:
         return url
 
     async def bridge(self, database_url: str, **overrides: str) -> BridgeProcess:
-        process = BridgeProcess(
+        worker_off = overrides.get("BRIDGE_WORKER_ENABLED") == "false"
+        kind = SeparateRelayWorker if self.separate_worker and not worker_off else BridgeProcess
+        process = kind(
             database_url,
             self.upstream_url,
             self.workdir,
@@ -711,21 +769,33 @@ async def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="short runs, one each")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these")
+    parser.add_argument(
+        "--relay-worker",
+        choices=("in-process", "separate"),
+        default="in-process",
+        help="run the relay worker inside `serve` (default) or as `channel-bridge worker`",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
-    bench = Bench(args.quick, workdir)
+    separate = args.relay_worker == "separate"
+    bench = Bench(args.quick, workdir, separate_worker=separate)
     today = dt.datetime.now(dt.UTC)
     bench.note(
         f"# channel-bridge benchmarks, {today:%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}\n"
     )
     bench.note(
         f"Machine: {os.cpu_count()} cores, shared; PostgreSQL 15 (fsync off, test cluster); "
-        "bridge = `channel-bridge serve` (1 process, relay worker on); AXP simulator in its own "
-        "process answering in 10 ms. Command: `.venv/bin/python bench/bridge_bench.py"
-        f"{' --quick' if args.quick else ''}`."
+        "bridge = `channel-bridge serve` (1 process, "
+        + (
+            "relay worker in its own `channel-bridge worker` process"
+            if separate
+            else "relay worker on, in the same process"
+        )
+        + "); AXP simulator in its own process answering in 10 ms. Command: "
+        f"`.venv/bin/python bench/bridge_bench.py {' '.join(sys.argv[1:])}`."
     )
     bench.start()
     try:
@@ -738,7 +808,10 @@ async def main() -> int:
         bench.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     results = (
-        ROOT / "bench" / "results" / f"{today:%Y-%m-%d-%H%M}{'-quick' if args.quick else ''}.md"
+        ROOT
+        / "bench"
+        / "results"
+        / f"{today:%Y-%m-%d-%H%M}{'-quick' if args.quick else ''}{'-separate' if separate else ''}.md"
     )
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text("\n".join(bench.lines) + "\n")
