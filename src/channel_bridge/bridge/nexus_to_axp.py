@@ -180,20 +180,15 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
     result = await bridge.axp.messaging.send_message(message)
 
     async with bridge.sessionmaker() as session, session.begin():
-        current = await conversations.find_by_provider_dialog_id(session, provider_dialog_id)
-        if current is not None:
-            await conversations.record_axp_ids(
-                session,
-                current,
-                engagement_id=result.engagement_id,
-                dialog_id=result.dialog_id,
-            )
-            await conversations.touch(session, current)
-        links = MessageLinkRepository(session)
-        link = await links.find_by_delivery_id(ctx.delivery_id)
-        if link is not None:
-            link.axp_message_id = result.message_id
-            await links.update_status(link, "sent")
+        await conversations.record_send(
+            session,
+            provider_dialog_id,
+            engagement_id=result.engagement_id,
+            dialog_id=result.dialog_id,
+        )
+        await MessageLinkRepository(session).mark_sent(
+            ctx.delivery_id, axp_message_id=result.message_id
+        )
     log.info(
         "relayed nexus message to axp",
         conversation_id=conversation_id,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,6 +128,37 @@ class ConversationRepository:
             select(Conversation).where(Conversation.provider_dialog_id == provider_dialog_id)
         )
 
+    async def record_send(
+        self,
+        provider_dialog_id: str,
+        *,
+        engagement_id: str | None,
+        dialog_id: str | None,
+        at: datetime,
+    ) -> None:
+        """After a send: the ids AXP answered with, and activity at `at` (never backwards).
+
+        One UPDATE by key instead of load, change and flush: the delivery handler runs it for
+        every message, and ORM round trips were most of a delivery's CPU.
+        """
+        table = Conversation.__table__.c
+        values: dict[str, Any] = {
+            "last_activity_at": case(
+                (or_(table.last_activity_at.is_(None), table.last_activity_at < at), at),
+                else_=table.last_activity_at,
+            )
+        }
+        if engagement_id:
+            values["axp_engagement_id"] = engagement_id
+        if dialog_id:
+            values["axp_dialog_id"] = dialog_id
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.provider_dialog_id == provider_dialog_id)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+
     async def find_latest(self, channel_id: int, customer_address: str) -> Conversation | None:
         """The highest generation for this customer on this channel, open or closed."""
         return await self.session.scalar(
@@ -230,6 +261,29 @@ class MessageLinkRepository:
 
     async def find_by_delivery_id(self, delivery_id: int) -> MessageLink | None:
         return await self._first(MessageLink.delivery_id == delivery_id)
+
+    async def mark_sent(
+        self, delivery_id: int, *, axp_message_id: str | None, at: datetime | None = None
+    ) -> None:
+        """The delivery's link: AXP's message id, and status `sent` unless it is already past.
+
+        One UPDATE (the status moves forward only, as in `update_status`).
+        """
+        below_sent = [status for status, rank in _LINK_RANK.items() if rank < _LINK_RANK["sent"]]
+        is_behind = MessageLink.status.in_(below_sent)
+        await self.session.execute(
+            update(MessageLink)
+            .where(MessageLink.delivery_id == delivery_id)
+            .values(
+                axp_message_id=axp_message_id,
+                status=case((is_behind, "sent"), else_=MessageLink.status),
+                status_detail=case((is_behind, None), else_=MessageLink.status_detail),
+                status_updated_at=case(
+                    (is_behind, at or utcnow()), else_=MessageLink.status_updated_at
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     async def update_status(
         self,
