@@ -311,6 +311,8 @@ class Bench:
         self.workdir = workdir
         # True: the relay worker runs as its own `channel-bridge worker` process.
         self.separate_worker = separate_worker
+        # The rate is 200 msg/s; a lower one shows the latency below saturation.
+        self.e2e_rate = 200
         self.postgres: PostgresServer | None = None
         self.upstream: subprocess.Popen[bytes] | None = None
         self.upstream_port = free_port()
@@ -549,7 +551,7 @@ class Bench:
     # --- 3. end-to-end relay latency ---------------------------------------------------------------
 
     async def end_to_end(self) -> None:
-        rate, duration, conversations = 200, (10 if self.quick else 30), 100
+        rate, duration, conversations = self.e2e_rate, (10 if self.quick else 30), 100
         self.note(
             f"\n## 3. End-to-end relay latency at {rate} msg/s over {conversations} conversations, "
             f"{duration} s (ack received → upstream received, 10 ms upstream)\n"
@@ -775,6 +777,9 @@ async def main() -> int:
         default="in-process",
         help="run the relay worker inside `serve` (default) or as `channel-bridge worker`",
     )
+    parser.add_argument(
+        "--e2e-rate", type=int, default=200, help="messages/s for the end-to-end benchmark"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
@@ -782,6 +787,7 @@ async def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     separate = args.relay_worker == "separate"
     bench = Bench(args.quick, workdir, separate_worker=separate)
+    bench.e2e_rate = args.e2e_rate
     today = dt.datetime.now(dt.UTC)
     bench.note(
         f"# channel-bridge benchmarks, {today:%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}\n"
