@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     # The relay worker and the webhook routes share the pool. Keep db_pool_size above
     # worker_concurrency + inbox_group_commit_max_inflight + a few: connections opened
-    # beyond the pool are closed on return, and that churn (a new PostgreSQL backend each
-    # time) cut the backlog drain by more than half in the benchmark.
+    # beyond the pool are closed on return (a pool of 20 opened 280 new PostgreSQL backends
+    # in one 4,000-delivery drain).
     db_pool_size: int = 30
     db_max_overflow: int = 10
     db_connect_timeout_s: float = 5.0

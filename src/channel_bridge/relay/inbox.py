@@ -8,8 +8,7 @@ fails, its items are retried one transaction each, so a bad item fails only its 
 
 At most `max_inflight` batches are written at once. Calls that arrive while they are busy
 wait for the next batch, which starts as soon as one finishes: under load the batches grow
-with the load instead of the transactions multiplying (a window of a few milliseconds
-gathers only a couple of requests, and per-transaction work then dominated the ack).
+with the load instead of the transactions (and pooled connections) multiplying.
 """
 
 from __future__ import annotations
