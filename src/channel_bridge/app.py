@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,8 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from structlog.contextvars import bound_contextvars
 
 from channel_bridge import __version__
-from channel_bridge.bridge.wiring import install_handlers, install_planners
+from channel_bridge.bridge.wiring import install_planners, register_destinations
 from channel_bridge.db.engine import create_engine, create_sessionmaker
+from channel_bridge.db.notifications import DatabaseNotifications
 from channel_bridge.errors import (
     PROBLEM_CONTENT_TYPE,
     BridgeError,
@@ -32,7 +34,6 @@ from channel_bridge.ops.logging import configure_logging, get_logger
 from channel_bridge.ops.metrics import MetricsMiddleware
 from channel_bridge.ops.request_context import RequestContextMiddleware, safe_request_id
 from channel_bridge.platforms.akixi.client import AkixiClient
-from channel_bridge.platforms.akixi.mirror import make_akixi_handlers
 from channel_bridge.platforms.axp import admin_router as axp_admin_router
 from channel_bridge.platforms.axp import lifecycle as axp_lifecycle
 from channel_bridge.platforms.axp import router as axp_router
@@ -93,14 +94,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(http.aclose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            # One LISTEN connection for the process: deliveries queued, channel mappings written.
+            notifications = DatabaseNotifications(engine.url)
+            stack.push_async_callback(notifications.close)
+            app.state.notifications = notifications
             app.state.channel_cache = ChannelCache(
                 app.state.sessionmaker, ttl_s=settings.channel_cache_ttl_s
             )
+            await app.state.channel_cache.listen(notifications)
             app.state.http = http
             app.state.destinations = DestinationRegistry()
             # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
             app.state.worker = (
-                RelayWorker(app.state.sessionmaker, app.state.destinations, settings)
+                RelayWorker(
+                    app.state.sessionmaker,
+                    app.state.destinations,
+                    settings,
+                    notifications=notifications,
+                )
                 if settings.worker_enabled
                 else None
             )
@@ -121,19 +132,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await start_axp_platform(app, settings, stack)
             # Akixi mirror: the configured service, else the in-process simulator in sandbox mode.
             app.state.akixi_simulator = None
+            akixi: tuple[AkixiClient, Settings] | None = None
             if settings.akixi_url or settings.sandbox_mode:
                 akixi_settings, akixi_http = settings, http
                 if not settings.akixi_url:
                     akixi_sandbox = await start_akixi_sandbox(settings, stack)
                     app.state.akixi_simulator, akixi_settings, akixi_http = akixi_sandbox
-                akixi = AkixiClient(akixi_http, akixi_settings)
-                for name, handler in make_akixi_handlers(akixi, akixi_settings).items():
-                    app.state.destinations.register(name, handler)
+                akixi = (AkixiClient(akixi_http, akixi_settings), akixi_settings)
             # Simulated upstreams (dev only), then the bridge wiring between the platforms.
             if sandbox is not None:
                 await start_sandbox(app, settings, sandbox, stack)
             install_planners(app, settings)
-            install_handlers(app, settings, nexus_http=sandbox.nexus_http if sandbox else None)
+            register_destinations(
+                app,
+                settings,
+                axp=app.state.axp,
+                akixi=akixi,
+                nexus_http=sandbox.nexus_http if sandbox else None,
+            )
+            await notifications.ensure_connected()
+            listening = asyncio.create_task(notifications.keep_connected(), name="db-listen")
+            stack.push_async_callback(_cancel, listening)
             # Relay worker and housekeeping (retention, outbox gauges); stopped before the engine.
             if app.state.worker is not None:
                 housekeeping = Housekeeping(app.state.sessionmaker, settings)
@@ -178,6 +197,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app_from_env() -> FastAPI:

@@ -95,9 +95,11 @@ class Settings(BaseSettings):
     # Fallback only: accept() wakes the worker in-process and LISTEN/NOTIFY across processes.
     worker_poll_interval_s: float = 1.0
     worker_claim_batch: int = 64
-    # While deliveries are in flight, wait this long before claiming so that one claim
-    # serves the slots freed meanwhile (an idle worker claims at once).
-    worker_claim_coalesce_ms: float = 2.0
+    # While deliveries are in flight, claim again once this many slots are free (0: a
+    # quarter of worker_concurrency) or worker_claim_coalesce_ms after the first one freed,
+    # so one claim serves several slots; an idle worker claims at once.
+    worker_claim_low_water: int = Field(default=0, ge=0)
+    worker_claim_coalesce_ms: float = 5.0
     # Group commit: gather concurrent accepts into one transaction (≈ halves ack cost).
     inbox_group_commit_window_ms: float = 1.5
     inbox_group_commit_max_batch: int = 256

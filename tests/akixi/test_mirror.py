@@ -6,25 +6,24 @@ import httpx
 import pytest
 
 from channel_bridge.platforms.akixi.client import AkixiClient
-from channel_bridge.platforms.akixi.mirror import make_akixi_handlers
-from channel_bridge.relay.destinations import DeliveryContext
+from channel_bridge.platforms.akixi.mirror import akixi_destinations
 from channel_bridge.relay.errors import PermanentError, RetryableError
 from channel_bridge.sandbox.akixi import SEED_PARTITION_GUID, AkixiSimulator
 from tests.akixi.conftest import akixi_settings
 from tests.conftest import make_settings, running_app
+from tests.support.destinations import call_destination
 
 UPSERT, DELETE = "akixi.upsert", "akixi.delete"
 
 
-def _ctx(destination: str, payload: dict, delivery_id: int = 1) -> DeliveryContext:
-    return DeliveryContext(
-        delivery_id=delivery_id,
-        destination=destination,
-        payload=payload,
-        partition_key=f"akixi:{payload.get('integration_id')}",
-        attempt_number=1,
-        inbox_event_id=None,
-    )
+class Handlers:
+    """The two destinations by name, called as the worker calls them."""
+
+    def __init__(self, client: AkixiClient, settings) -> None:
+        self._by_name = {d.name: d for d in akixi_destinations(client, settings)}
+
+    async def __call__(self, name: str, payload: dict, delivery_id: int = 1) -> dict | None:
+        return await call_destination(self._by_name[name], payload, delivery_id=delivery_id)
 
 
 def _created(integration_id: str = "int-1", name: str = "Sales") -> dict:
@@ -45,18 +44,18 @@ def _updated(changed: list[str], name: str = "Sales") -> dict:
 
 
 @pytest.fixture
-def handlers(client: AkixiClient) -> dict:
-    return make_akixi_handlers(client, akixi_settings())
+def handlers(client: AkixiClient) -> Handlers:
+    return Handlers(client, akixi_settings())
 
 
 async def test_create_update_delete_is_add_change_change_delete(
-    handlers: dict, simulator: AkixiSimulator
+    handlers: Handlers, simulator: AkixiSimulator
 ) -> None:
-    created = await handlers[UPSERT](_ctx(UPSERT, _created()))
+    created = await handlers(UPSERT, _created())
     assert created == {"unique_id": "axp-int-1", "operations": ["OmnichannelIntAdd"]}
     simulator.expire_sessions()  # the session times out between deliveries
-    await handlers[UPSERT](_ctx(UPSERT, _updated(["name"], name="Sales EU"), 2))
-    deleted = await handlers[DELETE](_ctx(DELETE, {"integration_id": "int-1"}, 3))
+    await handlers(UPSERT, _updated(["name"], name="Sales EU"), 2)
+    deleted = await handlers(DELETE, {"integration_id": "int-1"}, 3)
     assert deleted["operations"] == ["OmnichannelIntChange", "OmnichannelIntDelete"]
 
     successful = [
@@ -90,10 +89,10 @@ async def test_create_update_delete_is_add_change_change_delete(
 
 
 async def test_add_of_an_existing_entry_switches_to_change(
-    handlers: dict, simulator: AkixiSimulator
+    handlers: Handlers, simulator: AkixiSimulator
 ) -> None:
     simulator.add_entry("axp-int-1", description="Old name", comms_enabled=False)
-    result = await handlers[UPSERT](_ctx(UPSERT, _created(name="Sales")))
+    result = await handlers(UPSERT, _created(name="Sales"))
     assert result["operations"] == ["OmnichannelIntAdd", "OmnichannelIntChange"]
     assert simulator.calls("OmnichannelIntAdd")[0].code == 12000
     change = simulator.calls("OmnichannelIntChange")[0]
@@ -109,50 +108,56 @@ async def test_add_of_an_existing_entry_switches_to_change(
     )
 
 
-async def test_change_of_a_missing_entry_adds_it(handlers: dict, simulator: AkixiSimulator) -> None:
-    result = await handlers[UPSERT](_ctx(UPSERT, _updated(["name"], name="Late")))
+async def test_change_of_a_missing_entry_adds_it(
+    handlers: Handlers, simulator: AkixiSimulator
+) -> None:
+    result = await handlers(UPSERT, _updated(["name"], name="Late"))
     assert result["operations"] == ["OmnichannelIntChange", "OmnichannelIntAdd"]
     assert simulator.entries["axp-int-1"]["Description"] == "Late"
 
 
-async def test_unmirrored_changes_make_no_call(handlers: dict, simulator: AkixiSimulator) -> None:
-    result = await handlers[UPSERT](_ctx(UPSERT, _updated(["account_id"])))
+async def test_unmirrored_changes_make_no_call(
+    handlers: Handlers, simulator: AkixiSimulator
+) -> None:
+    result = await handlers(UPSERT, _updated(["account_id"]))
     assert result["skipped"] and result["operations"] == []
     assert simulator.log == []
 
 
-async def test_delete_of_an_absent_entry_is_done(handlers: dict, simulator: AkixiSimulator) -> None:
-    result = await handlers[DELETE](_ctx(DELETE, {"integration_id": "gone"}))
+async def test_delete_of_an_absent_entry_is_done(
+    handlers: Handlers, simulator: AkixiSimulator
+) -> None:
+    result = await handlers(DELETE, {"integration_id": "gone"})
     assert result["already_absent"] is True
     assert simulator.operations() == ["OmnichannelIntChange"]
     assert simulator.calls("OmnichannelIntChange")[0].code == 12002
 
 
 async def test_replayed_create_and_delete_converge(
-    handlers: dict, simulator: AkixiSimulator
+    handlers: Handlers, simulator: AkixiSimulator
 ) -> None:
     for _ in range(2):
-        await handlers[UPSERT](_ctx(UPSERT, _created()))
+        await handlers(UPSERT, _created())
     assert list(simulator.entries) == ["axp-int-1"]
     for _ in range(2):
-        await handlers[DELETE](_ctx(DELETE, {"integration_id": "int-1"}))
+        await handlers(DELETE, {"integration_id": "int-1"})
     assert simulator.entries == {}
 
 
 async def test_akixi_down_propagates_as_retryable(
-    handlers: dict, simulator: AkixiSimulator
+    handlers: Handlers, simulator: AkixiSimulator
 ) -> None:
     simulator.down = True
     with pytest.raises(RetryableError):
-        await handlers[UPSERT](_ctx(UPSERT, _created()))
+        await handlers(UPSERT, _created())
     simulator.down = False
-    await handlers[UPSERT](_ctx(UPSERT, _created()))
+    await handlers(UPSERT, _created())
     assert "axp-int-1" in simulator.entries
 
 
-async def test_payload_without_integration_id_is_permanent(handlers: dict) -> None:
+async def test_payload_without_integration_id_is_permanent(handlers: Handlers) -> None:
     with pytest.raises(PermanentError, match="integration_id"):
-        await handlers[DELETE](_ctx(DELETE, {}))
+        await handlers(DELETE, {})
 
 
 async def test_telephony_server_scope_and_prefix_settings(
@@ -164,8 +169,8 @@ async def test_telephony_server_scope_and_prefix_settings(
         akixi_part_id_in_telsys="2",
         akixi_unique_id_prefix="cb-",
     )
-    handlers = make_akixi_handlers(AkixiClient(akixi_http, settings), settings)
-    await handlers[UPSERT](_ctx(UPSERT, _created(name="")))
+    handlers = Handlers(AkixiClient(akixi_http, settings), settings)
+    await handlers(UPSERT, _created(name=""))
     add = simulator.calls("OmnichannelIntAdd")[0].payload
     assert add["UniqueID"] == "cb-int-1" and "PartitionGUID" not in add
     assert (add["TelSysID"], add["PartIDInTelSys"]) == ("100100", "2")
@@ -176,9 +181,9 @@ async def test_sandbox_app_registers_handlers_on_the_simulator(database_url: str
     async with running_app(make_settings(database_url, sandbox=True)) as (app, _client):
         simulator = app.state.akixi_simulator
         assert simulator is not None
-        handler = app.state.destinations.get(UPSERT)
-        assert handler is not None and app.state.destinations.get(DELETE) is not None
-        await handler(_ctx(UPSERT, _created()))
+        upsert = app.state.destinations.get(UPSERT)
+        assert upsert is not None and app.state.destinations.get(DELETE) is not None
+        await call_destination(upsert, _created())
         assert simulator.entries["axp-int-1"]["Description"] == "Sales"
 
 
@@ -213,8 +218,8 @@ async def test_unconfigured_app_registers_nothing(database_url: str, engine) -> 
     ],
 )
 async def test_create_or_update_decision_without_the_flag(
-    handlers: dict, simulator: AkixiSimulator, payload: dict, created: bool
+    handlers: Handlers, simulator: AkixiSimulator, payload: dict, created: bool
 ) -> None:
-    await handlers[UPSERT](_ctx(UPSERT, {"integration_id": "int-1", "name": "Sales", **payload}))
+    await handlers(UPSERT, {"integration_id": "int-1", "name": "Sales", **payload})
     first = simulator.operations()[0]
     assert first == ("OmnichannelIntAdd" if created else "OmnichannelIntChange")

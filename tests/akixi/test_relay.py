@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from channel_bridge.db.models import Attempt, Delivery
 from channel_bridge.platforms.akixi.client import AkixiClient
-from channel_bridge.platforms.akixi.mirror import make_akixi_handlers
+from channel_bridge.platforms.akixi.mirror import akixi_destinations
 from channel_bridge.relay.clock import ManualClock
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.envelope import DeliveryRequest
@@ -29,8 +29,8 @@ def relay_clock() -> ManualClock:
 def _worker(database_url, sessionmaker, akixi_http, relay_clock, **akixi_overrides) -> RelayWorker:
     settings = akixi_settings(**akixi_overrides)
     registry = DestinationRegistry()
-    for name, handler in make_akixi_handlers(AkixiClient(akixi_http, settings), settings).items():
-        registry.register(name, handler)
+    for destination in akixi_destinations(AkixiClient(akixi_http, settings), settings):
+        registry.add(destination)
     relay_settings = make_settings(database_url, retry_jitter=0.0)
     return RelayWorker(sessionmaker, registry, relay_settings, clock=relay_clock, worker_id="w-ax")
 

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from channel_bridge.db.models import Delivery, InboxEvent
-from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.envelope import DeliveryRequest, Plan
 from tests.axp.conftest import ACCOUNT_ID, callback_examples
 from tests.conftest import TEST_CALLBACK_TOKEN, make_settings, running_app
 
@@ -138,13 +138,15 @@ async def test_the_planner_hook_turns_an_event_into_deliveries(
 
     def planner(event):
         seen.append(event)
-        return [
-            DeliveryRequest(
-                destination="nexus.send_message",
-                payload={"text": "x"},
-                partition_key=event.providerDialogId,
-            )
-        ]
+        return Plan(
+            [
+                DeliveryRequest(
+                    destination="nexus.send_message",
+                    payload={"text": "x"},
+                    partition_key=event.providerDialogId,
+                )
+            ]
+        )
 
     async with running_app(axp_app_settings) as (app, client):
         app.state.axp_event_planner = planner

@@ -16,7 +16,6 @@ from channel_bridge.platforms.axp.subscriptions import (
     owned_prefix,
     reconcile_once,
 )
-from channel_bridge.relay.destinations import DeliveryContext
 from channel_bridge.relay.errors import PermanentError
 from channel_bridge.sandbox.axp import AxpSimulator
 from tests.axp.conftest import (
@@ -27,6 +26,7 @@ from tests.axp.conftest import (
     validate_against,
 )
 from tests.conftest import TEST_CALLBACK_TOKEN
+from tests.support.destinations import call_destination
 
 OURS = callback_url_for("https://bridge.example.com", TEST_CALLBACK_TOKEN)
 OLD_TOKEN_URL = callback_url_for(
@@ -143,35 +143,18 @@ async def test_crud_against_the_spec_examples(platform: AxpPlatform, sim: AxpSim
 
 
 async def test_subscription_ensure_destination(platform: AxpPlatform, sim: AxpSimulator) -> None:
-    from channel_bridge.platforms.axp.subscriptions import make_subscription_ensure_handler
+    from channel_bridge.platforms.axp.subscriptions import subscription_destination
 
-    handler = make_subscription_ensure_handler(
+    destination = subscription_destination(
         platform.subscriptions, callback_url=OURS, event_types=WANTED
     )
-    ctx = DeliveryContext(
-        delivery_id=7,
-        destination=SUBSCRIPTION_ENSURE_DESTINATION,
-        payload={"channel_provider_id": PROVIDER},
-        partition_key=None,
-        attempt_number=1,
-        inbox_event_id=None,
-    )
-    result = await handler(ctx)
+    result = await call_destination(destination, {"channel_provider_id": PROVIDER}, delivery_id=7)
     assert result == {
         "subscriptionId": next(iter(sim.subscriptions)),
         "channelProviderId": PROVIDER,
     }
     with pytest.raises(PermanentError):
-        await handler(
-            DeliveryContext(
-                delivery_id=8,
-                destination=SUBSCRIPTION_ENSURE_DESTINATION,
-                payload={},
-                partition_key=None,
-                attempt_number=1,
-                inbox_event_id=None,
-            )
-        )
+        await call_destination(destination, {}, delivery_id=8)
 
 
 async def test_reconcile_keeps_going_after_one_provider_fails(

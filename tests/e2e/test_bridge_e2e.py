@@ -514,7 +514,7 @@ async def test_customer_messages_from_axp_never_go_back_to_nexus(stack: Stack) -
     ]
     assert sorted(echoes) == ["DELIVERED", "READ", "SENT"]
     [agent_send] = await stack.deliveries(Delivery.destination == "nexus.send_message")
-    assert agent_send.payload["senderParticipantType"] == "AGENT"
+    assert agent_send.payload["event"]["senderParticipantType"] == "AGENT"
 
 
 # --- 7. unknown conversation ------------------------------------------------------------------

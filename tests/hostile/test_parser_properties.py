@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from channel_bridge.bridge.axp_to_nexus import make_axp_event_planner
 from channel_bridge.bridge.nexus_to_axp import plan_nexus_message
@@ -25,6 +25,7 @@ from channel_bridge.platforms.akixi.xml import (
 from channel_bridge.platforms.axp.schemas import parse_callback_event
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.platforms.nexus.schemas import MessageProblem, parse_message, split_batch
+from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.settings import Settings
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -121,9 +122,9 @@ def test_nexus_parser_accepts_or_refuses_with_message_problem(document: Any) -> 
         return
     for message in messages:
         # What was accepted plans deliveries whose payload survives a JSON round trip (the
-        # outbox stores it as JSON).
-        for request in plan_nexus_message(channel(), message, "nx-ack", None):
-            assert json.loads(json.dumps(request.payload)) == request.payload
+        # outbox stores it as JSON) and reads back as the same payload model.
+        for request in plan_nexus_message(channel(), message, "nx-ack", None).deliveries:
+            assert_survives_storage(request)
             assert request.partition_key
 
 
@@ -136,8 +137,17 @@ def test_axp_callback_parser_accepts_or_refuses_with_validation_error(document: 
         assert exc.errors()
         return
     for typing_enabled in (False, True):
-        for request in make_axp_event_planner(typing_enabled=typing_enabled)(event):
-            assert json.loads(json.dumps(request.payload)) == request.payload
+        for request in make_axp_event_planner(typing_enabled=typing_enabled)(event).deliveries:
+            assert_survives_storage(request)
+
+
+def assert_survives_storage(request: DeliveryRequest) -> None:
+    stored = request.stored_payload()
+    assert json.loads(json.dumps(stored)) == stored
+    if isinstance(request.payload, BaseModel):
+        assert (
+            type(request.payload).model_validate(json.loads(json.dumps(stored))) == request.payload
+        )
 
 
 # --- Akixi XML --------------------------------------------------------------------------

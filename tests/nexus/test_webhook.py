@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from channel_bridge.db.models import Delivery, InboxEvent
 from channel_bridge.platforms.nexus.schemas import OutgoingMessage
 from channel_bridge.platforms.nexus.signing import sign
-from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.envelope import DeliveryRequest, Plan
 from tests.conftest import make_settings, running_app
 from tests.nexus.channels import add_channel
 
@@ -54,13 +54,15 @@ async def count(sessionmaker, model) -> int:
 def trivial_planner(calls: list[tuple]):
     def plan(channel, message: OutgoingMessage, ack_id: str, trace_id: str):
         calls.append((channel.nexus_channel_id, message, ack_id, trace_id))
-        return [
-            DeliveryRequest(
-                "axp.send_message",
-                {"ackId": ack_id, "text": message.text},
-                partition_key=f"{channel.nexus_channel_id}:{message.to}",
-            )
-        ]
+        return Plan(
+            [
+                DeliveryRequest(
+                    "axp.send_message",
+                    {"ackId": ack_id, "text": message.text},
+                    partition_key=f"{channel.nexus_channel_id}:{message.to}",
+                )
+            ]
+        )
 
     return plan
 

@@ -109,17 +109,21 @@ async def test_show_includes_payload_and_attempts(admin, sessionmaker, registry)
     async with sessionmaker() as session, session.begin():
         from channel_bridge.relay.repository import DeliveryRepository
 
-        await DeliveryRepository(session).add_attempt(
-            delivery_id=delivery_id,
-            number=1,
-            worker_id="w",
-            started_at=utcnow(),
-            duration_ms=12.5,
-            outcome="retry",
-            http_status=503,
-            error_class="retryable",
-            error="HTTP 503: busy",
-            response_excerpt="busy",
+        await DeliveryRepository(session).add_attempts(
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "number": 1,
+                    "worker_id": "w",
+                    "started_at": utcnow(),
+                    "duration_ms": 12.5,
+                    "outcome": "retry",
+                    "http_status": 503,
+                    "error_class": "retryable",
+                    "error": "HTTP 503: busy",
+                    "response_excerpt": "busy",
+                }
+            ]
         )
     response = await client.get(f"/admin/v1/deliveries/{delivery_id}", headers=AUTH)
     assert response.status_code == 200

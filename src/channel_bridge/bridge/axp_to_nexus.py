@@ -2,6 +2,12 @@
 
 Loop guard: a MESSAGES event whose sender is the CUSTOMER is the echo of a message we sent into
 AXP. It never goes back to Nexus; only its status (DELIVERED, READ, FAILED) becomes a receipt.
+
+The callback route stores the event with its deliveries in one transaction, and in it
+`ResolveAxpEvents` finds what each delivery needs: an agent message's conversation (and its
+message link is created, so the same AXP message is relayed once), a status's message link
+(moved forward there, so only a newer status becomes a receipt). The handlers then build
+their Nexus requests from the payload and the cached channel.
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.bridge.nexus_to_axp import NEXUS_ID_PREFIX
-from channel_bridge.db.models import Channel, Conversation
+from channel_bridge.bridge.payloads import (
+    AgentMessagePayload,
+    ConversationEventPayload,
+    ConversationRef,
+    NexusReceiptPayload,
+)
+from channel_bridge.db.base import utcnow
+from channel_bridge.db.models import Channel, Conversation, MessageLink
+from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
 from channel_bridge.mappings.conversations import ConversationService
 from channel_bridge.mappings.repository import ChannelRepository, MessageLinkRepository
 from channel_bridge.ops import metrics
@@ -33,8 +47,14 @@ from channel_bridge.platforms.nexus.schemas import (
     build_receipt,
     build_typing,
 )
-from channel_bridge.relay.destinations import DeliveryContext, delivery_id_from_idempotency_key
-from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.destinations import (
+    Delivered,
+    DeliveryContext,
+    Write,
+    delivery_id_from_idempotency_key,
+    idempotency_key_for,
+)
+from channel_bridge.relay.envelope import AcceptedEvent, DeliveryRequest, Plan
 from channel_bridge.relay.service import mark_delivery_failed
 
 log = get_logger(__name__)
@@ -62,26 +82,239 @@ def _event_payload(event: AxpCallbackEvent) -> dict[str, Any]:
     return event.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def make_axp_event_planner(
-    *, typing_enabled: bool
-) -> Callable[[AxpCallbackEvent], Sequence[DeliveryRequest]]:
-    def plan(event: AxpCallbackEvent) -> Sequence[DeliveryRequest]:
+def nexus_message_id_for(event: MessageEvent, delivery_id: int) -> str:
+    """The id an agent message gets in Nexus: stable per AXP message, so a retry carries it."""
+    return f"{NEXUS_ID_PREFIX}{event.messageId or idempotency_key_for(delivery_id)}"
+
+
+class ResolveAxpEvents:
+    """Accept step: the conversation of each agent message, the link of each status."""
+
+    name = "bridge.axp_to_nexus"
+
+    async def before_deliveries(
+        self, session: AsyncSession, events: Sequence[AcceptedEvent]
+    ) -> None:
+        messages = [
+            request.payload
+            for event in events
+            for request in event.deliveries
+            if isinstance(request.payload, AgentMessagePayload)
+        ]
+        conversations = iter(await _conversations_for(session, [m.event for m in messages]))
+        relayed = await MessageLinkRepository(session).linked_axp_message_ids(
+            [m.event.messageId for m in messages if m.event.messageId]
+        )
+        statuses = _StatusLinks(session)
+        await statuses.load(
+            [
+                request.payload.event
+                for event in events
+                for request in event.deliveries
+                if isinstance(request.payload, NexusReceiptPayload) and request.payload.event
+            ]
+        )
+        for event in events:
+            kept: list[DeliveryRequest] = []
+            for request in event.deliveries:
+                payload = request.payload
+                if isinstance(payload, AgentMessagePayload):
+                    found = next(conversations)  # in the order `messages` was built
+                    message_id = payload.event.messageId
+                    if message_id and message_id in relayed:
+                        # The same agent message again with another status: relayed once.
+                        metrics.bridge_events.labels("axp.message", "duplicate").inc()
+                        continue
+                    if message_id:
+                        relayed.add(message_id)
+                    kept.append(
+                        request.with_payload(
+                            payload.model_copy(update={"conversation": found, "resolved": True})
+                        )
+                    )
+                elif isinstance(payload, NexusReceiptPayload) and payload.event is not None:
+                    receipt = await statuses.advance(payload.event)
+                    if receipt is not None:
+                        kept.append(request.with_payload(receipt))
+                else:
+                    kept.append(request)
+            event.deliveries = kept
+
+    async def after_deliveries(
+        self, session: AsyncSession, events: Sequence[AcceptedEvent]
+    ) -> None:
+        now = utcnow()
+        links = []
+        for event in events:
+            for request, delivery_id in zip(event.deliveries, event.delivery_ids, strict=True):
+                payload = request.payload
+                if isinstance(payload, AgentMessagePayload) and payload.conversation is not None:
+                    links.append(_agent_link(payload, delivery_id, now))
+        await MessageLinkRepository(session).insert_many(links)
+
+
+RESOLVE_AXP_EVENTS = ResolveAxpEvents()
+
+
+def _agent_link(payload: AgentMessagePayload, delivery_id: int, now: Any) -> dict[str, Any]:
+    assert payload.conversation is not None
+    return {
+        "direction": DIRECTION,
+        "conversation_id": payload.conversation.id,
+        "ack_id": None,
+        "nexus_message_id": nexus_message_id_for(payload.event, delivery_id),
+        "axp_message_id": payload.event.messageId,
+        "delivery_id": delivery_id,
+        "status": "pending",
+        "status_detail": None,
+        "status_updated_at": None,
+        "created_at": now,
+    }
+
+
+async def _conversations_for(
+    session: AsyncSession, events: Sequence[MessageEvent]
+) -> list[ConversationRef | None]:
+    """The conversation of each event, in order; None where it is not one of ours."""
+    lookup = _ConversationLookup(session)
+    by_dialog = await lookup.by_provider_dialog_id(
+        {event.providerDialogId for event in events if event.providerDialogId}
+    )
+    found: list[ConversationRef | None] = []
+    for event in events:
+        ref = by_dialog.get(event.providerDialogId or "")
+        if ref is None:
+            # Rare: no providerDialogId, or not one of ours. The customer recipient's
+            # providerParticipantId on the event's channel is the other way in.
+            ref = await lookup.by_customer(event)
+        found.append(ref)
+    return found
+
+
+class _ConversationLookup:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_provider_dialog_id(
+        self, provider_dialog_ids: set[str]
+    ) -> dict[str, ConversationRef]:
+        if not provider_dialog_ids:
+            return {}
+        rows = await ConversationService().find_many_with_channel(self.session, provider_dialog_ids)
+        return {
+            conversation.provider_dialog_id: _ref(conversation, nexus_channel_id)
+            for conversation, nexus_channel_id in rows
+        }
+
+    async def by_customer(self, event: MessageEvent | TypingEvent) -> ConversationRef | None:
+        found = await _find_conversation(self.session, event)
+        return _ref(found[0], found[1].nexus_channel_id) if found is not None else None
+
+
+def _ref(conversation: Conversation, nexus_channel_id: str) -> ConversationRef:
+    return ConversationRef(
+        id=conversation.id,
+        provider_dialog_id=conversation.provider_dialog_id,
+        nexus_channel_id=nexus_channel_id,
+        customer_address=conversation.customer_address,
+    )
+
+
+class _StatusLinks:
+    """Message links for AXP statuses, loaded for a whole batch and moved forward in order."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._links = MessageLinkRepository(session)
+        self._by_axp: dict[str, MessageLink] = {}
+        self._by_nexus: dict[str, MessageLink] = {}
+        self._by_ack: dict[str, MessageLink] = {}
+        self._channels: dict[int, str] = {}
+
+    async def load(self, events: Sequence[MessageEvent]) -> None:
+        if not events:
+            return
+        self._by_axp = await self._links.by_axp_message_id(
+            {event.messageId for event in events if event.messageId}
+        )
+        provider_ids = {event.providerMessageId for event in events if event.providerMessageId}
+        self._by_nexus = await self._links.by_nexus_message_id(
+            provider_ids, direction="nexus_to_axp"
+        )
+        # A Nexus message without an id was sent with our ack id as providerMessageId.
+        self._by_ack = await self._links.by_ack_id(provider_ids - self._by_nexus.keys())
+        conversation_ids = {
+            link.conversation_id
+            for links in (self._by_axp, self._by_nexus, self._by_ack)
+            for link in links.values()
+            if link.conversation_id is not None
+        }
+        self._channels = await ChannelRepository(self.session).nexus_channel_ids_of_conversations(
+            conversation_ids
+        )
+
+    async def advance(self, event: MessageEvent) -> NexusReceiptPayload | None:
+        """The receipt to send for this status, or None when there is nothing newer to tell."""
+        status = RECEIPT_STATUSES[event.status]
+        link = self._by_axp.get(event.messageId or "")
+        if link is None and event.providerMessageId:
+            # The status can come before AXP's message id is on the link (race, lost answer).
+            link = self._by_nexus.get(event.providerMessageId) or self._by_ack.get(
+                event.providerMessageId
+            )
+        if link is None or link.direction != "nexus_to_axp" or not link.ack_id:
+            metrics.bridge_events.labels("axp.status", "unroutable").inc()
+            return None
+        if link.axp_message_id is None and event.messageId:
+            link.axp_message_id = event.messageId
+            self._by_axp[event.messageId] = link
+        if not await self._links.update_status(link, status, detail=event.status):
+            metrics.bridge_events.labels("axp.status", "stale").inc()
+            return None
+        channel = self._channels.get(link.conversation_id or 0)
+        if channel is None:
+            metrics.bridge_events.labels("axp.status", "unroutable").inc()
+            return None
+        return NexusReceiptPayload(nexus_channel_id=channel, receipt_for=link.ack_id, status=status)
+
+
+def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEvent], Plan]:
+    def plan(event: AxpCallbackEvent) -> Plan:
         partition = partitions.axp_to_nexus(_conversation_key(event))
-        payload = _event_payload(event)
         if isinstance(event, MessageEvent):
             if event.senderParticipantType == CUSTOMER:
                 if event.status not in RECEIPT_STATUSES:
                     metrics.bridge_events.labels("axp.message", "echo").inc()
-                    return []
-                return [DeliveryRequest(RECEIPT_DESTINATION, payload, partition_key=partition)]
-            return [DeliveryRequest(MESSAGE_DESTINATION, payload, partition_key=partition)]
+                    return Plan([])
+                receipt = NexusReceiptPayload(event=event)
+                return Plan(
+                    [DeliveryRequest(RECEIPT_DESTINATION, receipt, partition_key=partition)],
+                    step=RESOLVE_AXP_EVENTS,
+                )
+            message = AgentMessagePayload(event=event)
+            return Plan(
+                [DeliveryRequest(MESSAGE_DESTINATION, message, partition_key=partition)],
+                step=RESOLVE_AXP_EVENTS,
+            )
         if isinstance(event, TypingEvent):
             if not typing_enabled or event.senderParticipantType == CUSTOMER:
-                return []
-            return [DeliveryRequest(TYPING_DESTINATION, payload, partition_key=partition)]
+                return Plan([])
+            return Plan(
+                [
+                    DeliveryRequest(
+                        TYPING_DESTINATION, _event_payload(event), partition_key=partition
+                    )
+                ]
+            )
         if isinstance(event, ParticipantEvent | EngagementCreatedEvent | EngagementErrorEvent):
-            return [DeliveryRequest(CONVERSATION_DESTINATION, payload, partition_key=partition)]
-        return []
+            return Plan(
+                [
+                    DeliveryRequest(
+                        CONVERSATION_DESTINATION, _event_payload(event), partition_key=partition
+                    )
+                ]
+            )
+        return Plan([])
 
     return plan
 
@@ -138,27 +371,29 @@ def _text_of(event: MessageEvent) -> str | None:
     return event.fallbackText or body.payload
 
 
-async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
-    event = MessageEvent.model_validate(ctx.payload)
-    async with bridge.sessionmaker() as session:
-        found = await _find_conversation(session, event)
-        if found is None:
-            metrics.bridge_events.labels("axp.message", "unroutable").inc()
-            log.warning(
-                "axp message for an unknown conversation is not relayed",
-                provider_dialog_id=event.providerDialogId,
-                axp_message_id=event.messageId,
-            )
-            return {"skipped": "unknown conversation"}
-        conversation, channel = found
-        if event.messageId and await MessageLinkRepository(session).find_by_axp_message_id(
-            event.messageId
-        ):
-            # The same agent message again with another status: relayed once already.
+async def deliver_agent_message(
+    bridge: BridgeContext, ctx: DeliveryContext[AgentMessagePayload]
+) -> Delivered | dict[str, Any]:
+    payload = ctx.payload
+    event = payload.event
+    if not payload.resolved:
+        resolved = await _resolve_at_send(bridge, payload, ctx.delivery_id)
+        if resolved is None:
             return {"skipped": "already relayed", "axp_message_id": event.messageId}
-    if not channel.enabled:
+        payload = resolved
+    conversation = payload.conversation
+    if conversation is None:
+        metrics.bridge_events.labels("axp.message", "unroutable").inc()
+        log.warning(
+            "axp message for an unknown conversation is not relayed",
+            provider_dialog_id=event.providerDialogId,
+            axp_message_id=event.messageId,
+        )
+        return {"skipped": "unknown conversation"}
+    channel = await bridge.channel(conversation.nexus_channel_id)
+    if channel is None or not channel.enabled:
         metrics.bridge_events.labels("axp.message", "channel_disabled").inc()
-        return {"skipped": f"channel {channel.nexus_channel_id} disabled"}
+        return {"skipped": f"channel {conversation.nexus_channel_id} disabled"}
 
     api_secret = bridge.nexus_api_secret(channel)
     media: list[MediaItem] = []
@@ -178,8 +413,7 @@ async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> 
                 filename=uploaded.filename or attachment.name,
             )
         )
-    # Stable per AXP message, so a retried send carries the same id.
-    nexus_message_id = f"{NEXUS_ID_PREFIX}{event.messageId or ctx.idempotency_key}"
+    nexus_message_id = nexus_message_id_for(event, ctx.delivery_id)
     message = build_inbound_message(
         bridge.nexus_fields,
         message_id=nexus_message_id,
@@ -192,74 +426,83 @@ async def deliver_agent_message(bridge: BridgeContext, ctx: DeliveryContext) -> 
     )
     answer = await bridge.nexus.send_inbound_message(channel.nexus_channel_id, api_secret, message)
     remote_id = (answer.get("messageId") or answer.get("id")) if isinstance(answer, dict) else None
-
-    async with bridge.sessionmaker() as session, session.begin():
-        links = MessageLinkRepository(session)
-        link = await links.create(
-            direction=DIRECTION,
-            conversation_id=conversation.id,
-            axp_message_id=event.messageId,
-            nexus_message_id=str(remote_id or nexus_message_id),
-            delivery_id=ctx.delivery_id,
-        )
-        await links.update_status(link, "sent")
-        fresh = await ConversationService().find_by_provider_dialog_id(
-            session, conversation.provider_dialog_id
-        )
-        if fresh is not None:
-            await ConversationService().record_axp_ids(
-                session, fresh, engagement_id=event.engagementId, dialog_id=event.dialogId
-            )
-            await ConversationService().touch(session, fresh)
+    relayed_id = str(remote_id or nexus_message_id)
     metrics.bridge_events.labels("axp.message", "relayed").inc()
-    return {"nexus_message_id": str(remote_id or nexus_message_id), "attachments": len(media)}
+    log.debug(
+        "relayed axp message to nexus",
+        conversation_id=conversation.id,
+        nexus_message_id=relayed_id,
+        attachments=len(media),
+    )
+    now = utcnow()
+    return Delivered(
+        result={"nexus_message_id": relayed_id, "attachments": len(media)},
+        writes=(
+            Write(
+                CONVERSATION_ACTIVITY,
+                {
+                    "conversation_id": conversation.id,
+                    "engagement_id": event.engagementId,
+                    "dialog_id": event.dialogId,
+                    "at": now,
+                },
+            ),
+            Write(
+                LINK_SENT,
+                {"delivery_id": ctx.delivery_id, "nexus_message_id": relayed_id, "at": now},
+            ),
+        ),
+    )
 
 
-async def deliver_receipt(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
-    """A status change on a customer message we relayed from Nexus -> Nexus receipt."""
-    event = MessageEvent.model_validate(ctx.payload)
-    status = RECEIPT_STATUSES[event.status]
+async def _resolve_at_send(
+    bridge: BridgeContext, payload: AgentMessagePayload, delivery_id: int
+) -> AgentMessagePayload | None:
+    """A row queued before agent messages were resolved at accept: resolve it now; None if
+    the same AXP message was already relayed."""
+    event = payload.event
     async with bridge.sessionmaker() as session, session.begin():
         links = MessageLinkRepository(session)
-        link = await links.find_by_axp_message_id(event.messageId) if event.messageId else None
-        if link is None and event.providerMessageId:
-            link = await links.find_by_nexus_message_id(
-                event.providerMessageId, direction="nexus_to_axp"
-            )
-            # A Nexus message without an id was sent with our ack id as providerMessageId, and
-            # the status can come before AXP's message id is on the link (race or lost answer).
-            if link is None:
-                link = await links.find_by_ack_id(event.providerMessageId)
-        if link is None or link.direction != "nexus_to_axp" or not link.ack_id:
-            metrics.bridge_events.labels("axp.status", "unroutable").inc()
-            return {"skipped": "no relayed message for this status"}
-        if link.axp_message_id is None and event.messageId:
-            link.axp_message_id = event.messageId
-        if not await links.update_status(link, status, detail=event.status):
-            return {"skipped": f"status {status} not newer than {link.status}"}
-        ack_id = link.ack_id
-        channel = await _channel_of_link(session, link.conversation_id)
+        if event.messageId and await links.find_by_axp_message_id(event.messageId):
+            return None
+        [found] = await _conversations_for(session, [event])
+        resolved = payload.model_copy(update={"conversation": found, "resolved": True})
+        if found is not None:
+            await links.insert_many([_agent_link(resolved, delivery_id, utcnow())])
+    return resolved
+
+
+async def deliver_receipt(
+    bridge: BridgeContext, ctx: DeliveryContext[NexusReceiptPayload]
+) -> dict[str, Any]:
+    """A status change on a customer message we relayed from Nexus -> Nexus receipt."""
+    payload: NexusReceiptPayload | None = ctx.payload
+    if payload is not None and payload.event is not None:
+        # Queued before statuses were resolved at accept.
+        event = payload.event
+        async with bridge.sessionmaker() as session, session.begin():
+            statuses = _StatusLinks(session)
+            await statuses.load([event])
+            payload = await statuses.advance(event)
+        if payload is None:
+            return {"skipped": "no relayed message for this status, or not newer"}
+    assert payload is not None and payload.nexus_channel_id and payload.receipt_for
+    channel = await bridge.channel(payload.nexus_channel_id)
     if channel is None:
-        return {"skipped": "conversation gone"}
-    receipt = build_receipt(bridge.nexus_fields, message_id=ack_id, status=status)
+        return {"skipped": "channel gone"}
+    status = payload.status or ""
+    receipt = build_receipt(bridge.nexus_fields, message_id=payload.receipt_for, status=status)
     await bridge.nexus.send_receipt(
         channel.nexus_channel_id, bridge.nexus_api_secret(channel), receipt
     )
     metrics.bridge_events.labels("axp.status", status).inc()
-    return {"receipt_for": ack_id, "status": status}
+    return {"receipt_for": payload.receipt_for, "status": status}
 
 
-async def _channel_of_link(session: AsyncSession, conversation_id: int | None) -> Channel | None:
-    if conversation_id is None:
-        return None
-    conversation = await session.get(Conversation, conversation_id)
-    if conversation is None:
-        return None
-    return await ChannelRepository(session).get(conversation.channel_id)
-
-
-async def deliver_typing(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any] | None:
-    event = TypingEvent.model_validate(ctx.payload)
+async def deliver_typing(
+    bridge: BridgeContext, ctx: DeliveryContext[TypingEvent]
+) -> dict[str, Any] | None:
+    event = ctx.payload
     async with bridge.sessionmaker() as session:
         found = await _find_conversation(session, event)
     if found is None:
@@ -276,40 +519,42 @@ async def deliver_typing(bridge: BridgeContext, ctx: DeliveryContext) -> dict[st
     return {"typing": conversation.provider_dialog_id}
 
 
-async def deliver_conversation_event(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
-    """ENGAGEMENT_CREATED, PARTICIPANT_DISCONNECTED and ENGAGEMENT_ERROR update our state."""
-    event_type = ctx.payload.get("eventType")
+async def deliver_conversation_event(
+    bridge: BridgeContext, ctx: DeliveryContext[ConversationEventPayload]
+) -> dict[str, Any]:
+    """ENGAGEMENT_CREATED, PARTICIPANT_DISCONNECTED and ENGAGEMENT_ERROR update our state.
+
+    These are the bridge's own bookkeeping (no call to make), in a transaction of their own;
+    each is idempotent, so a repeat after a crash changes nothing more.
+    """
+    event = ctx.payload.root
     conversations = ConversationService()
     async with bridge.sessionmaker() as session, session.begin():
-        dialog_id = ctx.payload.get("providerDialogId")
+        dialog_id = event.providerDialogId
         conversation = (
             await conversations.find_by_provider_dialog_id(session, dialog_id)
             if dialog_id
             else None
         )
-        if event_type == "ENGAGEMENT_CREATED":
-            event = EngagementCreatedEvent.model_validate(ctx.payload)
+        if isinstance(event, EngagementCreatedEvent):
             if conversation is None:
                 return {"skipped": "unknown conversation"}
             await conversations.record_axp_ids(
                 session, conversation, engagement_id=event.engagementId, dialog_id=event.dialogId
             )
             return {"engagement_id": event.engagementId}
-        if event_type == "PARTICIPANT_DISCONNECTED":
-            participant = ParticipantEvent.model_validate(ctx.payload)
+        if isinstance(event, ParticipantEvent):
+            if event.eventType != "PARTICIPANT_DISCONNECTED":
+                return {"skipped": f"{event.eventType} needs no action"}
             if conversation is None:
                 return {"skipped": "unknown conversation"}
-            if (participant.participantType or "").upper() not in CLOSING_PARTICIPANTS:
-                return {"skipped": f"{participant.participantType} left; conversation stays open"}
+            if (event.participantType or "").upper() not in CLOSING_PARTICIPANTS:
+                return {"skipped": f"{event.participantType} left; conversation stays open"}
             closed = await conversations.close(
-                session, conversation, reason=f"{participant.participantType} disconnected in AXP"
+                session, conversation, reason=f"{event.participantType} disconnected in AXP"
             )
             return {"closed": closed, "provider_dialog_id": conversation.provider_dialog_id}
-        if event_type == "ENGAGEMENT_ERROR":
-            return await _engagement_error(
-                session, EngagementErrorEvent.model_validate(ctx.payload)
-            )
-        return {"skipped": f"{event_type} needs no action"}
+        return await _engagement_error(session, event)
 
 
 async def _engagement_error(session: AsyncSession, event: EngagementErrorEvent) -> dict[str, Any]:

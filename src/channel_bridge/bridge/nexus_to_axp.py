@@ -1,7 +1,12 @@
 """Nexus webhook message -> AXP Custom Messaging "send async message".
 
-The webhook route stores the message and these deliveries in one transaction; the relay worker
-then calls `deliver_message` (or `deliver_typing`) after the acknowledgement, with retries.
+The webhook route stores the message with its deliveries in one transaction. In that same
+transaction `OpenConversations` opens the customer's conversation (so the delivery carries
+its `providerDialogId`) and creates the message link (so an AXP status arriving before our
+own bookkeeping still finds the message). The relay worker then calls `deliver_message` after
+the acknowledgement, with retries: it builds the AXP request from the payload and the cached
+channel, and returns the conversation's new AXP ids and the link's AXP message id as writes
+that commit with the delivery's outcome.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.payloads import AxpSendPayload, AxpTypingPayload, NexusReceiptRecord
+from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import Channel
-from channel_bridge.mappings.conversations import ConversationService
-from channel_bridge.mappings.repository import ChannelRepository, MessageLinkRepository
+from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
+from channel_bridge.mappings.conversations import ConversationKey, ConversationService
+from channel_bridge.mappings.repository import MessageLinkRepository
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.axp.schemas import (
     AttachmentContentIdMap,
@@ -25,10 +33,9 @@ from channel_bridge.platforms.axp.schemas import (
     MessageHeaders,
     SendAsyncMessage,
 )
-from channel_bridge.platforms.nexus.schemas import OutgoingMessage
-from channel_bridge.relay.destinations import DeliveryContext
-from channel_bridge.relay.envelope import DeliveryRequest
-from channel_bridge.relay.errors import PermanentError
+from channel_bridge.platforms.nexus.schemas import MediaItem, OutgoingMessage
+from channel_bridge.relay.destinations import Delivered, DeliveryContext, Write
+from channel_bridge.relay.envelope import AcceptedEvent, DeliveryRequest, Plan
 
 log = get_logger(__name__)
 
@@ -55,47 +62,143 @@ def customer_address(message: OutgoingMessage) -> str | None:
     return message.to
 
 
+class OpenConversations:
+    """Accept step: the conversation and message link of each accepted Nexus message."""
+
+    name = "bridge.nexus_to_axp"
+
+    def __init__(self, conversations: ConversationService | None = None) -> None:
+        self._conversations = conversations or ConversationService()
+
+    async def before_deliveries(
+        self, session: AsyncSession, events: Sequence[AcceptedEvent]
+    ) -> None:
+        sends: set[ConversationKey] = set()
+        typing: set[ConversationKey] = set()
+        for event in events:
+            for request in event.deliveries:
+                if isinstance(request.payload, AxpSendPayload):
+                    sends.add(event.context)
+                elif isinstance(request.payload, AxpTypingPayload):
+                    typing.add(event.context)
+        opened = await self._conversations.open_many(session, sends) if sends else {}
+        if typing - opened.keys():
+            # Typing never opens a conversation: it only reaches one that is already open.
+            opened |= await self._conversations.find_open_many(session, typing - opened.keys())
+        for event in events:
+            conversation = opened.get(event.context)
+            event.deliveries = [
+                _with_conversation(request, conversation) for request in event.deliveries
+            ]
+
+    async def after_deliveries(
+        self, session: AsyncSession, events: Sequence[AcceptedEvent]
+    ) -> None:
+        now = utcnow()
+        links = [
+            {
+                "direction": DIRECTION,
+                "conversation_id": request.payload.conversation_id,
+                "ack_id": request.payload.ack_id,
+                "nexus_message_id": request.payload.nexus_message_id,
+                "axp_message_id": None,
+                "delivery_id": delivery_id,
+                "status": "pending",
+                "status_detail": None,
+                "status_updated_at": None,
+                "created_at": now,
+            }
+            for event in events
+            for request, delivery_id in zip(event.deliveries, event.delivery_ids, strict=True)
+            if isinstance(request.payload, AxpSendPayload)
+        ]
+        await MessageLinkRepository(session).insert_many(links)
+
+
+def _with_conversation(request: DeliveryRequest, conversation: Any) -> DeliveryRequest:
+    payload = request.payload
+    if isinstance(payload, AxpSendPayload) and conversation is not None:
+        return request.with_payload(
+            payload.model_copy(
+                update={
+                    "conversation_id": conversation.id,
+                    "provider_dialog_id": conversation.provider_dialog_id,
+                }
+            )
+        )
+    if isinstance(payload, AxpTypingPayload):
+        return request.with_payload(
+            payload.model_copy(
+                update={
+                    "resolved": True,
+                    "provider_dialog_id": conversation.provider_dialog_id
+                    if conversation is not None
+                    else None,
+                }
+            )
+        )
+    return request
+
+
+OPEN_CONVERSATIONS = OpenConversations()
+
+
 def plan_nexus_message(
     channel: Channel, message: OutgoingMessage, ack_id: str, trace_id: str | None
-) -> Sequence[DeliveryRequest]:
+) -> Plan:
     """The deliveries one accepted Nexus webhook message becomes."""
     if message.is_receipt:
         # AXP has no API for receipts on agent messages: the status is recorded on the link.
-        return [
-            DeliveryRequest(
-                RECEIPT_DESTINATION,
-                {
-                    "nexus_channel_id": channel.nexus_channel_id,
-                    "receipt_for": message.receipt_for,
-                    "status": message.receipt_status,
-                },
-            )
-        ]
+        assert message.receipt_for is not None
+        return Plan(
+            [
+                DeliveryRequest(
+                    RECEIPT_DESTINATION,
+                    NexusReceiptRecord(
+                        nexus_channel_id=channel.nexus_channel_id,
+                        receipt_for=message.receipt_for,
+                        status=message.receipt_status,
+                    ),
+                )
+            ]
+        )
     customer = customer_address(message)
     if not customer:
         # Stored and acknowledged, never relayed blindly: there is no one to address in AXP.
         log.warning("nexus message without a recipient is not relayed", ack_id=ack_id)
-        return []
+        return Plan([])
     partition = partitions.nexus_to_axp(channel.nexus_channel_id, customer)
-    base = {
-        "nexus_channel_id": channel.nexus_channel_id,
-        "customer": customer,
-        "ack_id": ack_id,
-        "trace_id": trace_id,
-    }
+    key = ConversationKey(channel.id, channel.nexus_channel_id, customer)
     if message.typing is not None and not message.text and not message.media:
         if not message.typing:
-            return []
-        return [DeliveryRequest(TYPING_DESTINATION, base, partition_key=partition)]
-    payload = {
-        **base,
-        "nexus_message_id": message.message_id,
-        "business_address": message.from_,
-        "text": message.text,
-        "media": [item.model_dump() for item in message.media],
-        "timestamp": message.timestamp,
-    }
-    return [DeliveryRequest(SEND_DESTINATION, payload, partition_key=partition)]
+            return Plan([])
+        typing = AxpTypingPayload(
+            nexus_channel_id=channel.nexus_channel_id,
+            customer=customer,
+            ack_id=ack_id,
+            trace_id=trace_id,
+        )
+        return Plan(
+            [DeliveryRequest(TYPING_DESTINATION, typing, partition_key=partition)],
+            step=OPEN_CONVERSATIONS,
+            step_context=key,
+        )
+    payload = AxpSendPayload(
+        nexus_channel_id=channel.nexus_channel_id,
+        customer=customer,
+        ack_id=ack_id,
+        trace_id=trace_id,
+        nexus_message_id=message.message_id,
+        business_address=message.from_,
+        text=message.text,
+        media=list(message.media),
+        timestamp=message.timestamp,
+    )
+    return Plan(
+        [DeliveryRequest(SEND_DESTINATION, payload, partition_key=partition)],
+        step=OPEN_CONVERSATIONS,
+        step_context=key,
+    )
 
 
 def _element_type(content_type: str | None) -> str:
@@ -104,58 +207,30 @@ def _element_type(content_type: str | None) -> str:
     return major if major in ("image", "video", "audio") else "file"
 
 
-def _filename(item: dict[str, Any], index: int) -> str:
-    if item.get("filename"):
-        return str(item["filename"])
-    extension = mimetypes.guess_extension(item.get("content_type") or "") or ""
+def _filename(item: MediaItem, index: int) -> str:
+    if item.filename:
+        return item.filename
+    extension = mimetypes.guess_extension(item.content_type or "") or ""
     return f"attachment-{index + 1}{extension}"
 
 
-async def _load_channel(bridge: BridgeContext, nexus_channel_id: str) -> Channel:
-    async with bridge.sessionmaker() as session:
-        return await _enabled_channel(session, nexus_channel_id)
-
-
-async def _enabled_channel(session: AsyncSession, nexus_channel_id: str) -> Channel:
-    """Re-read at delivery: a channel disabled after the accept stops its messages here."""
-    channel = await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)
-    if channel is None or not channel.enabled:
-        reason = (
-            "removed" if channel is None else f"disabled ({channel.disabled_reason or 'no reason'})"
-        )
-        raise PermanentError(f"channel {nexus_channel_id} is {reason}")
-    return channel
-
-
-async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
+async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPayload]) -> Delivered:
     payload = ctx.payload
-    conversations = ConversationService()
-    async with bridge.sessionmaker() as session, session.begin():
-        channel = await _enabled_channel(session, payload["nexus_channel_id"])
-        conversation = await conversations.get_or_open(session, channel, payload["customer"])
-        links = MessageLinkRepository(session)
-        if await links.find_by_delivery_id(ctx.delivery_id) is None:
-            await links.create(
-                direction=DIRECTION,
-                conversation_id=conversation.id,
-                ack_id=payload["ack_id"],
-                nexus_message_id=payload.get("nexus_message_id"),
-                delivery_id=ctx.delivery_id,
-            )
-        provider_dialog_id = conversation.provider_dialog_id
-        conversation_id = conversation.id
+    channel = await bridge.enabled_channel(payload.nexus_channel_id)
+    if payload.provider_dialog_id is None or payload.conversation_id is None:
+        payload = await _open_at_send(bridge, channel, payload, ctx.delivery_id)
+    assert payload.provider_dialog_id is not None and payload.conversation_id is not None
 
     attachments: list[AttachmentContentIdMap] = []
-    media = payload.get("media") or []
-    for index, item in enumerate(media):
-        content = await bridge.nexus.fetch_media(item["url"])
-        content_type = item.get("content_type") or "application/octet-stream"
+    for index, item in enumerate(payload.media):
+        content = await bridge.nexus.fetch_media(item.url)
+        content_type = item.content_type or "application/octet-stream"
         media_id = await bridge.axp.media.upload(content, _filename(item, index), content_type)
         attachments.append(AttachmentContentIdMap(attachmentId=media_id))
 
-    text = payload.get("text")
-    element_type = _element_type(media[0].get("content_type")) if media else "text"
-    customer = payload["customer"]
+    text = payload.text
+    element_type = _element_type(payload.media[0].content_type) if payload.media else "text"
+    customer = payload.customer
     message = SendAsyncMessage(
         channelProviderId=channel.axp_channel_provider_id,
         channelId=channel.axp_channel_id,
@@ -163,9 +238,9 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         customerIdentifiers={channel.customer_identifier_key: [customer]},
         senderName=customer[:SENDER_NAME_MAX],
         providerSenderId=customer,
-        providerDialogId=provider_dialog_id,
+        providerDialogId=payload.provider_dialog_id,
         # The Nexus id when it has one, else the id we answered with: stable across retries.
-        providerMessageId=payload.get("nexus_message_id") or payload["ack_id"],
+        providerMessageId=payload.nexus_message_id or payload.ack_id,
         body=BodyElement(
             elementType=element_type,
             elementText=ElementText(text=text, textFormat="PLAINTEXT") if text else None,
@@ -178,66 +253,102 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext) -> dict[s
         correlationId=ctx.idempotency_key,
     )
     result = await bridge.axp.messaging.send_message(message)
-
-    async with bridge.sessionmaker() as session, session.begin():
-        await conversations.record_send(
-            session,
-            provider_dialog_id,
-            engagement_id=result.engagement_id,
-            dialog_id=result.dialog_id,
-        )
-        await MessageLinkRepository(session).mark_sent(
-            ctx.delivery_id, axp_message_id=result.message_id
-        )
-    log.info(
+    # Debug: at wire speed an info line per message was a measurable share of a delivery.
+    log.debug(
         "relayed nexus message to axp",
-        conversation_id=conversation_id,
+        conversation_id=payload.conversation_id,
         axp_message_id=result.message_id,
         attachments=len(attachments),
     )
-    return {
-        "axp_message_id": result.message_id,
-        "engagement_id": result.engagement_id,
-        "dialog_id": result.dialog_id,
-        "provider_dialog_id": provider_dialog_id,
-    }
+    now = utcnow()
+    return Delivered(
+        result={
+            "axp_message_id": result.message_id,
+            "engagement_id": result.engagement_id,
+            "dialog_id": result.dialog_id,
+            "provider_dialog_id": payload.provider_dialog_id,
+        },
+        writes=(
+            Write(
+                CONVERSATION_ACTIVITY,
+                {
+                    "conversation_id": payload.conversation_id,
+                    "engagement_id": result.engagement_id,
+                    "dialog_id": result.dialog_id,
+                    "at": now,
+                },
+            ),
+            Write(
+                LINK_SENT,
+                {"delivery_id": ctx.delivery_id, "axp_message_id": result.message_id, "at": now},
+            ),
+        ),
+    )
 
 
-async def deliver_typing(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any] | None:
+async def _open_at_send(
+    bridge: BridgeContext, channel: Channel, payload: AxpSendPayload, delivery_id: int
+) -> AxpSendPayload:
+    """A row queued before conversations were opened at accept: open it (and its link) now."""
+    key = ConversationKey(channel.id, channel.nexus_channel_id, payload.customer)
+    async with bridge.sessionmaker() as session, session.begin():
+        conversation = (await ConversationService().open_many(session, [key]))[key]
+        links = MessageLinkRepository(session)
+        if await links.find_by_delivery_id(delivery_id) is None:
+            await links.create(
+                direction=DIRECTION,
+                conversation_id=conversation.id,
+                ack_id=payload.ack_id,
+                nexus_message_id=payload.nexus_message_id,
+                delivery_id=delivery_id,
+            )
+    return payload.model_copy(
+        update={
+            "conversation_id": conversation.id,
+            "provider_dialog_id": conversation.provider_dialog_id,
+        }
+    )
+
+
+async def deliver_typing(
+    bridge: BridgeContext, ctx: DeliveryContext[AxpTypingPayload]
+) -> dict[str, Any] | None:
     """A Nexus typing indicator -> AXP `:typing` on the customer's open conversation."""
     payload = ctx.payload
-    channel = await _load_channel(bridge, payload["nexus_channel_id"])
-    async with bridge.sessionmaker() as session:
-        conversation = await ConversationService().find_open_by_customer(
-            session, channel.id, payload["customer"]
-        )
-    if conversation is None:
+    channel = await bridge.enabled_channel(payload.nexus_channel_id)
+    provider_dialog_id = payload.provider_dialog_id
+    if not payload.resolved:
+        key = ConversationKey(channel.id, channel.nexus_channel_id, payload.customer)
+        async with bridge.sessionmaker() as session:
+            found = await ConversationService().find_open_many(session, [key])
+        provider_dialog_id = found[key].provider_dialog_id if key in found else None
+    if provider_dialog_id is None:
         return {"skipped": "no open conversation"}
     await bridge.axp.messaging.typing(
-        conversation.provider_dialog_id,
+        provider_dialog_id,
         channel_provider_id=channel.axp_channel_provider_id,
         business_account_name=channel.axp_integration_id,
         correlation_id=ctx.idempotency_key,
     )
-    return {"provider_dialog_id": conversation.provider_dialog_id}
+    return {"provider_dialog_id": provider_dialog_id}
 
 
-async def record_nexus_receipt(bridge: BridgeContext, ctx: DeliveryContext) -> dict[str, Any]:
+async def record_nexus_receipt(
+    bridge: BridgeContext, ctx: DeliveryContext[NexusReceiptRecord]
+) -> dict[str, Any]:
     """A Nexus receipt for a message we relayed from AXP: recorded on its message link."""
     payload = ctx.payload
-    status = NEXUS_RECEIPT_STATUSES.get(str(payload.get("status", "")).lower())
+    status = NEXUS_RECEIPT_STATUSES.get(str(payload.status or "").lower())
     if status is None:
-        return {"skipped": f"unknown receipt status {payload.get('status')!r}"}
+        return {"skipped": f"unknown receipt status {payload.status!r}"}
     async with bridge.sessionmaker() as session, session.begin():
         links = MessageLinkRepository(session)
-        receipt_for = str(payload["receipt_for"])
+        receipt_for = payload.receipt_for
         link = await links.find_by_nexus_message_id(receipt_for, direction="axp_to_nexus")
         if link is None and receipt_for.startswith(NEXUS_ID_PREFIX):
             # Nexus may name the message by the id we gave it (axp-<AXP messageId>).
             link = await links.find_by_axp_message_id(receipt_for.removeprefix(NEXUS_ID_PREFIX))
         if link is None:
             return {"skipped": "no message we relayed has this id"}
-        changed = await links.update_status(
-            link, status, detail=f"Nexus receipt {payload['status']}"
-        )
+        changed = await links.update_status(link, status, detail=f"Nexus receipt {payload.status}")
     return {"link": link.id, "status": status, "changed": changed}

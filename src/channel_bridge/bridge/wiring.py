@@ -1,4 +1,10 @@
-"""Install the bridge into a running app: planners on the inbound routes, delivery handlers."""
+"""Where every destination is registered, and the planners installed on the inbound routes.
+
+Each destination is a name, its payload model and its handler. The platforms that are
+configured decide which are registered: a process without Nexus configured registers no
+Nexus destination, so its worker never claims those deliveries (another process, or this one
+once configured, delivers them).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,23 @@ from fastapi import FastAPI
 
 from channel_bridge.bridge import axp_to_nexus, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.payloads import (
+    AgentMessagePayload,
+    AxpSendPayload,
+    AxpTypingPayload,
+    ConversationEventPayload,
+    NexusReceiptPayload,
+    NexusReceiptRecord,
+)
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.akixi.client import AkixiClient
+from channel_bridge.platforms.akixi.mirror import akixi_destinations
+from channel_bridge.platforms.axp.platform import AxpPlatform
+from channel_bridge.platforms.axp.schemas import TypingEvent
+from channel_bridge.platforms.axp.subscriptions import subscription_destination
 from channel_bridge.platforms.nexus.client import NexusClient
 from channel_bridge.platforms.nexus.fields import FieldMap
+from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -26,11 +46,25 @@ def install_planners(app: FastAPI, settings: Settings) -> None:
     )
 
 
-def install_handlers(
-    app: FastAPI, settings: Settings, *, nexus_http: httpx.AsyncClient | None = None
+def register_destinations(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    axp: AxpPlatform | None,
+    akixi: tuple[AkixiClient, Settings] | None,
+    nexus_http: httpx.AsyncClient | None = None,
 ) -> BridgeContext | None:
-    """Register the cross-platform destinations when both AXP and Nexus are configured."""
-    axp = getattr(app.state, "axp", None)
+    """Every destination this process can deliver to; the bridge context when it relays."""
+    registry: DestinationRegistry = app.state.destinations
+    if axp is not None:
+        registry.add(
+            subscription_destination(
+                axp.subscriptions, callback_url=axp.callback_url, event_types=axp.event_types
+            )
+        )
+    if akixi is not None:
+        for destination in akixi_destinations(*akixi):
+            registry.add(destination)
     missing = [
         name
         for name, ok in (
@@ -47,26 +81,24 @@ def install_handlers(
         settings=settings,
         sessionmaker=app.state.sessionmaker,
         secret_box=app.state.secret_box,
+        channels=app.state.channel_cache,
         axp=axp,
         nexus=NexusClient(nexus_http or app.state.http, settings),
         nexus_fields=FieldMap.from_settings(settings),
     )
-    registry = app.state.destinations
-    registry.register(nexus_to_axp.SEND_DESTINATION, partial(nexus_to_axp.deliver_message, bridge))
-    registry.register(nexus_to_axp.TYPING_DESTINATION, partial(nexus_to_axp.deliver_typing, bridge))
-    registry.register(
-        nexus_to_axp.RECEIPT_DESTINATION, partial(nexus_to_axp.record_nexus_receipt, bridge)
-    )
-    registry.register(
-        axp_to_nexus.MESSAGE_DESTINATION, partial(axp_to_nexus.deliver_agent_message, bridge)
-    )
-    registry.register(
-        axp_to_nexus.RECEIPT_DESTINATION, partial(axp_to_nexus.deliver_receipt, bridge)
-    )
-    registry.register(axp_to_nexus.TYPING_DESTINATION, partial(axp_to_nexus.deliver_typing, bridge))
-    registry.register(
-        axp_to_nexus.CONVERSATION_DESTINATION,
-        partial(axp_to_nexus.deliver_conversation_event, bridge),
-    )
+    for name, handler, payload in (
+        (nexus_to_axp.SEND_DESTINATION, nexus_to_axp.deliver_message, AxpSendPayload),
+        (nexus_to_axp.TYPING_DESTINATION, nexus_to_axp.deliver_typing, AxpTypingPayload),
+        (nexus_to_axp.RECEIPT_DESTINATION, nexus_to_axp.record_nexus_receipt, NexusReceiptRecord),
+        (axp_to_nexus.MESSAGE_DESTINATION, axp_to_nexus.deliver_agent_message, AgentMessagePayload),
+        (axp_to_nexus.RECEIPT_DESTINATION, axp_to_nexus.deliver_receipt, NexusReceiptPayload),
+        (axp_to_nexus.TYPING_DESTINATION, axp_to_nexus.deliver_typing, TypingEvent),
+        (
+            axp_to_nexus.CONVERSATION_DESTINATION,
+            axp_to_nexus.deliver_conversation_event,
+            ConversationEventPayload,
+        ),
+    ):
+        registry.register(name, partial(handler, bridge), payload=payload)  # type: ignore[arg-type]
     app.state.bridge = bridge
     return bridge

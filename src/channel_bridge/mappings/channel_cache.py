@@ -1,12 +1,18 @@
-"""Enabled channels by Nexus channel id, kept briefly so a webhook does not query for them.
+"""Channel mappings by Nexus channel id, kept in memory for the webhook and the relay worker.
 
 The Nexus webhook needs its channel (and the channel's webhook secrets) before it can check
-the signature. At load, that lookup was a session, a pool checkout and a query per webhook —
-the largest cost on the acknowledgement path — for data that changes only on admin writes.
-Entries live `BRIDGE_CHANNEL_CACHE_TTL_S` seconds; a write through ChannelService or
-IntegrationService in this process clears the cache at once (after its commit), and other
-replicas see the change within the TTL. A message accepted in that window for a channel that
-was just disabled is stopped at delivery (the handler re-reads the channel) and dead-lettered.
+the signature, and every delivery needs the channel's AXP mapping and Nexus API secret. At
+load, that lookup was a session, a pool checkout and a query each time, for data that
+changes only on admin writes.
+
+How long a change takes to be seen:
+- in the process that made it: at once (the services clear the cache after their commit);
+- in every other process on PostgreSQL: within milliseconds, because each admin write sends
+  `NOTIFY bridge_channels` in its transaction and every process listens for it;
+- when the LISTEN connection is down (or on SQLite with a second process): at most
+  `BRIDGE_CHANNEL_CACHE_TTL_S` (5 s by default), after which an entry is read again.
+A delivery that was already past this check when its channel was disabled still goes out;
+every later one of that channel is dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.db.models import Channel
-from channel_bridge.mappings.repository import ChannelRepository
+from channel_bridge.db.notifications import DatabaseNotifications
+from channel_bridge.mappings.repository import CHANNELS_CHANGED, ChannelRepository
 from channel_bridge.security import SecretBox
 
 
@@ -35,13 +42,19 @@ class ChannelCache:
         self._ttl_s = ttl_s
         self._clock = clock
         self._entries: dict[str, tuple[float, Channel]] = {}
-        # Decrypted webhook secrets by their ciphertext: Fernet per request was ~4 % of an ack.
-        self._secrets: dict[str, list[SecretStr]] = {}
+        # Decrypted secrets by their ciphertext: Fernet per request was ~4 % of an ack.
+        self._secret_lists: dict[str, list[SecretStr]] = {}
+        self._secrets: dict[str, SecretStr] = {}
         self._loading: dict[str, asyncio.Future[Channel | None]] = {}
         self._generation = 0
 
-    async def get_enabled(self, nexus_channel_id: str) -> Channel | None:
-        """The enabled channel with this id, or None (unknown or disabled; never cached)."""
+    async def listen(self, notifications: DatabaseNotifications) -> None:
+        """Clear on every channel write in any process, and after a lost LISTEN connection."""
+        await notifications.subscribe(CHANNELS_CHANGED, self.invalidate)
+        notifications.on_reconnect(self.invalidate)
+
+    async def get(self, nexus_channel_id: str) -> Channel | None:
+        """The channel with this id, enabled or not; None if there is none (never cached)."""
         if self._ttl_s <= 0:
             return await self._load(nexus_channel_id)
         entry = self._entries.get(nexus_channel_id)
@@ -68,22 +81,36 @@ class ChannelCache:
         future.set_result(channel)
         return channel
 
+    async def get_enabled(self, nexus_channel_id: str) -> Channel | None:
+        """The enabled channel with this id, or None (unknown or disabled)."""
+        channel = await self.get(nexus_channel_id)
+        return channel if channel is not None and channel.enabled else None
+
     def webhook_secrets(self, channel: Channel, secret_box: SecretBox) -> list[SecretStr]:
         """The channel's decrypted webhook secrets (raises SecretBoxError if unreadable)."""
         token = channel.webhook_secrets_encrypted or ""
-        cached = self._secrets.get(token)
+        cached = self._secret_lists.get(token)
         if cached is None:
             cached = secret_box.decrypt_list(token)
             if self._ttl_s > 0:
-                self._secrets[token] = cached
+                self._secret_lists[token] = cached
+        return cached
+
+    def secret(self, ciphertext: str, secret_box: SecretBox) -> SecretStr:
+        """One decrypted secret (e.g. the channel's Nexus API secret), kept like the channel."""
+        cached = self._secrets.get(ciphertext)
+        if cached is None:
+            cached = secret_box.decrypt(ciphertext)
+            if self._ttl_s > 0:
+                self._secrets[ciphertext] = cached
         return cached
 
     def invalidate(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._secret_lists.clear()
         self._secrets.clear()
 
     async def _load(self, nexus_channel_id: str) -> Channel | None:
         async with self._sessionmaker() as session:
-            channel = await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)
-        return channel if channel is not None and channel.enabled else None
+            return await ChannelRepository(session).get_by_nexus_channel_id(nexus_channel_id)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +49,27 @@ def provider_dialog_id(nexus_channel_id: str, customer_address: str, generation:
         return candidate
     hashed = "~" + hashlib.sha256(customer_address.encode()).hexdigest()[:32]
     return f"{hashed}_{_part(nexus_channel_id)}_{generation}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Who a conversation is with: a customer on one of our channels."""
+
+    channel_id: int
+    nexus_channel_id: str
+    customer_address: str
+
+    @property
+    def columns(self) -> tuple[int, str]:
+        return (self.channel_id, self.customer_address)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenConversation:
+    """The ids a delivery needs of its conversation."""
+
+    id: int
+    provider_dialog_id: str
 
 
 class ConversationService:
@@ -97,6 +119,77 @@ class ConversationService:
         raise RuntimeError(
             f"could not open a conversation on channel {channel.id} after {_OPEN_ATTEMPTS} attempts"
         )
+
+    async def open_many(
+        self, session: AsyncSession, keys: Collection[ConversationKey]
+    ) -> dict[ConversationKey, OpenConversation]:
+        """`get_or_open` for many customers at once: two statements for the whole batch.
+
+        Used in the accept transaction, so a message's deliveries carry their conversation.
+        A concurrent writer that opens the same generation first wins the unique constraint;
+        the losers read its row on the next round.
+        """
+        repo = ConversationRepository(session)
+        found: dict[ConversationKey, OpenConversation] = {}
+        pending = {key.columns: key for key in keys}
+        for _ in range(_OPEN_ATTEMPTS):
+            if not pending:
+                return found
+            latest = await repo.latest_for(pending)
+            new_rows = []
+            now = self.now()
+            for columns, key in pending.items():
+                row = latest.get(columns)
+                if row is not None and row.state == "open":
+                    found[key] = OpenConversation(row.id, row.provider_dialog_id)
+                    continue
+                generation = row.generation + 1 if row is not None else 1
+                new_rows.append(
+                    {
+                        "channel_id": key.channel_id,
+                        "customer_address": key.customer_address,
+                        "generation": generation,
+                        "provider_dialog_id": provider_dialog_id(
+                            key.nexus_channel_id, key.customer_address, generation
+                        ),
+                        "state": "open",
+                        "last_activity_at": now,
+                        "created_at": now,
+                    }
+                )
+            pending = {columns: key for columns, key in pending.items() if key not in found}
+            for row in await repo.insert_many_if_absent(new_rows) if new_rows else ():
+                key = pending.pop((row.channel_id, row.customer_address))
+                found[key] = OpenConversation(row.id, row.provider_dialog_id)
+                log.info(
+                    "conversation opened",
+                    conversation_id=row.id,
+                    channel=key.nexus_channel_id,
+                    generation=row.generation,
+                )
+        if pending:
+            raise RuntimeError(
+                f"could not open {len(pending)} conversation(s) after {_OPEN_ATTEMPTS} attempts"
+            )
+        return found
+
+    async def find_open_many(
+        self, session: AsyncSession, keys: Collection[ConversationKey]
+    ) -> dict[ConversationKey, OpenConversation]:
+        """The open conversation of each customer that has one (none is opened)."""
+        latest = await ConversationRepository(session).latest_for([key.columns for key in keys])
+        found = {}
+        for key in keys:
+            row = latest.get(key.columns)
+            if row is not None and row.state == "open":
+                found[key] = OpenConversation(row.id, row.provider_dialog_id)
+        return found
+
+    async def find_many_with_channel(
+        self, session: AsyncSession, provider_dialog_ids: Collection[str]
+    ) -> list[tuple[Conversation, str]]:
+        """Conversations by providerDialogId, each with its channel's Nexus channel id."""
+        return await ConversationRepository(session).find_many_with_channel(provider_dialog_ids)
 
     async def find_by_provider_dialog_id(
         self, session: AsyncSession, provider_dialog_id: str

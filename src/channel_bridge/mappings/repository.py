@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    Row,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channel_bridge.db.base import utcnow
+from channel_bridge.db.base import UTCDateTime, utcnow
+from channel_bridge.db.bulk import dialect_insert, insert_rows
 from channel_bridge.db.models import Channel, Conversation, Integration, MessageLink
+from channel_bridge.db.notifications import notify
 
 LINK_STATUSES = ("pending", "sent", "delivered", "read", "failed")
 # A late "delivered" must not overwrite "read": a link's status only moves forward.
 _LINK_RANK = {status: rank for rank, status in enumerate(LINK_STATUSES)}
+_BELOW_SENT = [status for status, rank in _LINK_RANK.items() if rank < _LINK_RANK["sent"]]
+
+# NOTIFY channel of every write to channel mappings: each process's channel cache listens.
+CHANNELS_CHANGED = "bridge_channels"
+
+conversation_table = cast(Table, Conversation.__table__)
+link_table = cast(Table, MessageLink.__table__)
 
 
-def _insert_for(session: AsyncSession, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+async def notify_channels_changed(session: AsyncSession) -> None:
+    """Tell every process's channel cache, when this transaction commits (PostgreSQL)."""
+    await notify(await session.connection(), CHANNELS_CHANGED)
 
 
 class ChannelRepository:
@@ -54,6 +74,19 @@ class ChannelRepository:
 
     async def remove(self, channel: Channel) -> None:
         await self.session.execute(delete(Channel).where(Channel.id == channel.id))
+
+    async def nexus_channel_ids_of_conversations(
+        self, conversation_ids: Collection[int]
+    ) -> dict[int, str]:
+        """Conversation id -> its channel's Nexus channel id."""
+        if not conversation_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Conversation.id, Channel.nexus_channel_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
+            .where(Conversation.id.in_(list(conversation_ids)))
+        )
+        return {conversation_id: nexus_channel_id for conversation_id, nexus_channel_id in rows}
 
     async def disable_for_integration(
         self, integration_id: str, *, reason: str, at: datetime
@@ -93,7 +126,7 @@ class IntegrationRepository:
     async def insert_if_new(self, values: dict[str, Any]) -> bool:
         """Insert the row unless the id exists (a concurrent insert wins); True if inserted."""
         statement = (
-            _insert_for(self.session, Integration.__table__)
+            dialect_insert(self.session, cast(Table, Integration.__table__))
             .values(**values)
             .on_conflict_do_nothing(index_elements=["integration_id"])
             .returning(Integration.__table__.c.integration_id)
@@ -204,12 +237,97 @@ class ConversationRepository:
         means the other writer won.
         """
         statement = (
-            _insert_for(self.session, Conversation.__table__)
+            dialect_insert(self.session, conversation_table)
             .values(**values)
             .on_conflict_do_nothing()
             .returning(Conversation.__table__.c.id)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def latest_for(
+        self, keys: Collection[tuple[int, str]]
+    ) -> dict[tuple[int, str], Any]:
+        """The highest generation of each (channel id, customer address), open or closed."""
+        if not keys:
+            return {}
+        c = conversation_table.c
+        rows = await self.session.execute(
+            select(
+                c.id, c.channel_id, c.customer_address, c.generation, c.state, c.provider_dialog_id
+            ).where(tuple_(c.channel_id, c.customer_address).in_(list(keys)))
+        )
+        latest: dict[tuple[int, str], Any] = {}
+        for row in rows:
+            key = (row.channel_id, row.customer_address)
+            if key not in latest or row.generation > latest[key].generation:
+                latest[key] = row
+        return latest
+
+    async def insert_many_if_absent(self, rows: Sequence[dict[str, Any]]) -> list[Row[Any]]:
+        """Insert conversations; those a concurrent writer already holds are left out.
+
+        Sorted by key, so two batches opening the same conversations never wait in a cycle.
+        """
+        ordered = sorted(rows, key=lambda row: (row["channel_id"], row["customer_address"]))
+        return await insert_rows(
+            self.session,
+            conversation_table,
+            ordered,
+            on_conflict_do_nothing=(),
+            returning=("id", "channel_id", "customer_address", "generation", "provider_dialog_id"),
+        )
+
+    async def find_many_with_channel(
+        self, provider_dialog_ids: Collection[str]
+    ) -> list[tuple[Conversation, str]]:
+        """Conversations by providerDialogId, each with its channel's Nexus channel id."""
+        if not provider_dialog_ids:
+            return []
+        rows = await self.session.execute(
+            select(Conversation, Channel.nexus_channel_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
+            .where(Conversation.provider_dialog_id.in_(list(provider_dialog_ids)))
+        )
+        return [(conversation, nexus_channel_id) for conversation, nexus_channel_id in rows]
+
+    async def record_activity(self, rows: Sequence[dict[str, Any]]) -> None:
+        """After sends: AXP's engagement and dialog ids (when given), activity never backwards.
+
+        Rows: `conversation_id`, `engagement_id`, `dialog_id`, `at`; one executemany in id
+        order (concurrent outcome batches then lock conversations in the same order).
+        """
+        if not rows:
+            return
+        c = conversation_table.c
+        at = bindparam("b_at", type_=UTCDateTime())
+        statement = (
+            update(conversation_table)
+            .where(c.id == bindparam("b_id"))
+            .values(
+                axp_engagement_id=func.coalesce(
+                    bindparam("b_engagement_id", type_=String()), c.axp_engagement_id
+                ),
+                axp_dialog_id=func.coalesce(
+                    bindparam("b_dialog_id", type_=String()), c.axp_dialog_id
+                ),
+                last_activity_at=case(
+                    (or_(c.last_activity_at.is_(None), c.last_activity_at < at), at),
+                    else_=c.last_activity_at,
+                ),
+            )
+        )
+        await self.session.execute(
+            statement,
+            [
+                {
+                    "b_id": row["conversation_id"],
+                    "b_engagement_id": row.get("engagement_id"),
+                    "b_dialog_id": row.get("dialog_id"),
+                    "b_at": row["at"],
+                }
+                for row in sorted(rows, key=lambda row: row["conversation_id"])
+            ],
+        )
 
 
 class MessageLinkRepository:
@@ -245,6 +363,32 @@ class MessageLinkRepository:
             select(MessageLink).where(*conditions).order_by(MessageLink.id.desc()).limit(1)
         )
 
+    async def _latest_by(
+        self, column: Any, values: Collection[str], *conditions: Any
+    ) -> dict[str, MessageLink]:
+        """The newest link for each value of `column` (as `_first` picks one)."""
+        if not values:
+            return {}
+        rows = await self.session.scalars(
+            select(MessageLink)
+            .where(column.in_(list(values)), *conditions)
+            .order_by(MessageLink.id)
+        )
+        return {getattr(link, column.key): link for link in rows}
+
+    async def by_axp_message_id(self, axp_message_ids: Collection[str]) -> dict[str, MessageLink]:
+        return await self._latest_by(MessageLink.axp_message_id, axp_message_ids)
+
+    async def by_nexus_message_id(
+        self, nexus_message_ids: Collection[str], *, direction: str
+    ) -> dict[str, MessageLink]:
+        return await self._latest_by(
+            MessageLink.nexus_message_id, nexus_message_ids, MessageLink.direction == direction
+        )
+
+    async def by_ack_id(self, ack_ids: Collection[str]) -> dict[str, MessageLink]:
+        return await self._latest_by(MessageLink.ack_id, ack_ids)
+
     async def find_by_ack_id(self, ack_id: str) -> MessageLink | None:
         return await self._first(MessageLink.ack_id == ack_id)
 
@@ -261,6 +405,62 @@ class MessageLinkRepository:
 
     async def find_by_delivery_id(self, delivery_id: int) -> MessageLink | None:
         return await self._first(MessageLink.delivery_id == delivery_id)
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """New links (each row: every column but `id`), in one statement."""
+        await insert_rows(self.session, link_table, rows)
+
+    async def linked_axp_message_ids(self, axp_message_ids: Collection[str]) -> set[str]:
+        """Which of these AXP message ids already have a link (relayed or being relayed)."""
+        if not axp_message_ids:
+            return set()
+        found = await self.session.scalars(
+            select(MessageLink.axp_message_id).where(
+                MessageLink.axp_message_id.in_(list(axp_message_ids))
+            )
+        )
+        return {value for value in found if value}
+
+    async def mark_sent_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """After sends: each delivery's link gets the remote ids and status `sent`.
+
+        Rows: `delivery_id`, `axp_message_id`, `nexus_message_id` (None keeps the stored
+        value), `at`. The status only moves forward, as in `update_status`.
+        """
+        if not rows:
+            return
+        c = link_table.c
+        is_behind = c.status.in_(_BELOW_SENT)
+        statement = (
+            update(link_table)
+            .where(c.delivery_id == bindparam("b_delivery_id"))
+            .values(
+                axp_message_id=func.coalesce(
+                    bindparam("b_axp_message_id", type_=String()), c.axp_message_id
+                ),
+                nexus_message_id=func.coalesce(
+                    bindparam("b_nexus_message_id", type_=String()), c.nexus_message_id
+                ),
+                status=case((is_behind, "sent"), else_=c.status),
+                status_detail=case((is_behind, None), else_=c.status_detail),
+                status_updated_at=case(
+                    (is_behind, bindparam("b_at", type_=UTCDateTime())),
+                    else_=c.status_updated_at,
+                ),
+            )
+        )
+        await self.session.execute(
+            statement,
+            [
+                {
+                    "b_delivery_id": row["delivery_id"],
+                    "b_axp_message_id": row.get("axp_message_id"),
+                    "b_nexus_message_id": row.get("nexus_message_id"),
+                    "b_at": row["at"],
+                }
+                for row in sorted(rows, key=lambda row: row["delivery_id"])
+            ],
+        )
 
     async def mark_sent(
         self, delivery_id: int, *, axp_message_id: str | None, at: datetime | None = None

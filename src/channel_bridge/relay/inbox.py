@@ -6,6 +6,10 @@ batch, and the batch is written with multi-row inserts (`ON CONFLICT DO NOTHING 
 tells which events are new). Each caller is released only after that commit. If the batch
 fails, its items are retried one transaction each, so a bad item fails only its own caller.
 
+Work that a kind of event needs in the same transaction (the bridge opens the conversation a
+message belongs to, so its deliveries carry the conversation's ids) is an `AcceptStep`: it
+runs once per batch for all the new events that name it, around the delivery insert.
+
 At most `max_inflight` batches are written at once. Calls that arrive while they are busy
 wait for the next batch, which starts as soon as one finishes: under load the batches grow
 with the load instead of the transactions (and pooled connections) multiplying.
@@ -16,13 +20,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.relay.clock import Clock, SystemClock
-from channel_bridge.relay.envelope import Acceptance, DeliveryRequest
+from channel_bridge.relay.envelope import Acceptance, AcceptedEvent, AcceptStep, DeliveryRequest
 from channel_bridge.relay.repository import (
     DeliveryRepository,
     InboxBatchWriter,
@@ -35,7 +40,8 @@ from channel_bridge.relay.repository import (
 log = get_logger(__name__)
 
 # Extra work done in the accept transaction, only for a new event (e.g. upsert a mapping).
-# It may return more deliveries to queue with the event.
+# It may return more deliveries to queue with the event. Such an event gets a transaction of
+# its own; work that can be done for many events at once is an `AcceptStep` instead.
 WithinAccept = Callable[[AsyncSession, int], Awaitable[Sequence[DeliveryRequest] | None]]
 
 
@@ -49,6 +55,8 @@ class _Pending:
     kind: str | None
     raw_body: str | None
     future: asyncio.Future[Acceptance] = field(repr=False)
+    step: AcceptStep | None = None
+    step_context: Any = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -87,23 +95,10 @@ class Inbox:
         kind: str | None = None,
         raw_body: str | None = None,
         within: WithinAccept | None = None,
+        step: AcceptStep | None = None,
+        step_context: Any = None,
     ) -> Acceptance:
         """Commit the event and, if it is new, its deliveries; then return the stored answer."""
-        if within is not None:
-            # Arbitrary work in the transaction cannot share a batch: it gets its own.
-            return await self._accept_alone(
-                _Pending(
-                    source,
-                    external_id,
-                    payload,
-                    list(deliveries),
-                    ack,
-                    kind,
-                    raw_body,
-                    asyncio.get_running_loop().create_future(),
-                ),
-                within=within,
-            )
         loop = asyncio.get_running_loop()
         item = _Pending(
             source,
@@ -114,7 +109,12 @@ class Inbox:
             kind,
             raw_body,
             loop.create_future(),
+            step,
+            step_context,
         )
+        if within is not None:
+            # Arbitrary work in the transaction cannot share a batch: it gets its own.
+            return await self._accept_alone(item, within=within)
         self._queue.append(item)
         if len(self._flushes) < self._max_inflight:
             if len(self._queue) >= self._max_batch:
@@ -187,34 +187,29 @@ class Inbox:
             first_by_key.setdefault(item.key, item)
         async with write_turn(self._sessionmaker), self._sessionmaker() as session, session.begin():
             writer = InboxBatchWriter(await session.connection())
+            # In key order, so two batches holding the same keys never wait on each other in
+            # a cycle (a duplicate storm puts copies of one webhook in concurrent batches).
             new_ids = await writer.insert_events(
                 [
                     {
                         "source": item.source,
                         "external_id": item.external_id,
-                        "payload": item.payload,
-                        "ack": item.ack,
                         "kind": item.kind,
+                        "payload": item.payload,
                         "raw_body": item.raw_body,
-                        "status": "received",
+                        "ack": item.ack,
                         "received_at": now,
-                        "note": None,
-                        "handled_at": None,
                     }
-                    for item in first_by_key.values()
+                    for _key, item in sorted(first_by_key.items())
                 ]
             )
             existing = await writer.existing_events(k for k in first_by_key if k not in new_ids)
-            rows_by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for key, event_id in new_ids.items():
-                rows_by_key[key] = [
-                    delivery_row(event_id, request, now=now)
-                    for request in first_by_key[key].deliveries
-                ]
-            all_rows = [row for rows in rows_by_key.values() for row in rows]
-            ids_by_sequence = await writer.insert_deliveries(all_rows)
-            if all_rows:
-                await notify_deliveries(writer.connection)
+            accepted = {key: _accepted(new_ids[key], first_by_key[key]) for key in sorted(new_ids)}
+            delivery_ids = await _insert_with_steps(
+                session,
+                [(first_by_key[key].step, event) for key, event in accepted.items()],
+                now=now,
+            )
         answers = []
         first_answered: set[tuple[str, str]] = set()
         for item in batch:
@@ -226,7 +221,7 @@ class Inbox:
                         is_new=True,
                         inbox_event_id=new_ids[key],
                         ack=item.ack,
-                        delivery_ids=[ids_by_sequence[row["sequence"]] for row in rows_by_key[key]],
+                        delivery_ids=accepted[key].delivery_ids,
                     )
                 )
             elif key in new_ids:
@@ -237,7 +232,7 @@ class Inbox:
             else:
                 event_id, stored_ack = existing[key]
                 answers.append(Acceptance(is_new=False, inbox_event_id=event_id, ack=stored_ack))
-        return answers, bool(all_rows)
+        return answers, delivery_ids > 0
 
     async def _accept_alone(
         self, item: _Pending, *, within: WithinAccept | None = None
@@ -258,16 +253,14 @@ class Inbox:
             if event_id is None:
                 existing_id, stored_ack = await inbox.get_by_key(item.source, item.external_id)
                 return Acceptance(is_new=False, inbox_event_id=existing_id, ack=stored_ack)
-            requests = list(item.deliveries)
+            event = _accepted(event_id, item)
             if within is not None:
-                requests += list(await within(session, event_id) or ())
-            delivery_ids = await DeliveryRepository(session).add_many(event_id, requests, now=now)
-            if delivery_ids:
-                await notify_deliveries(await session.connection())
-        if delivery_ids:
+                event.deliveries += list(await within(session, event_id) or ())
+            created = await _insert_with_steps(session, [(item.step, event)], now=now)
+        if created:
             self._notify_local()
         return Acceptance(
-            is_new=True, inbox_event_id=event_id, ack=item.ack, delivery_ids=delivery_ids
+            is_new=True, inbox_event_id=event_id, ack=item.ack, delivery_ids=event.delivery_ids
         )
 
     def _notify_local(self) -> None:
@@ -276,6 +269,42 @@ class Inbox:
                 self._on_accepted()
             except Exception:  # a wake-up hook must never fail an accepted event
                 log.exception("on_accepted hook failed")
+
+
+def _accepted(inbox_event_id: int, item: _Pending) -> AcceptedEvent:
+    return AcceptedEvent(inbox_event_id, item.step_context, list(item.deliveries))
+
+
+async def _insert_with_steps(
+    session: AsyncSession,
+    events: Sequence[tuple[AcceptStep | None, AcceptedEvent]],
+    *,
+    now: datetime,
+) -> int:
+    """Run the steps around the delivery insert; the number of deliveries inserted."""
+    by_step: dict[str, tuple[AcceptStep, list[AcceptedEvent]]] = {}
+    for step, event in events:
+        if step is not None:
+            by_step.setdefault(step.name, (step, []))[1].append(event)
+    steps = [by_step[name] for name in sorted(by_step)]
+    for step, stepped in steps:
+        await step.before_deliveries(session, stepped)
+    rows_by_event = [
+        (
+            event,
+            [delivery_row(event.inbox_event_id, request, now=now) for request in event.deliveries],
+        )
+        for _step, event in events
+    ]
+    all_rows = [row for _event, rows in rows_by_event for row in rows]
+    ids_by_sequence = await DeliveryRepository(session).insert_rows(all_rows)
+    for event, rows in rows_by_event:
+        event.delivery_ids = [ids_by_sequence[row["sequence"]] for row in rows]
+    for step, stepped in steps:
+        await step.after_deliveries(session, stepped)
+    if all_rows:
+        await notify_deliveries(await session.connection())
+    return len(all_rows)
 
 
 def _resolve(item: _Pending, answer: Acceptance) -> None:

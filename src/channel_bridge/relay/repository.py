@@ -13,9 +13,16 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    Boolean,
     CursorResult,
+    Integer,
+    String,
     Table,
+    Text,
     and_,
+    bindparam,
+    case,
+    column,
     delete,
     exists,
     func,
@@ -25,11 +32,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from channel_bridge import jsondoc
-from channel_bridge.db.base import utcnow
+from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
+from channel_bridge.db.bulk import dialect_insert, insert_rows, is_postgres
 from channel_bridge.db.models import Attempt, Delivery, InboxEvent
 from channel_bridge.relay.envelope import DeliveryRequest
 
@@ -74,16 +80,6 @@ def next_sequence() -> int:
     return time.time_ns() // 1000 * 1000 + next(_counter) % 1000
 
 
-def _dialect_name(bind: AsyncConnection | AsyncSession) -> str:
-    if isinstance(bind, AsyncSession):
-        return bind.get_bind().dialect.name
-    return bind.dialect.name
-
-
-def _insert_for(bind: AsyncConnection | AsyncSession, table: Any) -> Any:
-    return (postgresql.insert if _dialect_name(bind) == "postgresql" else sqlite.insert)(table)
-
-
 def delivery_row(
     inbox_event_id: int | None, request: DeliveryRequest, *, now: datetime
 ) -> dict[str, Any]:
@@ -93,7 +89,7 @@ def delivery_row(
         "destination": request.destination,
         "partition_key": request.partition_key,
         "sequence": next_sequence(),
-        "payload": request.payload,
+        "payload": request.stored_payload(),
         "status": "pending",
         "attempt_count": 0,
         "next_attempt_at": now,
@@ -128,7 +124,7 @@ class InboxRepository:
     ) -> int | None:
         """Insert the event; its id if new, None if (source, external_id) was already stored."""
         statement = (
-            _insert_for(self.session, inbox_table)
+            dialect_insert(self.session, inbox_table)
             .values(
                 source=source,
                 external_id=external_id,
@@ -154,14 +150,6 @@ class InboxRepository:
         ).one()
         return row.id, row.ack
 
-    async def delivery_ids_for(self, inbox_event_id: int) -> list[int]:
-        rows = await self.session.execute(
-            select(Delivery.id)
-            .where(Delivery.inbox_event_id == inbox_event_id)
-            .order_by(Delivery.id)
-        )
-        return list(rows.scalars())
-
     async def purge_handled(self, *, before: datetime) -> int:
         """Delete events received before `before` whose deliveries are all finished."""
         unfinished = exists().where(
@@ -174,82 +162,22 @@ class InboxRepository:
         return cast(CursorResult[Any], result).rowcount or 0
 
 
-# PostgreSQL: a batch is one INSERT ... SELECT FROM unnest(<one array per column>), so the
-# statement text is the same for every batch size. The multi-row VALUES form is a different
-# statement for each size: each became its own prepared statement on each pooled connection
-# (asyncpg keeps 100 per connection), which grew the process by ~10 MB per 50,000 webhooks in
-# the memory benchmark and re-prepared constantly as sizes varied.
-_UNNEST_EVENTS = text(
-    """
-    INSERT INTO inbox_events (source, external_id, kind, payload, raw_body, ack, status,
-                              received_at)
-    SELECT source, external_id, kind, CAST(payload AS jsonb), raw_body, CAST(ack AS jsonb),
-           'received', received_at
-    FROM unnest(CAST(:source AS text[]), CAST(:external_id AS text[]), CAST(:kind AS text[]),
-                CAST(:payload AS text[]), CAST(:raw_body AS text[]), CAST(:ack AS text[]),
-                CAST(:received_at AS timestamptz[]))
-         AS batch(source, external_id, kind, payload, raw_body, ack, received_at)
-    ON CONFLICT (source, external_id) DO NOTHING
-    RETURNING id, source, external_id
-    """
-)
-_UNNEST_DELIVERIES = text(
-    """
-    INSERT INTO deliveries (inbox_event_id, destination, partition_key, sequence, payload,
-                            status, attempt_count, next_attempt_at, created_at, updated_at,
-                            skipped)
-    SELECT inbox_event_id, destination, partition_key, sequence, CAST(payload AS jsonb),
-           status, attempt_count, next_attempt_at, created_at, updated_at, skipped
-    FROM unnest(CAST(:inbox_event_id AS bigint[]), CAST(:destination AS text[]),
-                CAST(:partition_key AS text[]), CAST(:sequence AS bigint[]),
-                CAST(:payload AS text[]), CAST(:status AS text[]),
-                CAST(:attempt_count AS integer[]), CAST(:next_attempt_at AS timestamptz[]),
-                CAST(:created_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]),
-                CAST(:skipped AS boolean[]))
-         AS batch(inbox_event_id, destination, partition_key, sequence, payload, status,
-                  attempt_count, next_attempt_at, created_at, updated_at, skipped)
-    RETURNING id, sequence
-    """
-)
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else jsondoc.dumps(value)
-
-
 class InboxBatchWriter:
     """Multi-row inserts for the group-commit inbox, on one connection inside its transaction."""
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
-        self._postgres = connection.dialect.name == "postgresql"
 
     async def insert_events(self, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
         """Insert the events that are new; (source, external_id) -> id for those only."""
-        if self._postgres:
-            result = await self.connection.execute(
-                _UNNEST_EVENTS,
-                {
-                    "source": [row["source"] for row in rows],
-                    "external_id": [row["external_id"] for row in rows],
-                    "kind": [row["kind"] for row in rows],
-                    "payload": [_json_or_none(row["payload"]) for row in rows],
-                    "raw_body": [row["raw_body"] for row in rows],
-                    "ack": [_json_or_none(row["ack"]) for row in rows],
-                    "received_at": [row["received_at"] for row in rows],
-                },
-            )
-            return {(row.source, row.external_id): row.id for row in result}
-        # SQLite: executemany form; SQLAlchemy's "insertmanyvalues" sends one multi-row INSERT
-        # per page, and the statement compiles once and is cached (a `.values([...])`
-        # statement is compiled anew for every batch, which cost more than the insert).
-        statement = (
-            _insert_for(self.connection, inbox_table)
-            .on_conflict_do_nothing(index_elements=["source", "external_id"])
-            .returning(inbox_table.c.id, inbox_table.c.source, inbox_table.c.external_id)
+        inserted = await insert_rows(
+            self.connection,
+            inbox_table,
+            [{**row, "status": "received"} for row in rows],
+            on_conflict_do_nothing=("source", "external_id"),
+            returning=("id", "source", "external_id"),
         )
-        result = await self.connection.execute(statement, list(rows))
-        return {(row.source, row.external_id): row.id for row in result}
+        return {(row.source, row.external_id): row.id for row in inserted}
 
     async def existing_events(
         self, keys: Iterable[tuple[str, str]]
@@ -263,32 +191,6 @@ class InboxBatchWriter:
             ).where(tuple_(inbox_table.c.source, inbox_table.c.external_id).in_(keys))
         )
         return {(row.source, row.external_id): (row.id, row.ack) for row in result}
-
-    async def insert_deliveries(self, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
-        """Insert delivery rows; sequence -> id (sequences are unique within a process)."""
-        if not rows:
-            return {}
-        if self._postgres:
-            columns = ("inbox_event_id", "destination", "partition_key", "sequence", "status")
-            arrays: dict[str, list[Any]] = {
-                name: [row[name] for row in rows]
-                for name in (
-                    *columns,
-                    "attempt_count",
-                    "next_attempt_at",
-                    "created_at",
-                    "updated_at",
-                    "skipped",
-                )
-            }
-            arrays["payload"] = [_json_or_none(row["payload"]) for row in rows]
-            result = await self.connection.execute(_UNNEST_DELIVERIES, arrays)
-            return {row.sequence: row.id for row in result}
-        result = await self.connection.execute(
-            delivery_table.insert().returning(delivery_table.c.id, delivery_table.c.sequence),
-            list(rows),
-        )
-        return {row.sequence: row.id for row in result}
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,9 +206,118 @@ class ClaimedDelivery:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """A delivery's next state after an attempt, written only while its lease is held.
+
+    `status` None keeps the delivery in flight (an immediate retry with fresh credentials
+    follows); the other fields then only count the attempt.
+    """
+
+    delivery_id: int
+    attempt_number: int
+    status: str | None
+    now: datetime
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    result: dict[str, Any] | None = None
+
+
+# The claim on PostgreSQL, one statement: expired leases, then due heads of line in due order
+# (a head has nothing earlier pending or in flight in its partition), leased in the same
+# statement; dead deliveries that a claimed later one passes over are flagged `skipped`.
+# SKIP LOCKED lets concurrent claims take disjoint rows instead of queueing on each other.
+_PG_CLAIM = text(
+    """
+    WITH expired AS (
+        SELECT id FROM deliveries
+        WHERE status = 'in_flight' AND locked_until < :now AND destination = ANY(:destinations)
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), due AS (
+        SELECT d.id FROM deliveries AS d
+        WHERE d.status = 'pending' AND d.next_attempt_at <= :now
+          AND d.destination = ANY(:destinations)
+          AND NOT EXISTS (
+              SELECT 1 FROM deliveries AS earlier
+              WHERE earlier.partition_key = d.partition_key
+                AND earlier.status IN ('pending', 'in_flight')
+                AND (earlier.sequence < d.sequence
+                     OR (earlier.sequence = d.sequence AND earlier.id < d.id)))
+        ORDER BY d.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+    ), picked AS (
+        SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) AS both_kinds
+        LIMIT :limit
+    ), claimed AS (
+        UPDATE deliveries AS d
+        SET status = 'in_flight', locked_until = :lease_until, locked_by = :worker_id,
+            attempt_count = d.attempt_count + 1, updated_at = :now
+        FROM picked WHERE d.id = picked.id
+        RETURNING d.id, d.destination, d.payload, d.partition_key, d.sequence,
+                  d.inbox_event_id, d.attempt_count, d.created_at
+    ), skipped AS (
+        UPDATE deliveries AS dead
+        SET skipped = true
+        FROM claimed
+        WHERE dead.partition_key = claimed.partition_key AND dead.status = 'dead'
+          AND NOT dead.skipped AND dead.sequence < claimed.sequence
+    )
+    SELECT id, destination, payload, partition_key, inbox_event_id,
+           attempt_count AS attempt_number, created_at
+    FROM claimed
+    """
+).columns(
+    delivery_table.c.id,
+    delivery_table.c.destination,
+    delivery_table.c.payload,
+    delivery_table.c.partition_key,
+    delivery_table.c.inbox_event_id,
+    # RETURNING gives the row after the update: the attempt this claim counted.
+    column("attempt_number", Integer()),
+    delivery_table.c.created_at,
+)
+
+# One statement for every outcome kind, executed for many rows at once (executemany).
+_RECORD_OUTCOME = (
+    update(delivery_table)
+    .where(delivery_table.c.id == bindparam("b_id"))
+    .values(
+        status=func.coalesce(bindparam("b_status", type_=String()), delivery_table.c.status),
+        locked_until=case(
+            (bindparam("b_release", type_=Boolean()), None), else_=delivery_table.c.locked_until
+        ),
+        locked_by=case(
+            (bindparam("b_release", type_=Boolean()), None), else_=delivery_table.c.locked_by
+        ),
+        attempt_count=bindparam("b_attempt_count", type_=Integer()),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+        last_error=case(
+            (bindparam("b_release", type_=Boolean()), bindparam("b_last_error", type_=Text())),
+            else_=delivery_table.c.last_error,
+        ),
+        result=func.coalesce(bindparam("b_result", type_=JsonDoc), delivery_table.c.result),
+        delivered_at=func.coalesce(
+            bindparam("b_delivered_at", type_=UTCDateTime()), delivery_table.c.delivered_at
+        ),
+        next_attempt_at=func.coalesce(
+            bindparam("b_next_attempt_at", type_=UTCDateTime()), delivery_table.c.next_attempt_at
+        ),
+    )
+)
+
+
 class DeliveryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def insert_rows(self, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+        """Insert new delivery rows (from `delivery_row`); sequence -> id."""
+        inserted = await insert_rows(
+            self.session, delivery_table, rows, returning=("id", "sequence")
+        )
+        return {row.sequence: row.id for row in inserted}
 
     async def add_many(
         self,
@@ -317,11 +328,7 @@ class DeliveryRepository:
     ) -> list[int]:
         now = now or utcnow()
         rows = [delivery_row(inbox_event_id, request, now=now) for request in requests]
-        if not rows:
-            return []
-        by_sequence = await InboxBatchWriter(await self.session.connection()).insert_deliveries(
-            rows
-        )
+        by_sequence = await self.insert_rows(rows)
         return [by_sequence[row["sequence"]] for row in rows]
 
     # --- worker ---------------------------------------------------------------------
@@ -337,11 +344,54 @@ class DeliveryRepository:
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries whose partition has nothing earlier pending or in flight.
 
-        The caller holds the claim transaction (SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE
-        on SQLite) and commits it before making any call.
+        The caller holds the claim transaction (BEGIN IMMEDIATE on SQLite) and commits it
+        before making any call.
         """
         if not destinations or limit <= 0:
             return []
+        lease_until = now + timedelta(seconds=lease_s)
+        if is_postgres(self.session):
+            result = await self.session.execute(
+                _PG_CLAIM,
+                {
+                    "now": now,
+                    "destinations": list(destinations),
+                    "limit": limit,
+                    "lease_until": lease_until,
+                    "worker_id": worker_id,
+                },
+            )
+            rows = list(result)
+        else:
+            rows = await self._claim_sqlite(
+                destinations=destinations,
+                limit=limit,
+                now=now,
+                lease_until=lease_until,
+                worker_id=worker_id,
+            )
+        return [
+            ClaimedDelivery(
+                id=row.id,
+                destination=row.destination,
+                payload=row.payload,
+                partition_key=row.partition_key,
+                inbox_event_id=row.inbox_event_id,
+                attempt_number=row.attempt_number,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def _claim_sqlite(
+        self,
+        *,
+        destinations: Sequence[str],
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        worker_id: str,
+    ) -> list[Any]:
         d = delivery_table.alias("d")
         earlier = delivery_table.alias("earlier")
         blocked = exists().where(
@@ -358,31 +408,27 @@ class DeliveryRepository:
             d.c.payload,
             d.c.partition_key,
             d.c.inbox_event_id,
-            d.c.attempt_count,
+            # The attempt this claim counts (the update below adds it to the row).
+            (d.c.attempt_count + 1).label("attempt_number"),
             d.c.created_at,
         )
         wanted = d.c.destination.in_(list(destinations))
-        postgres = _dialect_name(self.session) == "postgresql"
         # An expired lease: the worker holding it died or hung; the row is claimable again.
         expired = (
             select(*columns)
             .where(d.c.status == "in_flight", d.c.locked_until < now, wanted)
             .limit(limit)
         )
-        # Due pending rows in due order, straight off ix_deliveries_due: the scan stops at
-        # `limit` instead of sorting every due row on each claim.
-        due = (
-            select(*columns)
-            .where(d.c.status == "pending", d.c.next_attempt_at <= now, wanted, ~blocked)
-            .order_by(d.c.next_attempt_at)
-        )
-        if postgres:
-            expired = expired.with_for_update(skip_locked=True, of=d)
         rows = list((await self.session.execute(expired)).all())
         if len(rows) < limit:
-            due = due.limit(limit - len(rows))
-            if postgres:
-                due = due.with_for_update(skip_locked=True, of=d)
+            # Due pending rows in due order, straight off ix_deliveries_due: the scan stops at
+            # `limit` instead of sorting every due row on each claim.
+            due = (
+                select(*columns)
+                .where(d.c.status == "pending", d.c.next_attempt_at <= now, wanted, ~blocked)
+                .order_by(d.c.next_attempt_at)
+                .limit(limit - len(rows))
+            )
             rows += (await self.session.execute(due)).all()
         if not rows:
             return []
@@ -392,7 +438,7 @@ class DeliveryRepository:
             .where(delivery_table.c.id.in_(ids))
             .values(
                 status="in_flight",
-                locked_until=now + timedelta(seconds=lease_s),
+                locked_until=lease_until,
                 locked_by=worker_id,
                 attempt_count=delivery_table.c.attempt_count + 1,
                 updated_at=now,
@@ -401,18 +447,7 @@ class DeliveryRepository:
         partitions = {row.partition_key for row in rows if row.partition_key is not None}
         if partitions:
             await self._mark_dead_skipped(partitions, before_ids=ids)
-        return [
-            ClaimedDelivery(
-                id=row.id,
-                destination=row.destination,
-                payload=row.payload,
-                partition_key=row.partition_key,
-                inbox_event_id=row.inbox_event_id,
-                attempt_number=row.attempt_count + 1,
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
+        return rows
 
     async def _mark_dead_skipped(self, partitions: set[str], *, before_ids: list[int]) -> None:
         """Dead deliveries that a claimed later one passes over are flagged `skipped`."""
@@ -433,64 +468,55 @@ class DeliveryRepository:
             .values(skipped=True)
         )
 
-    async def add_attempt(self, **values: Any) -> None:
-        await self.session.execute(attempt_table.insert().values(**values))
-
     async def add_attempts(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            # executemany form: compiled once and cached, unlike a per-batch `.values([...])`.
-            await self.session.execute(attempt_table.insert(), list(rows))
+        await insert_rows(self.session, attempt_table, rows)
 
-    async def record_result(
-        self,
-        *,
-        delivery_id: int,
-        worker_id: str,
-        attempt_number: int,
-        now: datetime,
-        status: str,
-        next_attempt_at: datetime | None = None,
-        last_error: str | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> bool:
-        """Store the outcome if this worker still holds the lease; False if it was lost."""
-        values: dict[str, Any] = {
-            "status": status,
-            "locked_until": None,
-            "locked_by": None,
-            "attempt_count": attempt_number,
-            "updated_at": now,
-            "last_error": last_error,
-        }
-        if status == "delivered":
-            values.update(result=result, delivered_at=now)
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        updated = await self.session.execute(
-            update(delivery_table)
+    async def held_leases(self, delivery_ids: Sequence[int], *, worker_id: str) -> set[int]:
+        """Which of these deliveries this worker still holds, locked until the commit.
+
+        Locked in id order, so concurrent outcome transactions never wait in a cycle; an
+        operator's replay or a failure receipt waits for the commit instead of racing it.
+        """
+        if not delivery_ids:
+            return set()
+        query = (
+            select(delivery_table.c.id)
             .where(
-                delivery_table.c.id == delivery_id,
+                delivery_table.c.id.in_(list(delivery_ids)),
                 delivery_table.c.status == "in_flight",
                 delivery_table.c.locked_by == worker_id,
             )
-            .values(**values)
+            .order_by(delivery_table.c.id)
         )
-        return bool(cast(CursorResult[Any], updated).rowcount)
+        if is_postgres(self.session):
+            query = query.with_for_update()
+        return set((await self.session.scalars(query)).all())
 
-    async def extend_attempt_count(
-        self, *, delivery_id: int, worker_id: str, attempt_number: int
-    ) -> None:
-        await self.session.execute(
-            update(delivery_table)
-            .where(delivery_table.c.id == delivery_id, delivery_table.c.locked_by == worker_id)
-            .values(attempt_count=attempt_number)
-        )
+    async def record_outcomes(self, outcomes: Sequence[OutcomeRow]) -> None:
+        """Store each outcome (the caller checked the leases with `held_leases`)."""
+        if not outcomes:
+            return
+        rows = [
+            {
+                "b_id": outcome.delivery_id,
+                "b_status": outcome.status,
+                "b_release": outcome.status is not None,
+                "b_attempt_count": outcome.attempt_number,
+                "b_now": outcome.now,
+                "b_last_error": outcome.last_error,
+                "b_result": outcome.result if outcome.status == "delivered" else None,
+                "b_delivered_at": outcome.now if outcome.status == "delivered" else None,
+                "b_next_attempt_at": outcome.next_attempt_at,
+            }
+            for outcome in sorted(outcomes, key=lambda outcome: outcome.delivery_id)
+        ]
+        await self.session.execute(_RECORD_OUTCOME, rows)
 
     # --- operators --------------------------------------------------------------------
 
     async def get(self, delivery_id: int, *, for_update: bool = False) -> Delivery | None:
         query = select(Delivery).where(Delivery.id == delivery_id)
-        if for_update and _dialect_name(self.session) == "postgresql":
+        if for_update and is_postgres(self.session):
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 

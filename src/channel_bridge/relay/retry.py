@@ -25,8 +25,6 @@ class RetryDecision:
     reason: str = ""
 
 
-
-
 class RetryPolicy:
     """The retry schedule from settings, with jitter, throttling floor and Retry-After clamping."""
 

@@ -1,11 +1,19 @@
-"""The outbox worker: lease due deliveries, call their destination outside any transaction,
-record an attempt and the next state.
+"""The outbox worker: lease due deliveries in batches, call their destinations outside any
+transaction, and record the outcomes of many deliveries in one transaction.
 
-Claiming is one short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE`
-on SQLite) that sets `locked_until`; the call happens after the commit; the outcome is a
-second short transaction, applied only while this worker still holds the lease. A worker
-that dies leaves rows `in_flight` with a lease that expires, after which any worker claims
-them again: at-least-once, with the delivery id as the idempotency key.
+A claim is one short transaction (one statement on PostgreSQL, `FOR UPDATE SKIP LOCKED`;
+`BEGIN IMMEDIATE` on SQLite) that leases up to a batch of heads of line, at most one per
+partition. The calls happen after its commit, each as its own task, up to
+`worker_concurrency` at once. Each finished call queues its outcome: the attempt row, the
+delivery's next state and the handler's bookkeeping writes. Queued outcomes are written
+together (group commit), and only for deliveries whose lease this worker still holds, so a
+worker that lost a lease never overwrites the new holder's outcome. A worker that dies
+leaves rows `in_flight` with a lease that expires, after which any worker claims them again:
+at-least-once, with the delivery id as the idempotency key.
+
+While calls are in flight the worker claims again only once a quarter of its slots are free
+(`worker_claim_low_water`) or `worker_claim_coalesce_ms` has passed since the first one
+freed, so a busy worker spends one claim on many deliveries; an idle one claims at once.
 """
 
 from __future__ import annotations
@@ -15,22 +23,32 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.db.notifications import DatabaseNotifications
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger, redact_text
 from channel_bridge.relay.clock import Clock, SystemClock
-from channel_bridge.relay.destinations import DeliveryContext, DestinationRegistry
+from channel_bridge.relay.destinations import (
+    Delivered,
+    DeliveryContext,
+    DestinationRegistry,
+    Write,
+    as_delivered,
+)
 from channel_bridge.relay.errors import AuthError, DeliveryError, ThrottledError
 from channel_bridge.relay.repository import (
     NOTIFY_CHANNEL,
     ClaimedDelivery,
     DeliveryRepository,
+    OutcomeRow,
     write_turn,
 )
 from channel_bridge.relay.retry import RetryPolicy, describe
@@ -41,12 +59,27 @@ log = get_logger(__name__)
 EXCERPT_MAX_CHARS = 2048
 # How long stop() lets in-flight calls finish before cancelling them (their leases then expire).
 SHUTDOWN_GRACE_S = 10.0
-# How often a lost LISTEN connection is re-established; polling covers the gap.
-LISTEN_RETRY_S = 30.0
+# Errors that say the database itself is unreachable: retrying outcome by outcome cannot help.
+_CONNECTION_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """One attempt row, the delivery's next state and its writes, waiting to be committed."""
+
+    row: OutcomeRow
+    attempt: dict[str, Any]
+    writes: Sequence[Write] = ()
 
 
 class RelayWorker:
@@ -59,6 +92,7 @@ class RelayWorker:
         clock: Clock | None = None,
         worker_id: str | None = None,
         policy: RetryPolicy | None = None,
+        notifications: DatabaseNotifications | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._registry = registry
@@ -67,22 +101,26 @@ class RelayWorker:
         self._policy = policy or RetryPolicy(settings)
         self._concurrency = max(1, settings.worker_concurrency)
         self._claim_batch = max(1, settings.worker_claim_batch)
+        low_water = settings.worker_claim_low_water or self._concurrency // 4
+        self._claim_low_water = max(1, min(low_water, self._concurrency))
         self._lease_s = settings.worker_lease_s
         # A call ends well before its lease, so a live worker always records its own outcome.
         self._call_timeout_s = settings.worker_lease_s * 0.8
         self._poll_s = settings.worker_poll_interval_s
         self._coalesce_s = max(0.0, settings.worker_claim_coalesce_ms) / 1000
         self._wake_event = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._outcomes: list[tuple[_Outcome, asyncio.Future[bool]]] = []
         self._recorder: asyncio.Task[None] | None = None
-        self._listener: Any = None
-        self._listen_attempted_at = float("-inf")
+        self._owns_notifications = notifications is None
+        self._notifications = notifications or DatabaseNotifications(self._engine_url())
+        self._claim_failing = False
 
     @property
     def _is_postgres(self) -> bool:
-        return self._engine_url().get_backend_name() == "postgresql"
+        return bool(self._engine_url().get_backend_name() == "postgresql")
 
     def _engine_url(self) -> Any:
         return self._sessionmaker.kw["bind"].url
@@ -92,7 +130,8 @@ class RelayWorker:
     async def start(self) -> None:
         if self._loop_task is not None:
             return
-        await self._ensure_listener()
+        await self._notifications.subscribe(NOTIFY_CHANNEL, self.wake)
+        await self._notifications.ensure_connected()
         self._loop_task = asyncio.create_task(self._run(), name=f"relay-worker:{self.worker_id}")
         log.info("relay worker started", worker_id=self.worker_id, concurrency=self._concurrency)
 
@@ -108,12 +147,8 @@ class RelayWorker:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._recorder is not None:
             await asyncio.gather(self._recorder, return_exceptions=True)
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            try:
-                await listener.close(timeout=2)
-            except Exception:
-                listener.terminate()
+        if self._owns_notifications:
+            await self._notifications.close()
         log.info("relay worker stopped", worker_id=self.worker_id)
 
     def wake(self) -> None:
@@ -129,20 +164,12 @@ class RelayWorker:
     async def _run(self) -> None:
         while True:
             self._wake_event.clear()
-            if self._inflight and self._coalesce_s > 0:
-                # Busy: let the completions of the next moment free their slots too, so one
-                # claim serves several of them (a claim per finished delivery was a
-                # transaction of four statements per delivery).
-                await asyncio.sleep(self._coalesce_s)
-                self._wake_event.clear()
+            if self._inflight:
+                await self._wait_for_free_slots()
             free = self._concurrency - len(self._inflight)
             if free > 0:
                 wanted = min(free, self._claim_batch)
-                try:
-                    claimed = await self._claim(wanted)
-                except Exception:
-                    log.exception("claiming deliveries failed", worker_id=self.worker_id)
-                    claimed = []
+                claimed = await self._claim_logged(wanted)
                 for item in claimed:
                     task = asyncio.create_task(self._deliver(item))
                     self._inflight.add(task)
@@ -152,38 +179,43 @@ class RelayWorker:
             try:
                 await asyncio.wait_for(self._wake_event.wait(), timeout=self._poll_s)
             except TimeoutError:
-                await self._ensure_listener()
+                await self._notifications.ensure_connected()
+
+    async def _wait_for_free_slots(self) -> None:
+        """Busy: until a quarter of the slots are free, or the coalesce window has passed."""
+        deadline = time.monotonic() + self._coalesce_s
+        while self._concurrency - len(self._inflight) < self._claim_low_water:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._inflight:
+                return
+            self._slot_freed.clear()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), timeout=remaining)
+            except TimeoutError:
+                return
 
     def _on_delivery_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         # A free slot, and perhaps the next delivery of that partition is now unblocked.
+        self._slot_freed.set()
         self._wake_event.set()
 
-    # --- LISTEN/NOTIFY --------------------------------------------------------------
-
-    async def _ensure_listener(self) -> None:
-        if not self._is_postgres:
-            return
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        now = time.monotonic()
-        if now - self._listen_attempted_at < LISTEN_RETRY_S:
-            return
-        self._listen_attempted_at = now
-        import asyncpg
-
-        dsn = self._engine_url().set(drivername="postgresql").render_as_string(hide_password=False)
-        try:
-            self._listener = await asyncpg.connect(dsn, timeout=5)
-            await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        except Exception as exc:
-            log.warning("LISTEN failed; relying on polling", error=type(exc).__name__)
-            self._listener = None
-
-    def _on_notify(self, *_args: Any) -> None:
-        self.wake()
-
     # --- claim, deliver, record -----------------------------------------------------
+
+    async def _claim_logged(self, limit: int) -> list[ClaimedDelivery]:
+        try:
+            claimed = await self._claim(limit)
+        except Exception as exc:
+            if not self._claim_failing:
+                log.exception("claiming deliveries failed", worker_id=self.worker_id)
+            else:
+                log.debug("claiming deliveries still failing", error=type(exc).__name__)
+            self._claim_failing = True
+            return []
+        if self._claim_failing:
+            log.info("claiming deliveries works again", worker_id=self.worker_id)
+            self._claim_failing = False
+        return claimed
 
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         destinations = self._registry.names()
@@ -203,37 +235,45 @@ class RelayWorker:
             )
 
     async def _deliver(self, item: ClaimedDelivery) -> None:
-        handler = self._registry.get(item.destination)
+        destination = self._registry.get(item.destination)
         attempt_number = item.attempt_number
         auth_retried = False
+        payload: Any = None
+        decode_error: DeliveryError | None = None
+        if destination is None:
+            decode_error = DeliveryError(f"no handler registered for {item.destination!r}")
+        else:
+            try:
+                payload = destination.decode(item.payload)
+            except DeliveryError as exc:
+                decode_error = exc
         while True:
-            context = DeliveryContext(
-                delivery_id=item.id,
-                destination=item.destination,
-                payload=item.payload,
-                partition_key=item.partition_key,
-                attempt_number=attempt_number,
-                inbox_event_id=item.inbox_event_id,
-            )
             started_at = self._clock.now()
             started = time.perf_counter()
-            error: BaseException | None = None
-            result: dict[str, Any] | None = None
-            try:
-                if handler is None:
-                    raise DeliveryError(f"no handler registered for {item.destination!r}")
-                async with asyncio.timeout(self._call_timeout_s):
-                    result = await handler(context)
-            except TimeoutError:
-                error = ThrottledError(f"delivery timed out after {self._call_timeout_s:.0f} s")
-            except Exception as exc:
-                error = exc
-                if not isinstance(exc, DeliveryError):
-                    log.exception(
-                        "destination raised an unclassified error",
-                        destination=item.destination,
-                        delivery_id=item.id,
-                    )
+            error: BaseException | None = decode_error
+            delivered: Delivered | None = None
+            if error is None and destination is not None:
+                context = DeliveryContext(
+                    delivery_id=item.id,
+                    destination=item.destination,
+                    payload=payload,
+                    partition_key=item.partition_key,
+                    attempt_number=attempt_number,
+                    inbox_event_id=item.inbox_event_id,
+                )
+                try:
+                    async with asyncio.timeout(self._call_timeout_s):
+                        delivered = as_delivered(await destination.handler(context))
+                except TimeoutError:
+                    error = ThrottledError(f"delivery timed out after {self._call_timeout_s:.0f} s")
+                except Exception as exc:
+                    error = exc
+                    if not isinstance(exc, DeliveryError):
+                        log.exception(
+                            "destination raised an unclassified error",
+                            destination=item.destination,
+                            delivery_id=item.id,
+                        )
             elapsed = time.perf_counter() - started
             metrics.delivery_attempt_seconds.labels(item.destination).observe(elapsed)
             attempt = {
@@ -243,18 +283,20 @@ class RelayWorker:
                 "started_at": started_at,
                 "duration_ms": round(elapsed * 1000, 3),
             }
-            if error is None:
+            if delivered is not None:
                 await self._record(
                     item,
                     attempt,
                     outcome="delivered",
                     status="delivered",
-                    result=result if isinstance(result, dict) else None,
+                    result=delivered.result,
+                    writes=delivered.writes,
                 )
                 metrics.relay_seconds.labels(item.destination).observe(
                     max(0.0, (self._clock.now() - item.created_at).total_seconds())
                 )
                 return
+            assert error is not None
             if isinstance(error, AuthError) and not auth_retried:
                 # The platform refreshed its credentials on the 401: one immediate retry.
                 auth_retried = True
@@ -299,10 +341,10 @@ class RelayWorker:
         status: str | None,
         error: BaseException | None = None,
         result: dict[str, Any] | None = None,
+        writes: Sequence[Write] = (),
         last_error: str | None = None,
         next_attempt_at: Any = None,
     ) -> None:
-        now = self._clock.now()
         excerpt = getattr(error, "response_excerpt", None)
         values = {
             **attempt,
@@ -319,16 +361,16 @@ class RelayWorker:
             "response_excerpt": redact_text(str(excerpt))[:EXCERPT_MAX_CHARS] if excerpt else None,
         }
         metrics.deliveries.labels(item.destination, outcome).inc()
-        outcome_row = _Outcome(
+        row = OutcomeRow(
             delivery_id=item.id,
-            attempt=values,
+            attempt_number=attempt["number"],
             status=status,
-            now=now,
+            now=self._clock.now(),
             next_attempt_at=next_attempt_at,
             last_error=redact_text(last_error)[:EXCERPT_MAX_CHARS] if last_error else None,
             result=result,
         )
-        if not await self._submit(outcome_row):
+        if not await self._submit(_Outcome(row, values, writes)):
             log.warning(
                 "lease lost before the outcome was recorded",
                 delivery_id=item.id,
@@ -351,52 +393,65 @@ class RelayWorker:
     async def _write_outcomes(self) -> None:
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
-            kept: list[bool] = []
+            outcomes = [outcome for outcome, _ in batch]
             try:
-                async with (
-                    write_turn(self._sessionmaker),
-                    self._sessionmaker() as session,
-                    session.begin(),
-                ):
-                    repository = DeliveryRepository(session)
-                    await repository.add_attempts([outcome.attempt for outcome, _ in batch])
-                    for outcome, _ in batch:
-                        kept.append(await self._apply(repository, outcome))
-            except Exception:
+                held = await self._commit_outcomes(outcomes)
+            except _CONNECTION_ERRORS:
                 # The leases expire and other attempts follow: at-least-once still holds.
                 log.exception("recording delivery outcomes failed", size=len(batch))
-                kept = [True] * len(batch)  # already logged; no lease-lost warning on top
-            for (_, future), held in zip(batch, kept, strict=True):
+                held = None
+            except Exception:
+                # A statement failed (a bookkeeping write, most likely): one outcome per
+                # transaction, so only the outcome at fault is affected.
+                log.exception("recording a batch of outcomes failed; retrying one by one")
+                held = await self._commit_one_by_one(outcomes)
+            for outcome, future in batch:
                 if not future.done():
-                    future.set_result(held)
+                    # An outcome lost to a database failure was already logged above: no
+                    # lease-lost warning on top.
+                    future.set_result(held is None or outcome.row.delivery_id in held)
 
-    async def _apply(self, repository: DeliveryRepository, outcome: _Outcome) -> bool:
-        number = outcome.attempt["number"]
-        if outcome.status is None:
-            await repository.extend_attempt_count(
-                delivery_id=outcome.delivery_id, worker_id=self.worker_id, attempt_number=number
+    async def _commit_outcomes(self, outcomes: Sequence[_Outcome]) -> set[int]:
+        """Attempts, next states and writes in one transaction; the ids whose lease was held."""
+        async with write_turn(self._sessionmaker), self._sessionmaker() as session, session.begin():
+            repository = DeliveryRepository(session)
+            held = await repository.held_leases(
+                [outcome.row.delivery_id for outcome in outcomes], worker_id=self.worker_id
             )
-            return True
-        return await repository.record_result(
-            delivery_id=outcome.delivery_id,
-            worker_id=self.worker_id,
-            attempt_number=number,
-            now=outcome.now,
-            status=outcome.status,
-            next_attempt_at=outcome.next_attempt_at,
-            last_error=outcome.last_error,
-            result=outcome.result,
-        )
+            await repository.add_attempts([outcome.attempt for outcome in outcomes])
+            kept = [outcome for outcome in outcomes if outcome.row.delivery_id in held]
+            await repository.record_outcomes([outcome.row for outcome in kept])
+            await _apply_writes(session, [write for outcome in kept for write in outcome.writes])
+        return held
+
+    async def _commit_one_by_one(self, outcomes: Sequence[_Outcome]) -> set[int] | None:
+        held: set[int] = set()
+        for outcome in outcomes:
+            try:
+                held |= await self._commit_outcomes([outcome])
+            except _CONNECTION_ERRORS:
+                log.exception("recording delivery outcomes failed", size=1)
+                return None
+            except Exception:
+                log.exception(
+                    "bookkeeping for a delivery could not be written; recording its outcome "
+                    "without it",
+                    delivery_id=outcome.row.delivery_id,
+                    writes=[write.writer.name for write in outcome.writes],
+                )
+                try:
+                    held |= await self._commit_outcomes([_Outcome(outcome.row, outcome.attempt)])
+                except Exception:
+                    log.exception("recording delivery outcomes failed", size=1)
+                    return None
+        return held
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """One attempt row and the delivery's next state, waiting to be written."""
-
-    delivery_id: int
-    attempt: dict[str, Any]
-    status: str | None
-    now: datetime
-    next_attempt_at: datetime | None
-    last_error: str | None
-    result: dict[str, Any] | None
+async def _apply_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
+    """Each writer once, with all its rows, in writer-name order."""
+    by_writer: dict[str, tuple[Any, list[Any]]] = {}
+    for write in writes:
+        by_writer.setdefault(write.writer.name, (write.writer, []))[1].append(write.row)
+    for name in sorted(by_writer):
+        writer, rows = by_writer[name]
+        await writer.write(session, rows)

@@ -1,8 +1,9 @@
 """Mirror AXP messaging integrations as Akixi Omnichannel Integration entries.
 
 Deliveries (queued by the integration service, partition key `akixi:<integration_id>`):
-    akixi.upsert  {integration_id, name, account_id, channel_provider_id, changed: [...]}
-    akixi.delete  {integration_id}
+    akixi.upsert  AkixiUpsertPayload {integration_id, name, account_id, channel_provider_id,
+                  created, changed: [...]}
+    akixi.delete  AkixiDeletePayload {integration_id}
 
 created -> OmnichannelIntAdd (12000 "exists" -> OmnichannelIntChange with the same values)
 updated -> OmnichannelIntChange with only the changed properties (12001/12002 -> Add)
@@ -18,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.akixi import schemas as ax
 from channel_bridge.platforms.akixi.client import AkixiClient
@@ -27,8 +30,7 @@ from channel_bridge.platforms.akixi.errors import (
     AkixiEntryNotFound,
 )
 from channel_bridge.platforms.akixi.schemas import OmnichannelEntry, Payload, akixi_bool
-from channel_bridge.relay.destinations import DeliveryContext, DeliveryHandler
-from channel_bridge.relay.errors import PermanentError
+from channel_bridge.relay.destinations import DeliveryContext, Destination
 from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -141,48 +143,64 @@ async def mirror_delete(
     return {"unique_id": unique_id, "operations": operations}
 
 
-def _is_created(payload: dict[str, Any]) -> bool:
+class AkixiUpsertPayload(BaseModel):
+    """`akixi.upsert`: create or change the entry of one integration."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    integration_id: str = Field(min_length=1)
+    name: str | None = None
+    account_id: str | None = None
+    channel_provider_id: str | None = None
     # The integration service sends an explicit flag (and "action": created|updated).
-    if isinstance(payload.get("created"), bool):
-        return bool(payload["created"])
-    if payload.get("action") in ("created", "updated"):
-        return bool(payload["action"] == "created")
-    changed = payload.get("changed")
-    if changed is None:
-        return True  # no change list: treat as a full (idempotent) create
-    return bool(CREATED_MARKERS & {str(item).lower() for item in changed})
+    created: bool | None = None
+    action: str | None = None
+    changed: list[str] | None = None
+
+    @property
+    def is_created(self) -> bool:
+        if self.created is not None:
+            return self.created
+        if self.action in ("created", "updated"):
+            return self.action == "created"
+        if self.changed is None:
+            return True  # no change list: treat as a full (idempotent) create
+        return bool(CREATED_MARKERS & {item.lower() for item in self.changed})
 
 
-def _integration_id(ctx: DeliveryContext) -> str:
-    value = ctx.payload.get("integration_id")
-    if not isinstance(value, str) or not value:
-        raise PermanentError(f"{ctx.destination} payload has no integration_id")
-    return value
+class AkixiDeletePayload(BaseModel):
+    """`akixi.delete`: remove the entry of one integration."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    integration_id: str = Field(min_length=1)
 
 
-def make_akixi_handlers(client: AkixiClient, settings: Settings) -> dict[str, DeliveryHandler]:
-    """Handlers for `akixi.upsert` and `akixi.delete`; Akixi errors propagate as relay errors."""
+def akixi_destinations(client: AkixiClient, settings: Settings) -> list[Destination]:
+    """`akixi.upsert` and `akixi.delete`; Akixi errors propagate as relay errors."""
     try:
         client.partition_scope()
     except AkixiConfigError as exc:
         # Every delivery would go dead; say so at startup rather than per delivery.
         log.warning("akixi mirror cannot create entries", reason=str(exc))
 
-    async def upsert(ctx: DeliveryContext) -> dict[str, Any]:
-        integration_id = _integration_id(ctx)
-        changed = ctx.payload.get("changed") or []
+    async def upsert(ctx: DeliveryContext[AkixiUpsertPayload]) -> dict[str, Any]:
+        payload = ctx.payload
         return await mirror_upsert(
             client, settings,
-            integration_id=integration_id,
-            name=ctx.payload.get("name"),
-            created=_is_created(ctx.payload),
-            changed=[str(item) for item in changed],
+            integration_id=payload.integration_id,
+            name=payload.name,
+            created=payload.is_created,
+            changed=payload.changed or [],
         )
 
-    async def delete(ctx: DeliveryContext) -> dict[str, Any]:
-        return await mirror_delete(client, settings, integration_id=_integration_id(ctx))
+    async def delete(ctx: DeliveryContext[AkixiDeletePayload]) -> dict[str, Any]:
+        return await mirror_delete(client, settings, integration_id=ctx.payload.integration_id)
 
-    return {UPSERT_DESTINATION: upsert, DELETE_DESTINATION: delete}
+    return [
+        Destination(UPSERT_DESTINATION, upsert, AkixiUpsertPayload),
+        Destination(DELETE_DESTINATION, delete, AkixiDeletePayload),
+    ]
 
 
 # --- drift between our integrations and Akixi's entries (channel-bridge akixi sync) --------

@@ -17,10 +17,8 @@ from channel_bridge.platforms.axp.auth import TokenCache, axp_configured, build_
 from channel_bridge.platforms.axp.client import AxpMessagingClient
 from channel_bridge.platforms.axp.media import AxpMediaStore
 from channel_bridge.platforms.axp.subscriptions import (
-    SUBSCRIPTION_ENSURE_DESTINATION,
     AxpSubscriptions,
     callback_url_for,
-    make_subscription_ensure_handler,
     reconcile_forever,
 )
 from channel_bridge.settings import Settings
@@ -72,8 +70,8 @@ class AxpPlatform:
 
 
 async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    """Lifespan step: `app.state.axp` (None unless AXP is configured), its destination and
-    the subscription reconcile task, all undone when the stack closes.
+    """Lifespan step: `app.state.axp` (None unless AXP is configured) and the subscription
+    reconcile task, both undone when the stack closes.
 
     Tests and the sandbox may set `app.state.axp_transport` before start-up to reach a
     simulated AXP in-process.
@@ -85,11 +83,6 @@ async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitS
     platform = AxpPlatform.from_settings(settings, transport=transport)
     stack.push_async_callback(platform.aclose)
     app.state.axp = platform
-    app.state.destinations.register(
-        SUBSCRIPTION_ENSURE_DESTINATION,
-        make_subscription_ensure_handler(platform.subscriptions, callback_url=platform.callback_url,
-                                         event_types=platform.event_types),
-    )
     if not settings.axp_subscription_reconcile_enabled:
         return
     sessionmaker = app.state.sessionmaker

@@ -9,7 +9,7 @@ commit and acknowledged; the work happens later in the relay.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -28,7 +28,7 @@ from channel_bridge.platforms.axp.schemas import (
     dedupe_key,
     parse_callback_event,
 )
-from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.envelope import Plan
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ SOURCE = "axp.notification"
 ACK = {"status": "accepted"}
 
 # Set by the bridge wiring on app.state.axp_event_planner.
-AxpEventPlanner = Callable[[AxpCallbackEvent], Sequence[DeliveryRequest]]
+AxpEventPlanner = Callable[[AxpCallbackEvent], Plan]
 
 router = APIRouter(tags=["axp"])
 
@@ -86,12 +86,14 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
         return JSONResponse(ACK)
 
     planner: AxpEventPlanner | None = getattr(request.app.state, "axp_event_planner", None)
-    deliveries = list(planner(event)) if planner is not None else []
+    plan = planner(event) if planner is not None else Plan()
     acceptance = await request.app.state.inbox.accept(
         source=SOURCE,
         external_id=dedupe_key(event, data),
         payload=data,
-        deliveries=deliveries,
+        deliveries=plan.deliveries,
+        step=plan.step,
+        step_context=plan.step_context,
         ack=ACK,
         kind=event.eventType,
         raw_body=raw.decode("utf-8", "replace"),

@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.axp.errors import AxpApiError, AxpPermanentError, checked_request
 from channel_bridge.platforms.axp.schemas import Subscription, SubscriptionRequest
-from channel_bridge.relay.destinations import DeliveryContext, DeliveryHandler
+from channel_bridge.relay.destinations import DeliveryContext, Destination
 
 log = get_logger(__name__)
 
@@ -140,19 +141,25 @@ class AxpSubscriptions:
         return f"{self._path}/{quote(subscription_id, safe='')}"
 
 
-def make_subscription_ensure_handler(
-    subscriptions: AxpSubscriptions, *, callback_url: str, event_types: Sequence[str]
-) -> DeliveryHandler:
-    """Destination `axp.subscription.ensure`, payload `{"channel_provider_id": ...}`."""
+class SubscriptionEnsurePayload(BaseModel):
+    """`axp.subscription.ensure`: the subscription of one channel provider."""
 
-    async def handle(ctx: DeliveryContext) -> dict[str, Any] | None:
-        provider = ctx.payload.get("channel_provider_id")
-        if not isinstance(provider, str) or not provider:
-            raise AxpPermanentError("axp.subscription.ensure needs a channel_provider_id")
+    model_config = ConfigDict(extra="ignore")
+
+    channel_provider_id: str = Field(min_length=1)
+
+
+def subscription_destination(
+    subscriptions: AxpSubscriptions, *, callback_url: str, event_types: Sequence[str]
+) -> Destination:
+    """Destination `axp.subscription.ensure`."""
+
+    async def handle(ctx: DeliveryContext[SubscriptionEnsurePayload]) -> dict[str, Any] | None:
+        provider = ctx.payload.channel_provider_id
         subscription = await subscriptions.ensure_subscription(provider, callback_url, event_types)
         return {"subscriptionId": subscription.subscriptionId, "channelProviderId": provider}
 
-    return handle
+    return Destination(SUBSCRIPTION_ENSURE_DESTINATION, handle, SubscriptionEnsurePayload)
 
 
 async def reconcile_once(

@@ -8,11 +8,9 @@ with its deliveries, then answered with our own `messageId`, the same for every 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import re
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -42,7 +40,7 @@ from channel_bridge.platforms.nexus.schemas import (
     split_batch,
 )
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
-from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.envelope import Plan
 from channel_bridge.security import SecretBoxError
 
 log = get_logger(__name__)
@@ -238,13 +236,8 @@ async def _accept(
     ack_id = new_ack_id()
     planner = state.nexus_message_planner
     # The planner is pure (no I/O), so it runs before accept and the message joins the inbox's
-    # group commit; for a redelivery accept stores nothing and these deliveries are dropped.
-    deliveries: Sequence[DeliveryRequest] = ()
-    if planner is not None:
-        planned = planner(channel, message, ack_id, trace_id)
-        if inspect.isawaitable(planned):
-            planned = await planned
-        deliveries = list(planned or ())
+    # group commit; for a redelivery accept stores nothing and this plan is dropped.
+    plan = planner(channel, message, ack_id, trace_id) if planner is not None else Plan()
 
     payload = {
         "channelId": channel.nexus_channel_id,
@@ -264,7 +257,9 @@ async def _accept(
         if message.typing is not None and not message.text and not message.media
         else "message",
         raw_body=raw_body,
-        deliveries=deliveries,
+        deliveries=plan.deliveries,
+        step=plan.step,
+        step_context=plan.step_context,
     )
     stored = (acceptance.ack or {}).get("messageId", ack_id)
     log.info(
