@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import respx.mocks
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,6 +22,9 @@ from channel_bridge.settings import Settings
 from tests.support.postgres import PostgresServer, destroy, start_postgres
 
 os.environ.setdefault("BRIDGE_ENV", "dev")
+# respx's default mocker patches httpcore's pool, which the bridge's aiohttp transport never
+# reaches; the httpx mocker patches the client's transport choice, whatever the transport.
+respx.mocks.DEFAULT_MOCKER = "httpx"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # Callbacks to a test app use this token; ≥ 32 characters like a real one.
@@ -106,13 +110,21 @@ def backend(database_url: str) -> str:
     return "postgresql" if database_url.startswith("postgresql") else "sqlite"
 
 
+class InProcessClient(httpx.AsyncClient):
+    """A test's client to the app in this process: never routed through respx, which mocks
+    the upstreams the app calls, not the test's own calls to the app."""
+
+    def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        return self._transport
+
+
 @asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The real app with its lifespan running, and an in-process HTTP client to it."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
+        async with InProcessClient(transport=transport, base_url="http://bridge.test") as client:
             yield app, client
 
 

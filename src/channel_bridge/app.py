@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +32,7 @@ from channel_bridge.ops.gc_tuning import tuned_gc
 from channel_bridge.ops.logging import configure_logging, get_logger
 from channel_bridge.ops.metrics import MetricsMiddleware
 from channel_bridge.ops.request_context import RequestContextMiddleware, safe_request_id
+from channel_bridge.outbound import build_client
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.axp import admin_router as axp_admin_router
 from channel_bridge.platforms.axp import lifecycle as axp_lifecycle
@@ -62,18 +62,6 @@ DATABASE_UNAVAILABLE = (
 )
 
 
-def create_http_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.http_timeout_s, connect=settings.http_connect_timeout_s),
-        limits=httpx.Limits(
-            max_connections=settings.http_max_connections,
-            max_keepalive_connections=settings.http_max_connections // 2,
-        ),
-        headers={"user-agent": f"channel-bridge/{__version__}"},
-        follow_redirects=False,
-    )
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.ensure_usable()
@@ -90,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             engine = create_engine(settings)
             stack.push_async_callback(engine.dispose)
-            http = create_http_client(settings)
+            # Nexus and Akixi (AXP has a client of its own, with its token auth).
+            http = build_client(settings)
             stack.push_async_callback(http.aclose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)

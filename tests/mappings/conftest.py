@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from channel_bridge.db.models import Delivery
+from channel_bridge.db.models import Channel, Delivery, Integration
 from channel_bridge.settings import Settings
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_CALLBACK_TOKEN, running_app
 
@@ -25,6 +25,23 @@ ACCOUNT_ID = "DYNNUG"
 WEBHOOK_SECRET = "whsec-7d1f0a9c3b5e2f8d6a4c1e0b"
 WEBHOOK_SECRET_OLD = "whsec-old-2b4d6f8a0c1e3a5c7e9b"
 API_SECRET = "apisec-5e3c1a9f7d2b8e6c4a0f"
+
+
+@pytest.fixture
+async def channel(sessionmaker: async_sessionmaker[AsyncSession]) -> Channel:
+    """One channel of one integration, stored (for the conversation and link tests)."""
+    async with sessionmaker() as session:
+        session.add(Integration(integration_id=INTEGRATION_ID, status="active", source="admin"))
+        await session.flush()
+        channel = Channel(
+            nexus_channel_id="+15559870000",
+            axp_account_id=ACCOUNT_ID,
+            axp_channel_provider_id=CHANNEL_PROVIDER_ID,
+            axp_integration_id=INTEGRATION_ID,
+        )
+        session.add(channel)
+        await session.commit()
+        return channel
 
 
 @pytest.fixture

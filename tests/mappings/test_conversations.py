@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from channel_bridge.db.models import Channel, Conversation, Integration
+from channel_bridge.db.models import Conversation
 from channel_bridge.mappings.conversations import (
     PROVIDER_DIALOG_ID_MAX,
     ConversationService,
     provider_dialog_id,
 )
 from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
-from tests.mappings.conftest import ACCOUNT_ID, CHANNEL_PROVIDER_ID, INTEGRATION_ID
 
 CUSTOMER = "+15551230000"
 
@@ -29,22 +28,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.moment += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-async def channel(sessionmaker) -> Channel:
-    async with sessionmaker() as session:
-        session.add(Integration(integration_id=INTEGRATION_ID, status="active", source="admin"))
-        await session.flush()
-        channel = Channel(
-            nexus_channel_id="+15559870000",
-            axp_account_id=ACCOUNT_ID,
-            axp_channel_provider_id=CHANNEL_PROVIDER_ID,
-            axp_integration_id=INTEGRATION_ID,
-        )
-        session.add(channel)
-        await session.commit()
-        return channel
 
 
 def test_provider_dialog_id_format() -> None:

@@ -30,6 +30,8 @@ from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
 
 # Deliveries that hold back later ones of their partition (relay.repository.BLOCKING_STATUSES).
 OPEN_DELIVERY_CONDITION = "status IN ('pending', 'in_flight')"
+PENDING_CONDITION = "status = 'pending'"
+IN_FLIGHT_CONDITION = "status = 'in_flight'"
 
 
 class Integration(Base):
@@ -123,9 +125,22 @@ class InboxEvent(Base):
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # The claim's candidates and expired leases: partial, so they hold only pending (or
+        # in-flight) rows and every plan stops at the claim's LIMIT, even with statistics
+        # from before a burst (migration 3f8a2c6d1e47).
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text(PENDING_CONDITION),
+            sqlite_where=text(PENDING_CONDITION),
+        ),
+        Index(
+            "ix_deliveries_leases",
+            "locked_until",
+            postgresql_where=text(IN_FLIGHT_CONDITION),
+            sqlite_where=text(IN_FLIGHT_CONDITION),
+        ),
         Index("ix_deliveries_partition", "partition_key", "sequence"),
-        Index("ix_deliveries_destination_status", "destination", "status"),
         # The claim's head-of-line test ("anything earlier still open in this partition?")
         # reads only open rows. Without this index PostgreSQL, with statistics lagging a
         # churning outbox, intersected every open row per candidate: 200 ms per claim on a

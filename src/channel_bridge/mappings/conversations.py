@@ -229,19 +229,6 @@ class ConversationService:
             await session.flush()
         return changed
 
-    async def record_send(
-        self,
-        session: AsyncSession,
-        provider_dialog_id: str,
-        *,
-        engagement_id: str | None,
-        dialog_id: str | None,
-    ) -> None:
-        """A message went out on this conversation: AXP's ids, and activity now (one UPDATE)."""
-        await ConversationRepository(session).record_send(
-            provider_dialog_id, engagement_id=engagement_id, dialog_id=dialog_id, at=self.now()
-        )
-
     async def touch(
         self, session: AsyncSession, conversation: Conversation, *, at: datetime | None = None
     ) -> None:

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    Row,
     String,
     Table,
     bindparam,
     case,
     delete,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -36,6 +36,54 @@ CHANNELS_CHANGED = "bridge_channels"
 
 conversation_table = cast(Table, Conversation.__table__)
 link_table = cast(Table, MessageLink.__table__)
+
+
+def _record_activity() -> Any:
+    c = conversation_table.c
+    at = bindparam("b_at", type_=UTCDateTime())
+    return (
+        update(conversation_table)
+        .where(c.id == bindparam("b_id"))
+        .values(
+            axp_engagement_id=func.coalesce(
+                bindparam("b_engagement_id", type_=String()), c.axp_engagement_id
+            ),
+            axp_dialog_id=func.coalesce(bindparam("b_dialog_id", type_=String()), c.axp_dialog_id),
+            last_activity_at=case(
+                (or_(c.last_activity_at.is_(None), c.last_activity_at < at), at),
+                else_=c.last_activity_at,
+            ),
+        )
+    )
+
+
+def _mark_sent() -> Any:
+    c = link_table.c
+    # Literal statuses: an IN list of bound values cannot be used with executemany.
+    is_behind = or_(*(c.status == literal_column(f"'{status}'") for status in _BELOW_SENT))
+    return (
+        update(link_table)
+        .where(c.delivery_id == bindparam("b_delivery_id"))
+        .values(
+            axp_message_id=func.coalesce(
+                bindparam("b_axp_message_id", type_=String()), c.axp_message_id
+            ),
+            nexus_message_id=func.coalesce(
+                bindparam("b_nexus_message_id", type_=String()), c.nexus_message_id
+            ),
+            status=case((is_behind, "sent"), else_=c.status),
+            status_detail=case((is_behind, None), else_=c.status_detail),
+            status_updated_at=case(
+                (is_behind, bindparam("b_at", type_=UTCDateTime())), else_=c.status_updated_at
+            ),
+        )
+    )
+
+
+# The per-send bookkeeping statements, built once: constructing the expressions on every
+# batch was a measurable share of the outcome write.
+_RECORD_ACTIVITY = _record_activity()
+_MARK_SENT = _mark_sent()
 
 
 async def notify_channels_changed(session: AsyncSession) -> None:
@@ -161,37 +209,6 @@ class ConversationRepository:
             select(Conversation).where(Conversation.provider_dialog_id == provider_dialog_id)
         )
 
-    async def record_send(
-        self,
-        provider_dialog_id: str,
-        *,
-        engagement_id: str | None,
-        dialog_id: str | None,
-        at: datetime,
-    ) -> None:
-        """After a send: the ids AXP answered with, and activity at `at` (never backwards).
-
-        One UPDATE by key instead of load, change and flush: the delivery handler runs it for
-        every message, and ORM round trips were most of a delivery's CPU.
-        """
-        table = Conversation.__table__.c
-        values: dict[str, Any] = {
-            "last_activity_at": case(
-                (or_(table.last_activity_at.is_(None), table.last_activity_at < at), at),
-                else_=table.last_activity_at,
-            )
-        }
-        if engagement_id:
-            values["axp_engagement_id"] = engagement_id
-        if dialog_id:
-            values["axp_dialog_id"] = dialog_id
-        await self.session.execute(
-            update(Conversation)
-            .where(Conversation.provider_dialog_id == provider_dialog_id)
-            .values(values)
-            .execution_options(synchronize_session=False)
-        )
-
     async def find_latest(self, channel_id: int, customer_address: str) -> Conversation | None:
         """The highest generation for this customer on this channel, open or closed."""
         return await self.session.scalar(
@@ -244,9 +261,7 @@ class ConversationRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def latest_for(
-        self, keys: Collection[tuple[int, str]]
-    ) -> dict[tuple[int, str], Any]:
+    async def latest_for(self, keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], Any]:
         """The highest generation of each (channel id, customer address), open or closed."""
         if not keys:
             return {}
@@ -263,7 +278,7 @@ class ConversationRepository:
                 latest[key] = row
         return latest
 
-    async def insert_many_if_absent(self, rows: Sequence[dict[str, Any]]) -> list[Row[Any]]:
+    async def insert_many_if_absent(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """Insert conversations; those a concurrent writer already holds are left out.
 
         Sorted by key, so two batches opening the same conversations never wait in a cycle.
@@ -298,26 +313,8 @@ class ConversationRepository:
         """
         if not rows:
             return
-        c = conversation_table.c
-        at = bindparam("b_at", type_=UTCDateTime())
-        statement = (
-            update(conversation_table)
-            .where(c.id == bindparam("b_id"))
-            .values(
-                axp_engagement_id=func.coalesce(
-                    bindparam("b_engagement_id", type_=String()), c.axp_engagement_id
-                ),
-                axp_dialog_id=func.coalesce(
-                    bindparam("b_dialog_id", type_=String()), c.axp_dialog_id
-                ),
-                last_activity_at=case(
-                    (or_(c.last_activity_at.is_(None), c.last_activity_at < at), at),
-                    else_=c.last_activity_at,
-                ),
-            )
-        )
         await self.session.execute(
-            statement,
+            _RECORD_ACTIVITY,
             [
                 {
                     "b_id": row["conversation_id"],
@@ -429,28 +426,8 @@ class MessageLinkRepository:
         """
         if not rows:
             return
-        c = link_table.c
-        is_behind = c.status.in_(_BELOW_SENT)
-        statement = (
-            update(link_table)
-            .where(c.delivery_id == bindparam("b_delivery_id"))
-            .values(
-                axp_message_id=func.coalesce(
-                    bindparam("b_axp_message_id", type_=String()), c.axp_message_id
-                ),
-                nexus_message_id=func.coalesce(
-                    bindparam("b_nexus_message_id", type_=String()), c.nexus_message_id
-                ),
-                status=case((is_behind, "sent"), else_=c.status),
-                status_detail=case((is_behind, None), else_=c.status_detail),
-                status_updated_at=case(
-                    (is_behind, bindparam("b_at", type_=UTCDateTime())),
-                    else_=c.status_updated_at,
-                ),
-            )
-        )
         await self.session.execute(
-            statement,
+            _MARK_SENT,
             [
                 {
                     "b_delivery_id": row["delivery_id"],
@@ -460,29 +437,6 @@ class MessageLinkRepository:
                 }
                 for row in sorted(rows, key=lambda row: row["delivery_id"])
             ],
-        )
-
-    async def mark_sent(
-        self, delivery_id: int, *, axp_message_id: str | None, at: datetime | None = None
-    ) -> None:
-        """The delivery's link: AXP's message id, and status `sent` unless it is already past.
-
-        One UPDATE (the status moves forward only, as in `update_status`).
-        """
-        below_sent = [status for status, rank in _LINK_RANK.items() if rank < _LINK_RANK["sent"]]
-        is_behind = MessageLink.status.in_(below_sent)
-        await self.session.execute(
-            update(MessageLink)
-            .where(MessageLink.delivery_id == delivery_id)
-            .values(
-                axp_message_id=axp_message_id,
-                status=case((is_behind, "sent"), else_=MessageLink.status),
-                status_detail=case((is_behind, None), else_=MessageLink.status_detail),
-                status_updated_at=case(
-                    (is_behind, at or utcnow()), else_=MessageLink.status_updated_at
-                ),
-            )
-            .execution_options(synchronize_session=False)
         )
 
     async def update_status(

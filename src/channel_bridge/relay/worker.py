@@ -7,7 +7,10 @@ partition. The calls happen after its commit, each as its own task, up to
 `worker_concurrency` at once. Each finished call queues its outcome: the attempt row, the
 delivery's next state and the handler's bookkeeping writes. Queued outcomes are written
 together (group commit), and only for deliveries whose lease this worker still holds, so a
-worker that lost a lease never overwrites the new holder's outcome. A worker that dies
+worker that lost a lease never overwrites the new holder's outcome. A call's slot is free
+as soon as its outcome is queued (the next calls need not wait for the commit); at most
+`worker_concurrency` outcomes wait for their commit at a time, and a partition's next
+delivery is claimable only once its predecessor's outcome is committed. A worker that dies
 leaves rows `in_flight` with a lease that expires, after which any worker claims them again:
 at-least-once, with the delivery id as the idempotency key.
 
@@ -110,9 +113,11 @@ class RelayWorker:
         self._coalesce_s = max(0.0, settings.worker_claim_coalesce_ms) / 1000
         self._wake_event = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._outcomes: list[tuple[_Outcome, asyncio.Future[bool]]] = []
+        # Outcomes queued or being written: claims pause while there are this many.
+        self._uncommitted = 0
         self._recorder: asyncio.Task[None] | None = None
         self._owns_notifications = notifications is None
         self._notifications = notifications or DatabaseNotifications(self._engine_url())
@@ -156,9 +161,11 @@ class RelayWorker:
         self._wake_event.set()
 
     async def run_once(self) -> int:
-        """Claim one round of due deliveries and deliver them; the number claimed."""
+        """Claim one round of due deliveries, deliver them and wait for their outcomes to be
+        committed; the number claimed."""
         claimed = await self._claim(min(self._concurrency, self._claim_batch))
-        await asyncio.gather(*(self._deliver(item) for item in claimed))
+        recorded = await asyncio.gather(*(self._deliver(item) for item in claimed))
+        await asyncio.gather(*recorded)
         return len(claimed)
 
     async def _run(self) -> None:
@@ -166,7 +173,7 @@ class RelayWorker:
             self._wake_event.clear()
             if self._inflight:
                 await self._wait_for_free_slots()
-            free = self._concurrency - len(self._inflight)
+            free = self._free_slots()
             if free > 0:
                 wanted = min(free, self._claim_batch)
                 claimed = await self._claim_logged(wanted)
@@ -176,25 +183,35 @@ class RelayWorker:
                     task.add_done_callback(self._on_delivery_done)
                 if claimed and len(claimed) == wanted and free > wanted:
                     continue  # more may be due right now
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
+            # arrives as the event is set, and stop() then waits for a loop that never ends.
             try:
-                await asyncio.wait_for(self._wake_event.wait(), timeout=self._poll_s)
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake_event.wait()
             except TimeoutError:
                 await self._notifications.ensure_connected()
+
+    def _free_slots(self) -> int:
+        """Calls that may start now: free slots, unless commits are the ones falling behind."""
+        if self._uncommitted >= self._concurrency:
+            return 0
+        return self._concurrency - len(self._inflight)
 
     async def _wait_for_free_slots(self) -> None:
         """Busy: until a quarter of the slots are free, or the coalesce window has passed."""
         deadline = time.monotonic() + self._coalesce_s
-        while self._concurrency - len(self._inflight) < self._claim_low_water:
+        while self._free_slots() < self._claim_low_water:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._inflight:
+            if remaining <= 0 or not (self._inflight or self._uncommitted):
                 return
             self._slot_freed.clear()
             try:
-                await asyncio.wait_for(self._slot_freed.wait(), timeout=remaining)
+                async with asyncio.timeout(remaining):
+                    await self._slot_freed.wait()
             except TimeoutError:
                 return
 
-    def _on_delivery_done(self, task: asyncio.Task[None]) -> None:
+    def _on_delivery_done(self, task: asyncio.Task[Any]) -> None:
         self._inflight.discard(task)
         # A free slot, and perhaps the next delivery of that partition is now unblocked.
         self._slot_freed.set()
@@ -234,7 +251,8 @@ class RelayWorker:
                 worker_id=self.worker_id,
             )
 
-    async def _deliver(self, item: ClaimedDelivery) -> None:
+    async def _deliver(self, item: ClaimedDelivery) -> asyncio.Future[bool]:
+        """Attempt one claimed delivery; the future of its final outcome's commit."""
         destination = self._registry.get(item.destination)
         attempt_number = item.attempt_number
         auth_retried = False
@@ -284,7 +302,10 @@ class RelayWorker:
                 "duration_ms": round(elapsed * 1000, 3),
             }
             if delivered is not None:
-                await self._record(
+                metrics.relay_seconds.labels(item.destination).observe(
+                    max(0.0, (self._clock.now() - item.created_at).total_seconds())
+                )
+                return self._record(
                     item,
                     attempt,
                     outcome="delivered",
@@ -292,14 +313,12 @@ class RelayWorker:
                     result=delivered.result,
                     writes=delivered.writes,
                 )
-                metrics.relay_seconds.labels(item.destination).observe(
-                    max(0.0, (self._clock.now() - item.created_at).total_seconds())
-                )
-                return
             assert error is not None
             if isinstance(error, AuthError) and not auth_retried:
                 # The platform refreshed its credentials on the 401: one immediate retry.
                 auth_retried = True
+                # Committed before the next attempt, whose outcome would otherwise share a
+                # batch with it (two outcomes of one delivery in one statement).
                 await self._record(item, attempt, outcome="auth_retry", status=None, error=error)
                 attempt_number += 1
                 continue
@@ -312,7 +331,7 @@ class RelayWorker:
                     attempts=attempt_number,
                     reason=decision.reason,
                 )
-                await self._record(
+                return self._record(
                     item,
                     attempt,
                     outcome="dead",
@@ -320,19 +339,17 @@ class RelayWorker:
                     error=error,
                     last_error=decision.reason,
                 )
-            else:
-                await self._record(
-                    item,
-                    attempt,
-                    outcome="retry",
-                    status="pending",
-                    error=error,
-                    last_error=decision.reason,
-                    next_attempt_at=self._clock.now() + timedelta(seconds=decision.delay_s),
-                )
-            return
+            return self._record(
+                item,
+                attempt,
+                outcome="retry",
+                status="pending",
+                error=error,
+                last_error=decision.reason,
+                next_attempt_at=self._clock.now() + timedelta(seconds=decision.delay_s),
+            )
 
-    async def _record(
+    def _record(
         self,
         item: ClaimedDelivery,
         attempt: dict[str, Any],
@@ -344,7 +361,7 @@ class RelayWorker:
         writes: Sequence[Write] = (),
         last_error: str | None = None,
         next_attempt_at: Any = None,
-    ) -> None:
+    ) -> asyncio.Future[bool]:
         excerpt = getattr(error, "response_excerpt", None)
         values = {
             **attempt,
@@ -370,25 +387,36 @@ class RelayWorker:
             last_error=redact_text(last_error)[:EXCERPT_MAX_CHARS] if last_error else None,
             result=result,
         )
-        if not await self._submit(_Outcome(row, values, writes)):
-            log.warning(
-                "lease lost before the outcome was recorded",
-                delivery_id=item.id,
-                outcome=outcome,
-                worker_id=self.worker_id,
-            )
+        future = self._submit(_Outcome(row, values, writes))
 
-    async def _submit(self, outcome: _Outcome) -> bool:
-        """Queue an outcome for the next write; True once committed with the lease still held.
+        def recorded(done: asyncio.Future[bool]) -> None:
+            self._uncommitted -= 1
+            self._slot_freed.set()
+            self._wake_event.set()  # the partition's next delivery may be claimable now
+            if not done.cancelled() and not done.result():
+                log.warning(
+                    "lease lost before the outcome was recorded",
+                    delivery_id=item.id,
+                    outcome=outcome,
+                    worker_id=self.worker_id,
+                )
+
+        future.add_done_callback(recorded)
+        return future
+
+    def _submit(self, outcome: _Outcome) -> asyncio.Future[bool]:
+        """Queue an outcome for the next write; the future is True once committed with the
+        lease still held.
 
         Outcomes that arrive while a write is in progress go together in the next one
         (group commit), so a busy worker spends one transaction on many deliveries.
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._outcomes.append((outcome, future))
+        self._uncommitted += 1
         if self._recorder is None or self._recorder.done():
             self._recorder = asyncio.create_task(self._write_outcomes())
-        return await asyncio.shield(future)
+        return future
 
     async def _write_outcomes(self) -> None:
         while self._outcomes:
@@ -415,12 +443,12 @@ class RelayWorker:
         """Attempts, next states and writes in one transaction; the ids whose lease was held."""
         async with write_turn(self._sessionmaker), self._sessionmaker() as session, session.begin():
             repository = DeliveryRepository(session)
-            held = await repository.held_leases(
-                [outcome.row.delivery_id for outcome in outcomes], worker_id=self.worker_id
+            held = await repository.record_outcomes(
+                [outcome.row for outcome in outcomes], worker_id=self.worker_id
             )
+            # Every attempt happened and is recorded; only held leases get their bookkeeping.
             await repository.add_attempts([outcome.attempt for outcome in outcomes])
             kept = [outcome for outcome in outcomes if outcome.row.delivery_id in held]
-            await repository.record_outcomes([outcome.row for outcome in kept])
             await _apply_writes(session, [write for outcome in kept for write in outcome.writes])
         return held
 

@@ -97,6 +97,26 @@ class _Reply(Exception):
         self.response = response
 
 
+def problem_document(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    anchor: str,
+    violations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An AXP problem+json body (all AXP specs' `Problem` schema)."""
+    body: dict[str, Any] = {
+        "type": f"{DOCS}#{anchor}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if violations:
+        body["violations"] = violations
+    return body
+
+
 def _problem(
     status: int,
     title: str,
@@ -106,14 +126,7 @@ def _problem(
     violations: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"{DOCS}#{anchor}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if violations:
-        body["violations"] = violations
+    body = problem_document(status, title, detail, anchor=anchor, violations=violations)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +15,7 @@ from rich.table import Table
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.mappings.repository import IntegrationRepository
 from channel_bridge.ops.logging import configure_logging
+from channel_bridge.outbound import build_client
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.akixi.errors import AkixiEntryNotFound, AkixiError
 from channel_bridge.platforms.akixi.mirror import (
@@ -36,8 +36,7 @@ ClientFactory = Callable[[Settings], AbstractAsyncContextManager[AkixiClient]]
 @asynccontextmanager
 async def open_akixi_client(settings: Settings) -> AsyncIterator[AkixiClient]:
     """A client on its own HTTP connection pool, closed afterwards."""
-    timeout = httpx.Timeout(settings.http_timeout_s, connect=settings.http_connect_timeout_s)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+    async with build_client(settings) as http:
         yield AkixiClient(http, settings)
 
 

@@ -22,9 +22,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from channel_bridge import __version__
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.logging import secrets as log_secrets
+from channel_bridge.outbound import AiohttpTransport, build_client
 from channel_bridge.platforms.axp.errors import (
     AxpAuthError,
     AxpCredentialsError,
@@ -112,6 +112,13 @@ class AxpTokenAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Any:
         raise RuntimeError("AxpTokenAuth is async only: use it with httpx.AsyncClient")
 
+    def headers_for(self, token: AccessToken) -> dict[str, str]:
+        """What every AXP API request carries: the app key and the bearer token."""
+        return {
+            "appkey": self._app_key.get_secret_value(),
+            "authorization": f"Bearer {token.value}",
+        }
+
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
@@ -168,8 +175,9 @@ class AxpTokenAuth(httpx.Auth):
         except httpx.TransportError as exc:
             raise error_from_transport(exc, operation=operation) from exc
         if response.status_code in CREDENTIAL_REJECTIONS:
-            raise error_from_response(response, operation=operation,
-                                      error_class=AxpCredentialsError)
+            raise error_from_response(
+                response, operation=operation, error_class=AxpCredentialsError
+            )
         if response.is_error:
             raise error_from_response(response, operation=operation)
         try:
@@ -190,11 +198,70 @@ class AxpTokenAuth(httpx.Auth):
 
 
 class AxpHttpClient(httpx.AsyncClient):
-    """The AXP API client; closing it also closes the client used for the token endpoint."""
+    """The AXP API client; closing it also closes the client used for the token endpoint.
+
+    `post_json` is the hot path's request (a customer message): it goes straight to the
+    transport with the cached token, skipping what httpx's client adds around a request
+    (URL merging, the auth-flow generator, redirect and cookie handling), which measured
+    about as much CPU as the request itself on the aiohttp pool. Everything else uses the
+    full client.
+    """
 
     def __init__(self, *, token_http: httpx.AsyncClient, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.token_http = token_http
+        self._token_auth = kwargs.get("auth")
+        self._timeout_extension = self.timeout.as_dict()
+
+    async def post_json(self, url: httpx.URL, body: bytes, *, operation: str) -> bytes:
+        """POST a JSON body to an absolute URL; the body of a 2xx answer, or the classified
+        error. A 401 drops the token (once for every request that used it) and retries once
+        with a fresh one, as `AxpTokenAuth` does for the other requests."""
+        auth = self._token_auth
+        assert isinstance(auth, AxpTokenAuth)
+        headers = dict(self.headers)
+        headers["content-type"] = "application/json"
+        # The transport the client would pick for this URL (its mounts, and what respx
+        # patches in tests): the one private httpx method used here.
+        transport = self._transport_for_url(url)
+        for attempt in (1, 2):
+            token = await auth.token()
+            request_headers = {**headers, **auth.headers_for(token)}
+            try:
+                if isinstance(transport, AiohttpTransport):
+                    status, content, response_headers = await transport.post(
+                        url, headers=request_headers, body=body, timeouts=self._timeout_extension
+                    )
+                    response = None
+                else:
+                    response = await transport.handle_async_request(
+                        httpx.Request(
+                            "POST",
+                            url,
+                            headers=request_headers,
+                            content=body,
+                            extensions={"timeout": self._timeout_extension},
+                        )
+                    )
+                    await response.aread()
+                    status, content = response.status_code, response.content
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, operation=operation) from exc
+            if 200 <= status < 300:
+                return content
+            if status == 401 and attempt == 1:
+                auth.invalidate(token)
+                continue
+            if response is None:
+                response = httpx.Response(
+                    status,
+                    headers=response_headers,
+                    content=content,
+                    request=httpx.Request("POST", url),
+                )
+            error_class = AxpAuthError if status == 401 else None
+            raise error_from_response(response, operation=operation, error_class=error_class)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         try:
@@ -243,11 +310,8 @@ def build_axp_http(
     require_axp_settings(settings)
     assert settings.axp_base_url and settings.axp_account_id and settings.axp_client_id
     assert settings.axp_client_secret is not None and settings.axp_app_key is not None
-    timeout = httpx.Timeout(settings.http_timeout_s, connect=settings.http_connect_timeout_s)
-    headers = {"user-agent": f"channel-bridge/{__version__}"}
-    token_http = httpx.AsyncClient(
-        transport=transport, timeout=timeout, headers=headers, follow_redirects=False
-    )
+    # The token endpoint and the API get a pool each (an injected transport serves both).
+    token_http = build_client(settings, transport=transport)
     auth = AxpTokenAuth(
         token_url_base=settings.axp_base_url,
         account_id=settings.axp_account_id,
@@ -259,16 +323,12 @@ def build_axp_http(
         clock=clock,
         cache=cache,
     )
-    return AxpHttpClient(
+    return build_client(  # type: ignore[return-value]
+        settings,
+        transport=transport,
+        client_class=AxpHttpClient,
         token_http=token_http,
         base_url=settings.axp_base_url.rstrip("/"),
         auth=auth,
-        transport=transport,
-        timeout=timeout,
-        headers={**headers, "accept": "application/json"},
-        limits=httpx.Limits(
-            max_connections=settings.http_max_connections,
-            max_keepalive_connections=settings.http_max_connections // 2,
-        ),
-        follow_redirects=False,
+        headers={"accept": "application/json"},
     )

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import ValidationError
 
+from channel_bridge.platforms.axp.auth import AxpHttpClient
 from channel_bridge.platforms.axp.errors import (
     AxpPermanentError,
     AxpRetryableError,
@@ -38,9 +38,10 @@ class SendMessageResult:
 class AxpMessagingClient:
     """Calls made as the custom-messaging provider (the customer's side of the dialog)."""
 
-    def __init__(self, http: httpx.AsyncClient, account_id: str) -> None:
+    def __init__(self, http: AxpHttpClient, account_id: str) -> None:
         self._http = http
         self._account_path = f"{CUSTOM_MESSAGING_BASE}/accounts/{quote(account_id, safe='')}"
+        self._messages_url = http.base_url.join(f"{self._account_path}/messages")
 
     async def send_message(self, message: SendAsyncMessage) -> SendMessageResult:
         """Send one customer message; AXP answers 200 with the ids synchronously."""
@@ -51,17 +52,16 @@ class AxpMessagingClient:
                 "AXP send refused locally: correlationId and providerMessageId are required "
                 "so that a retried send is recognisable"
             )
-        response = await checked_request(
-            self._http, "POST", f"{self._account_path}/messages",
-            operation="send message", json=message.to_wire(),
+        content = await self._http.post_json(
+            self._messages_url, message.to_wire_json(), operation="send message"
         )
         try:
-            answer = AsyncMessage.model_validate(response.json())
+            answer = AsyncMessage.model_validate_json(content)
         except (ValueError, ValidationError) as exc:
             # AXP accepted the message but its answer is unreadable; a retry may duplicate it,
             # which correlationId/providerMessageId make recognisable.
             raise AxpRetryableError(
-                f"AXP send message answered HTTP {response.status_code} with an unreadable body"
+                "AXP send message answered 2xx with an unreadable body"
             ) from exc
         return SendMessageResult(
             message_id=answer.messageId,
@@ -85,8 +85,11 @@ class AxpMessagingClient:
             correlationId=correlation_id,
         )
         await checked_request(
-            self._http, "POST", self._dialog_action(provider_dialog_id, "typing"),
-            operation="typing indicator", json=body.to_wire(),
+            self._http,
+            "POST",
+            self._dialog_action(provider_dialog_id, "typing"),
+            operation="typing indicator",
+            json=body.to_wire(),
         )
 
     async def disconnect(
@@ -106,8 +109,11 @@ class AxpMessagingClient:
             correlationId=correlation_id,
         )
         response = await checked_request(
-            self._http, "POST", self._dialog_action(provider_dialog_id, "disconnect"),
-            operation="disconnect dialog", json=body.to_wire(),
+            self._http,
+            "POST",
+            self._dialog_action(provider_dialog_id, "disconnect"),
+            operation="disconnect dialog",
+            json=body.to_wire(),
         )
         try:
             answer = response.json()

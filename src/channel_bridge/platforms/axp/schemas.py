@@ -51,6 +51,10 @@ class Outbound(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True, by_alias=True)
 
+    def to_wire_json(self) -> bytes:
+        """The same document as `to_wire`, serialised (pydantic-core's encoder: no dict)."""
+        return self.model_dump_json(exclude_none=True, by_alias=True).encode()
+
 
 class Inbound(BaseModel):
     """A body AXP sends: unknown fields are kept, never refused."""

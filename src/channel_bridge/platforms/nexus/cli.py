@@ -60,9 +60,9 @@ async def _with_database(settings: Settings, work: Any) -> Any:
 
 
 async def _post(settings: Settings, service: str, body: dict[str, Any]) -> int:
-    from channel_bridge.app import create_http_client
+    from channel_bridge.outbound import build_client
 
-    async with create_http_client(settings) as http:
+    async with build_client(settings) as http:
         response = await post_service(http, settings, service, body)
     return response.status_code
 
