@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from sqlalchemy import event, update
+from sqlalchemy.engine import make_url
 
 from channel_bridge.db.models import Channel
+from channel_bridge.db.notifications import DatabaseNotifications
 from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.platforms.nexus.signing import sign
 from tests.mappings.conftest import ADMIN, WEBHOOK_SECRET, add_channel, add_integration
+from tests.support.waiting import eventually
 
 CHANNEL = "+15559870000"
 
@@ -69,3 +73,30 @@ async def test_admin_disable_takes_effect_on_the_next_webhook(bridge) -> None:
     again = await client.post(url, content=body, headers=headers)
     assert again.status_code == 404
     assert again.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_write_in_another_process_clears_the_cache_through_notify(
+    database_url, sessionmaker, bridge, backend
+) -> None:
+    """Another replica's cache (its own LISTEN connection) hears of an admin disable at once,
+    long before its TTL would have let the entry expire."""
+    if backend != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's; on SQLite the TTL bounds another process")
+    _app, client = bridge
+    await add_integration(client)
+    await add_channel(client)
+    replica = ChannelCache(sessionmaker, ttl_s=300)
+    notifications = DatabaseNotifications(make_url(database_url))
+    await replica.listen(notifications)
+    assert await notifications.ensure_connected()
+    try:
+        assert (await replica.get_enabled(CHANNEL)) is not None
+        disabled = await client.post(f"/admin/v1/channels/{CHANNEL}/disable", headers=ADMIN)
+        assert disabled.status_code == 200, disabled.text
+
+        async def stopped() -> bool:
+            return await replica.get_enabled(CHANNEL) is None
+
+        await eventually(stopped, timeout_s=5, what="the other replica to see the disable")
+    finally:
+        await notifications.close()

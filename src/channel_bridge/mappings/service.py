@@ -19,7 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import Channel, Integration
 from channel_bridge.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
-from channel_bridge.mappings.repository import ChannelRepository, IntegrationRepository
+from channel_bridge.mappings.repository import (
+    ChannelRepository,
+    IntegrationRepository,
+    notify_channels_changed,
+)
 from channel_bridge.mappings.schemas import ChannelCreate, ChannelOut, ChannelUpdate, IntegrationOut
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.relay.envelope import DeliveryRequest
@@ -72,6 +76,12 @@ class ChannelService:
         # Called after each committed write (e.g. to clear the webhook's channel cache).
         self.on_change = on_change or (lambda: None)
 
+    async def _commit(self, session: AsyncSession) -> None:
+        """Commit a channel write; every process's channel cache hears of it (NOTIFY)."""
+        await notify_channels_changed(session)
+        await session.commit()
+        self.on_change()
+
     async def list_channels(
         self, session: AsyncSession, *, integration_id: str | None = None
     ) -> Sequence[Channel]:
@@ -112,8 +122,7 @@ class ChannelService:
         )
         try:
             await repo.add(channel)
-            await session.commit()
-            self.on_change()
+            await self._commit(session)
         except IntegrityError:
             # A concurrent create of the same id won the unique constraint.
             await session.rollback()
@@ -171,8 +180,7 @@ class ChannelService:
         if data.api_secret is not None:
             channel.api_secret_encrypted = self._encrypt(data.api_secret.get_secret_value())
         channel.updated_at = now
-        await session.commit()
-        self.on_change()
+        await self._commit(session)
         log.info("channel updated", nexus_channel_id=nexus_channel_id, fields=sorted(given))
         return channel
 
@@ -190,8 +198,7 @@ class ChannelService:
         channel.enabled = False
         channel.disabled_reason = reason or f"disabled via {_SOURCE_WORDS[source]} at {_stamp(now)}"
         channel.updated_at = now
-        await session.commit()
-        self.on_change()
+        await self._commit(session)
         log.info("channel disabled", nexus_channel_id=nexus_channel_id)
         return channel
 
@@ -199,8 +206,7 @@ class ChannelService:
         """Delete the mapping together with its conversations and message links."""
         channel = await self.get(session, nexus_channel_id)
         await ChannelRepository(session).remove(channel)
-        await session.commit()
-        self.on_change()
+        await self._commit(session)
         log.info("channel removed", nexus_channel_id=nexus_channel_id)
 
     def to_out(self, channel: Channel) -> ChannelOut:
@@ -508,6 +514,8 @@ class IntegrationService:
             outcome.disabled_channels = await ChannelRepository(session).disable_for_integration(
                 integration_id, reason=reason, at=now
             )
+            if outcome.disabled_channels:
+                await notify_channels_changed(session)
             if not was_active:
                 return []
             row.status, row.deleted_at = "deleted", now
