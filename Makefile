@@ -7,7 +7,7 @@ PORT ?= 8080
 HOST ?= 0.0.0.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck demo bench drills migrate clean install
+.PHONY: run test lint typecheck demo bench bench-http drills migrate clean install
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +38,17 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/channel-bridge demo
 
-# Whole-bridge benchmarks (wrk from Debian's packages; results in bench/results/<date>.md),
-# then the relay-only benchmark. `make bench BENCH_ARGS=--quick` for short runs.
+# Whole-bridge benchmarks (wrk from Debian's packages; results in bench/results/<date>.md), the
+# relay drain against a bare forwarder, then the relay-only benchmark.
+# `make bench BENCH_ARGS=--quick` for short runs; `make bench-http` compares outbound HTTP stacks.
 bench: $(STAMP)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/bridge_bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/relay_drain_bench.py $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 	$(BIN)/python bench/relay_bench.py
+
+bench-http: $(STAMP)
+	$(BIN)/python bench/forwarder_bench.py $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 
 # Full-size drills (5,000 webhooks killed mid-stream, 20,000 over two replicas, a 30 s database
 # outage); `make test` runs the same drills at BRIDGE_DRILL_SCALE=1 (a tenth of that).

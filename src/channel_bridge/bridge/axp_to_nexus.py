@@ -206,8 +206,13 @@ class _ConversationLookup:
             for conversation, nexus_channel_id in rows
         }
 
-    async def by_customer(self, event: MessageEvent | TypingEvent) -> ConversationRef | None:
-        found = await _find_conversation(self.session, event)
+    async def by_customer(self, event: MessageEvent) -> ConversationRef | None:
+        """The customer recipient's open conversation on the event's channel (no query when
+        the event names no customer)."""
+        customer = event.customer_recipient()
+        if customer is None or not customer.providerParticipantId:
+            return None
+        found = await _find_by_customer(self.session, event, customer.providerParticipantId)
         return _ref(found[0], found[1].nexus_channel_id) if found is not None else None
 
 
@@ -335,11 +340,18 @@ async def _find_conversation(
     customer = event.customer_recipient() if isinstance(event, MessageEvent) else None
     if customer is None or not customer.providerParticipantId:
         return None
+    return await _find_by_customer(session, event, customer.providerParticipantId)
+
+
+async def _find_by_customer(
+    session: AsyncSession, event: MessageEvent | TypingEvent, customer_address: str
+) -> tuple[Conversation, Channel] | None:
+    """The customer's open conversation on the event's channel."""
     channel = await _channel_for(session, event)
     if channel is None:
         return None
-    conversation = await conversations.find_open_by_customer(
-        session, channel.id, customer.providerParticipantId
+    conversation = await ConversationService().find_open_by_customer(
+        session, channel.id, customer_address
     )
     return (conversation, channel) if conversation is not None else None
 
