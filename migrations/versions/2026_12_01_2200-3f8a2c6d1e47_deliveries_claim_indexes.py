@@ -8,8 +8,9 @@ In a 6,000-delivery drain the claim took 12-17 ms (of PostgreSQL's time, per cla
 statistics from before the burst, the planner read every pending row through
 (destination, status) or a bitmap of (status, next_attempt_at), tested each against its
 partition, and sorted. The due index now holds only pending rows and the claim no longer
-sorts, so every plan the planner can pick stops at the claim's LIMIT; expired leases get an
-index of in-flight rows only. (destination, status) served no query that needs it and cost
+sorts, so every plan the planner can pick stops at the claim's LIMIT (the destination leads,
+so a claim for one destination, such as a circuit breaker's probe, reads only that one's
+rows); expired leases get an index of in-flight rows only. (destination, status) served no query that needs it and cost
 an index entry on every delivery update.
 
 On PostgreSQL the outbox is a queue table: vacuum and analyze after 2 % of its rows change
@@ -36,7 +37,7 @@ def upgrade() -> None:
         batch_op.drop_index("ix_deliveries_destination_status")
         batch_op.create_index(
             "ix_deliveries_due",
-            ["next_attempt_at"],
+            ["destination", "next_attempt_at"],
             unique=False,
             postgresql_where=PENDING,
             sqlite_where=PENDING,

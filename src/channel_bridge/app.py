@@ -40,6 +40,7 @@ from channel_bridge.platforms.axp import router as axp_router
 from channel_bridge.platforms.axp.platform import start_axp_platform
 from channel_bridge.platforms.nexus import router as nexus_router
 from channel_bridge.relay import router as relay_router
+from channel_bridge.relay import service as relay_service
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.maintenance import Housekeeping
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             stack.push_async_callback(app.state.inbox.drain)  # batches in progress finish first
             app.state.exit_stack = stack
+            app.state.readiness_detail = relay_service.readiness_detail
             # Hooks the bridge wiring sets: which deliveries an inbound event becomes.
             # Until set, an inbound event is stored and acknowledged but not relayed.
             app.state.axp_event_planner = None
@@ -180,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(axp_admin_router.router)
     app.include_router(nexus_router.router)
     app.include_router(relay_router.router)
+    app.include_router(relay_router.destinations_router)
 
     # Middleware order: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

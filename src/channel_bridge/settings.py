@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from string import Formatter
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values shipped as dev defaults or in .env.example; refused outside dev.
@@ -33,6 +34,15 @@ AXP_EVENT_TYPES = (
     "ENGAGEMENT_ERROR",
     "TYPING",
 )
+
+
+class CircuitLimitSettings(BaseModel):
+    """`BRIDGE_CIRCUIT_LIMITS` entry: limits towards one upstream, per process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight: int | None = Field(default=None, ge=1)
+    rate_per_s: float | None = Field(default=None, gt=0)
 
 
 class ConfigError(Exception):
@@ -110,6 +120,21 @@ class Settings(BaseSettings):
     # so one claim serves several slots; an idle worker claims at once.
     worker_claim_low_water: int = Field(default=0, ge=0)
     worker_claim_coalesce_ms: float = 5.0
+    # Circuit breakers, one per upstream (relay/circuits.py). Five failures in a row open one:
+    # a single slow or broken request is no outage, five in a row almost always are.
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    # While open, one probe after 1 s, doubling up to 10 s: an upstream that comes back is
+    # found within 10 s (so the backlog is flowing again well within 15 s of its return),
+    # and a long outage costs the upstream about six probes a minute.
+    circuit_probe_initial_s: float = Field(default=1.0, gt=0)
+    circuit_probe_max_s: float = Field(default=10.0, gt=0)
+    # A Retry-After longer than this is taken as this (an hour: a misconfigured upstream must
+    # not silence a destination for days).
+    circuit_pause_max_s: float = Field(default=3600.0, gt=0)
+    # Per circuit name ("axp", "nexus", "akixi"): calls in flight per process and starts per
+    # second per process, e.g. {"axp": {"max_in_flight": 32, "rate_per_s": 50}}. Unset: the
+    # worker's concurrency, no rate limit.
+    circuit_limits: dict[str, CircuitLimitSettings] = Field(default_factory=dict)
     # Group commit: gather concurrent accepts into one transaction (≈ halves ack cost).
     inbox_group_commit_window_ms: float = 1.5
     inbox_group_commit_max_batch: int = 256
@@ -247,19 +272,68 @@ class Settings(BaseSettings):
     akixi_password_scheme: Literal["sha256-nonce", "sha1-nonce", "md5-nonce", "plain"] = (
         "sha256-nonce"
     )
-    # Marks the entries we own in Akixi, so sync never touches anyone else's.
+    # What is hashed ({nonce}, {password}, {user}) and how the digest is written: the
+    # commonest digest-auth shape, kept adjustable until Akixi confirms its rule.
+    akixi_password_digest_input: str = "{nonce}{password}"
+    akixi_password_digest_encoding: Literal["hex", "hex-upper", "base64"] = "hex"
+    # CreateSession's answer and Authenticate's payload names were cut off in the readable
+    # docs; these mirror the REST twin's {"SessionID", "Nonce"} (docs/akixi-contract.md §3).
+    akixi_session_id_name: str = "SessionID"
+    akixi_nonce_name: str = "Nonce"
+    akixi_auth_user_property: str = "UserID"
+    akixi_auth_password_property: str = "Password"
+    # Marks the entries we own in Akixi, so sync never touches anyone else's: the UniqueID
+    # prefix (when we may set UniqueIDs) and the tag in each entry's Description.
     akixi_unique_id_prefix: str = "axp-"
+    # Seed 001: "Only specify a GUID if specified by the system-wide administrative user".
+    # Off: Akixi assigns the UniqueID and the bridge finds its entries by Description tag.
+    akixi_send_unique_id: bool = False
+    # Description of our entries. List returns only IntegrationType and Description by
+    # default, so {key} (prefix + integration id) is what identifies an entry as ours.
+    akixi_description_format: str = "{name} [{key}]"
     # Scope of our entries: PartitionGUID wins; else TelSysID + PartIDInTelSys (Akixi's rule).
     akixi_partition_guid: str | None = None
     akixi_telsys_id: str | None = None
     akixi_part_id_in_telsys: str | None = None
     # AXP messaging integrations are chat-like; Akixi knows "LiveChat" and "POP3 SMTP".
     akixi_integration_type: str = "LiveChat"
+    # The LiveChat credentials the seed's Add and Change send (APICommunicationSettings).
+    # Unset, they are left out: a reporting-only mirror has none to give.
+    akixi_auth_user_id1: str | None = None
+    akixi_auth_password1: SecretStr | None = None
+    akixi_auth_password2: SecretStr | None = None
+    # None: True once AuthUserID1 and AuthPassword1 are set, else False, so Akixi is never
+    # asked to connect to a LiveChat account it has no credentials for.
+    akixi_comms_enabled: bool | None = None
+    # The Advanced container, with the seed examples' values.
+    akixi_api_comms_logging_enabled: bool = False
+    akixi_api_comms_logging_inc_class_names: bool = False
+    akixi_internal_diag_dump_enabled: bool = False
     # Akixi's own default Limit for OmnichannelIntList.
     akixi_list_page_size: int = Field(default=1000, ge=1, le=1000)
     # After Akixi refuses our credentials, no new login for this long (repeated tries look
     # like brute force and the account may lock); deliveries wait instead of hammering it.
     akixi_auth_failure_backoff_s: float = 900.0
+
+    @field_validator("akixi_password_digest_input")
+    @classmethod
+    def _akixi_digest_input(cls, value: str) -> str:
+        _check_template(value, required={"password"}, allowed={"nonce", "password", "user"})
+        return value
+
+    @field_validator("akixi_description_format")
+    @classmethod
+    def _akixi_description_format(cls, value: str) -> str:
+        _check_template(value, required={"key"}, allowed={"name", "key"}, once=True)
+        return value
+
+    @property
+    def akixi_comms_enabled_value(self) -> bool:
+        """CommsEnabled of our entries: the setting, else whether LiveChat credentials are set."""
+        if self.akixi_comms_enabled is not None:
+            return self.akixi_comms_enabled
+        password = self.akixi_auth_password1
+        return bool(self.akixi_auth_user_id1 and password and password.get_secret_value())
 
     # ----------------------------------------------------------------------------------
 
@@ -368,6 +442,24 @@ class Settings(BaseSettings):
     @cached_property
     def callback_base_url(self) -> str:
         return self.public_base_url
+
+
+def _check_template(
+    value: str, *, required: set[str], allowed: set[str], once: bool = False
+) -> None:
+    """A str.format template naming only `allowed` fields, each of `required` present."""
+    try:
+        names = [name for _text, name, _spec, _conv in Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    unknown = set(names) - allowed
+    if unknown:
+        raise ValueError(f"unknown placeholder {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for name in sorted(required):
+        if name not in names:
+            raise ValueError(f"must contain {{{name}}}")
+        if once and names.count(name) > 1:
+            raise ValueError(f"must contain {{{name}}} only once")
 
 
 def _is_placeholder(value: str) -> bool:

@@ -10,8 +10,21 @@ import pytest
 
 from channel_bridge.db.migrate import upgrade
 from channel_bridge.sandbox.axp import AxpSimulator
-from tests.drills.harness import BridgeProcess, LoopbackServer, make_axp_simulator, seed_database
+from tests.drills.harness import (
+    SCALE,
+    BridgeProcess,
+    LoopbackServer,
+    make_axp_simulator,
+    seed_database,
+)
 from tests.support.postgres import PostgresServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A drill's time limit grows with its size (the default 300 s is for scale 1)."""
+    for item in items:
+        if "tests/drills/" in str(item.fspath):
+            item.add_marker(pytest.mark.timeout(300 * max(1.0, SCALE)))
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Upstream outage: AXP answers 503 for a while, then recovers; all delivered, in order.
 
 Time-compressed: the bridge runs with a retry schedule of 0.05, 0.1, 0.2, 0.4, then 0.5 s
-(jitter off) instead of 5 s .. 8 h, and the outage lasts seconds instead of minutes.
+(jitter off) instead of 5 s .. 8 h, and the outage lasts seconds instead of minutes. The
+circuit breaker opens during it (tests/drills/test_sustained_faults.py measures that side).
 """
 
 from __future__ import annotations
@@ -77,12 +78,14 @@ async def test_axp_outage_then_recovery_delivers_everything_in_order(
     rows = await settled_statuses(seeded_database, len(acknowledged))
     assert rows == {"delivered": len(acknowledged)}
 
-    # Attempts follow the schedule: the n-th retry waited at least SCHEDULE[n-1].
+    # Attempts follow the schedule: after a counted failure numbered n, the next try waited at
+    # least SCHEDULE[n-1]. A probe the open circuit let through that failed again is recorded
+    # but does not use the delivery's budget, so the next attempt repeats its number.
     attempts = await count_rows(
         seeded_database,
         (
             "SELECT delivery_id, number, started_at, outcome"
-            " FROM attempts ORDER BY delivery_id, number"
+            " FROM attempts ORDER BY delivery_id, started_at"
         ),
     )
     by_delivery: dict[int, list[tuple[int, object, str]]] = {}
@@ -91,9 +94,13 @@ async def test_axp_outage_then_recovery_delivers_everything_in_order(
     retried = {d: a for d, a in by_delivery.items() if len(a) > 1}
     assert retried, "the outage should have made some deliveries retry"
     for delivery_id, tries in retried.items():
-        assert [n for n, _, _ in tries] == list(range(1, len(tries) + 1)), delivery_id
+        numbers = [n for n, _, _ in tries]
+        assert numbers[0] == 1, delivery_id
+        assert all(b - a in (0, 1) for a, b in itertools.pairwise(numbers)), (delivery_id, numbers)
         assert tries[-1][2] == "delivered" and all(r != "delivered" for _, _, r in tries[:-1])
-        for (number, started, _), (_, next_started, _) in itertools.pairwise(tries):
+        for (number, started, _), (next_number, next_started, _) in itertools.pairwise(tries):
+            if next_number == number:
+                continue  # an uncounted probe: the circuit's probe interval applied, not SCHEDULE
             waited = (next_started - started).total_seconds()  # type: ignore[operator]
             # Lower bound only (a busy machine may be later, never earlier); 10 ms clock slack.
             assert waited >= SCHEDULE[number - 1] - 0.01, (delivery_id, number, waited)

@@ -24,6 +24,8 @@ CONFIGURED = {
         "axp_app_key",
         "nexus_api_key",
         "akixi_password",
+        "akixi_auth_password1",
+        "akixi_auth_password2",
     )
 }
 # Values never registered anywhere: only the key they are logged under can hide them.

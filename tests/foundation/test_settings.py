@@ -14,7 +14,14 @@ from channel_bridge.cli import app as cli_app
 from channel_bridge.settings import ConfigError, Settings
 
 REQUIRED = ("secret_key", "admin_token", "axp_callback_token")
-OPTIONAL_SECRETS = ("axp_client_secret", "axp_app_key", "nexus_api_key", "akixi_password")
+OPTIONAL_SECRETS = (
+    "axp_client_secret",
+    "axp_app_key",
+    "nexus_api_key",
+    "akixi_password",
+    "akixi_auth_password1",
+    "akixi_auth_password2",
+)
 
 
 def random_secret() -> str:
@@ -169,3 +176,33 @@ def test_random_secrets_are_never_taken_for_placeholders() -> None:
     assert not any(_is_placeholder(random_secrets.token_urlsafe(36)) for _ in range(2000))
     assert _is_placeholder("change-me-secret-key-00000000000000000000")
     assert _is_placeholder("dev-secret-key-change-me") and _is_placeholder("xxxxxxxx")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("akixi_description_format", "{name}", "must contain {key}"),
+        ("akixi_description_format", "{key} {key}", "only once"),
+        ("akixi_description_format", "{name} [{key}] {account}", "unknown placeholder"),
+        ("akixi_description_format", "{name [{key}]", "not a valid template"),
+        ("akixi_password_digest_input", "{nonce}", "must contain {password}"),
+        ("akixi_password_digest_input", "{nonce}{password}{salt}", "unknown placeholder"),
+    ],
+)
+def test_akixi_templates_are_checked_at_start(name: str, value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        Settings(_env_file=None, _secrets_dir=None, **{name: value})  # type: ignore[arg-type]
+
+
+def test_akixi_comms_enabled_waits_for_the_livechat_credentials() -> None:
+    def comms(**values: object) -> bool:
+        settings = Settings(_env_file=None, _secrets_dir=None, **values)  # type: ignore[arg-type]
+        return settings.akixi_comms_enabled_value
+
+    assert comms() is False
+    assert comms(akixi_auth_user_id1="u") is False
+    assert comms(akixi_auth_user_id1="u", akixi_auth_password1="p") is True
+    assert comms(akixi_auth_user_id1="u", akixi_auth_password1="p", akixi_comms_enabled=False) is (
+        False
+    )
+    assert comms(akixi_comms_enabled=True) is True

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from channel_bridge.sandbox import mode
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_CALLBACK_TOKEN
 from tests.drills.harness import bridge_executable, free_port
+from tests.support.postgres import PostgresServer
 
 SECRET_KEY = "hostile-secret-key-71c0de5a9b3f2e4d6c8a"
 
@@ -46,10 +48,20 @@ class SandboxBridge:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def sandbox_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxBridge]:
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def sandbox_bridge(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SandboxBridge]:
+    """The sandbox bridge on each backend: hostile input must be refused the same way on the
+    embedded default and on PostgreSQL (whose text and jsonb refuse more than SQLite does)."""
     workdir = tmp_path_factory.mktemp("hostile")
-    database_url = f"sqlite+aiosqlite:///{workdir / 'bridge.db'}"
+    if request.param == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{workdir / 'bridge.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        name = f"hostile_{uuid.uuid4().hex[:8]}"
+        server.janitor(name).init()
+        database_url = server.url(name)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env.update(

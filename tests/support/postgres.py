@@ -71,6 +71,9 @@ class PostgresServer:
                 # Test speed over durability: a crashed test cluster is simply thrown away.
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "max_connections = 300\nshared_buffers = 128MB\n"
+                # A failed test must fail, not hang: a transaction it left open is ended, and
+                # a statement waiting on its locks (the next test's TRUNCATE) gives up.
+                "lock_timeout = '30s'\nidle_in_transaction_session_timeout = '60s'\n"
             )
 
     def start(self) -> None:

@@ -8,6 +8,7 @@ once configured, delivers them).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import httpx
@@ -31,6 +32,7 @@ from channel_bridge.platforms.axp.schemas import TypingEvent
 from channel_bridge.platforms.axp.subscriptions import subscription_destination
 from channel_bridge.platforms.nexus.client import NexusClient
 from channel_bridge.platforms.nexus.fields import FieldMap
+from channel_bridge.relay.circuits import Circuit
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.settings import Settings
 
@@ -46,6 +48,17 @@ def install_planners(app: FastAPI, settings: Settings) -> None:
     )
 
 
+def circuit(settings: Settings, name: str, *identity: str | None) -> Circuit:
+    """The circuit of one upstream: its breaker row is keyed by the upstream and the account."""
+    limits = settings.circuit_limits.get(name)
+    return Circuit(
+        name=name,
+        key=":".join([name, *(part or "-" for part in identity)]),
+        max_in_flight=limits.max_in_flight if limits else None,
+        rate_per_s=limits.rate_per_s if limits else None,
+    )
+
+
 def register_destinations(
     app: FastAPI,
     settings: Settings,
@@ -56,15 +69,16 @@ def register_destinations(
 ) -> BridgeContext | None:
     """Every destination this process can deliver to; the bridge context when it relays."""
     registry: DestinationRegistry = app.state.destinations
+    axp_circuit = circuit(settings, "axp", settings.axp_base_url, settings.axp_account_id)
     if axp is not None:
-        registry.add(
-            subscription_destination(
-                axp.subscriptions, callback_url=axp.callback_url, event_types=axp.event_types
-            )
+        subscription = subscription_destination(
+            axp.subscriptions, callback_url=axp.callback_url, event_types=axp.event_types
         )
+        registry.add(replace(subscription, circuit=axp_circuit))
     if akixi is not None:
+        akixi_circuit = circuit(settings, "akixi", akixi[1].akixi_url)
         for destination in akixi_destinations(*akixi):
-            registry.add(destination)
+            registry.add(replace(destination, circuit=akixi_circuit))
     missing = [
         name
         for name, ok in (
@@ -86,19 +100,47 @@ def register_destinations(
         nexus=NexusClient(nexus_http or app.state.http, settings),
         nexus_fields=FieldMap.from_settings(settings),
     )
-    for name, handler, payload in (
-        (nexus_to_axp.SEND_DESTINATION, nexus_to_axp.deliver_message, AxpSendPayload),
-        (nexus_to_axp.TYPING_DESTINATION, nexus_to_axp.deliver_typing, AxpTypingPayload),
-        (nexus_to_axp.RECEIPT_DESTINATION, nexus_to_axp.record_nexus_receipt, NexusReceiptRecord),
-        (axp_to_nexus.MESSAGE_DESTINATION, axp_to_nexus.deliver_agent_message, AgentMessagePayload),
-        (axp_to_nexus.RECEIPT_DESTINATION, axp_to_nexus.deliver_receipt, NexusReceiptPayload),
-        (axp_to_nexus.TYPING_DESTINATION, axp_to_nexus.deliver_typing, TypingEvent),
+    nexus_circuit = circuit(settings, "nexus", settings.nexus_base_url, settings.nexus_ccid)
+    # (name, handler, payload model, circuit: None for what only writes our own database)
+    for name, handler, payload, upstream in (
+        (nexus_to_axp.SEND_DESTINATION, nexus_to_axp.deliver_message, AxpSendPayload, axp_circuit),
+        (
+            nexus_to_axp.TYPING_DESTINATION,
+            nexus_to_axp.deliver_typing,
+            AxpTypingPayload,
+            axp_circuit,
+        ),
+        (
+            nexus_to_axp.RECEIPT_DESTINATION,
+            nexus_to_axp.record_nexus_receipt,
+            NexusReceiptRecord,
+            None,
+        ),
+        (
+            axp_to_nexus.MESSAGE_DESTINATION,
+            axp_to_nexus.deliver_agent_message,
+            AgentMessagePayload,
+            nexus_circuit,
+        ),
+        (
+            axp_to_nexus.RECEIPT_DESTINATION,
+            axp_to_nexus.deliver_receipt,
+            NexusReceiptPayload,
+            nexus_circuit,
+        ),
+        (axp_to_nexus.TYPING_DESTINATION, axp_to_nexus.deliver_typing, TypingEvent, nexus_circuit),
         (
             axp_to_nexus.CONVERSATION_DESTINATION,
             axp_to_nexus.deliver_conversation_event,
             ConversationEventPayload,
+            None,
         ),
     ):
-        registry.register(name, partial(handler, bridge), payload=payload)  # type: ignore[arg-type]
+        registry.register(
+            name,
+            partial(handler, bridge),  # type: ignore[arg-type]
+            payload=payload,
+            circuit=upstream,
+        )
     app.state.bridge = bridge
     return bridge

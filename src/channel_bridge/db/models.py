@@ -6,6 +6,7 @@ conversations   (channel, customer) <-> providerDialogId and AXP engagement/dial
 inbox_events    every accepted webhook, deduplicated by UNIQUE(source, external_id)
 deliveries      the outbox: one row per outbound call, leased by workers
 attempts        one row per try of a delivery
+circuits        the shared state of each upstream's circuit breaker (open, paused, probing)
 message_links   a message's ids on both platforms, so a status on one side finds the other
 """
 
@@ -130,6 +131,7 @@ class Delivery(Base):
         # from before a burst (migration 3f8a2c6d1e47).
         Index(
             "ix_deliveries_due",
+            "destination",
             "next_attempt_at",
             postgresql_where=text(PENDING_CONDITION),
             sqlite_where=text(PENDING_CONDITION),
@@ -198,6 +200,26 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # At most 2 KB, secrets masked.
     response_excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class CircuitState(Base):
+    """One upstream's circuit breaker, shared by every worker (relay/circuits.py)."""
+
+    __tablename__ = "circuits"
+
+    # e.g. axp:https://na.api.avayacloud.com:ABCDEF (the upstream and the account on it)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # closed | open
+    state: Mapped[str] = mapped_column(String(16), default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # While open: when the next single probe may go, and the interval after that one.
+    next_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    probe_interval_s: Mapped[float] = mapped_column(default=1.0)
+    # Retry-After or 429: nothing is sent to this upstream before this moment.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class MessageLink(Base):

@@ -52,6 +52,11 @@ outbox_oldest_due_seconds = Gauge(
     "bridge_outbox_oldest_due_seconds", "Age of the oldest due pending delivery"
 )
 dead_letters = Gauge("bridge_dead_letters", "Deliveries in the dead state")
+destination_state = Gauge(
+    "bridge_destination_state",
+    "Circuit breaker of each upstream as this worker last read it: 0 closed, 1 open, 2 paused",
+    ["circuit"],
+)
 
 # Bridge metrics (issue: the bridge end to end)
 bridge_events = Counter(

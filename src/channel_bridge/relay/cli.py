@@ -113,9 +113,28 @@ def list_command(
             limit=limit,
         ),
     )
+    circuits = _with_session(_settings(), service.circuit_statuses)
+    if circuits:
+        _console().print(_circuits_table(circuits))
     _console().print(_deliveries_table(page.items))
     if page.next_cursor:
         _console().print(f"more: --cursor {page.next_cursor}")
+
+
+def _circuits_table(circuits: list[service.CircuitStatus]) -> Table:
+    table = Table(title="upstreams (circuit breakers)")
+    for column in ("upstream", "state", "failures", "until / next probe (UTC)", "last error"):
+        table.add_column(column, overflow="fold")
+    for c in circuits:
+        moment = c.paused_until or c.next_probe_at
+        table.add_row(
+            c.key,
+            c.status,
+            str(c.consecutive_failures),
+            _when(moment),
+            (c.last_error or "")[:80],
+        )
+    return table
 
 
 @deliveries_app.command("show")

@@ -18,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channel_bridge.relay.circuits import Circuit
 from channel_bridge.relay.errors import PermanentError
 
 PayloadT = TypeVar("PayloadT")
@@ -95,6 +96,9 @@ class Destination:
     handler: DeliveryHandler
     # The payload's model; None hands the handler the stored JSON object as a dict.
     payload_type: type[BaseModel] | None = None
+    # The upstream it calls, shared with other destinations (None: no breaker, no limits:
+    # a destination that only writes to our own database).
+    circuit: Circuit | None = None
 
     def decode(self, stored: Mapping[str, Any]) -> Any:
         """The stored payload as the handler's type; a mismatch can never succeed: permanent."""
@@ -120,8 +124,9 @@ class DestinationRegistry:
         handler: DeliveryHandler,
         *,
         payload: type[BaseModel] | None = None,
+        circuit: Circuit | None = None,
     ) -> None:
-        self.add(Destination(name, handler, payload))
+        self.add(Destination(name, handler, payload, circuit))
 
     def add(self, destination: Destination) -> None:
         if destination.name in self._destinations:
@@ -133,6 +138,9 @@ class DestinationRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._destinations)
+
+    def all(self) -> list[Destination]:
+        return [self._destinations[name] for name in self.names()]
 
 
 def as_delivered(outcome: Delivered | Mapping[str, Any] | None) -> Delivered:

@@ -38,12 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from channel_bridge import jsondoc
 from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
 from channel_bridge.db.bulk import dialect_insert, insert_rows, is_postgres
-from channel_bridge.db.models import Attempt, Delivery, InboxEvent
+from channel_bridge.db.models import Attempt, CircuitState, Delivery, InboxEvent
 from channel_bridge.relay.envelope import DeliveryRequest
 
 _counter = itertools.count()
 
 inbox_table = cast(Table, InboxEvent.__table__)
+circuit_table = cast(Table, CircuitState.__table__)
 delivery_table = cast(Table, Delivery.__table__)
 attempt_table = cast(Table, Attempt.__table__)
 
@@ -206,6 +207,8 @@ class ClaimedDelivery:
     inbox_event_id: int | None
     attempt_number: int
     created_at: datetime
+    # Claimed as its circuit breaker's single probe (relay/circuits.py).
+    probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,9 @@ class OutcomeRow:
     """A delivery's next state after an attempt, written only while its lease is held.
 
     `status` None keeps the delivery in flight (an immediate retry with fresh credentials
-    follows); the other fields then only count the attempt.
+    follows); the other fields then only count the attempt. `counted` False leaves the
+    attempt out of the delivery's retry budget (a circuit breaker's failed probe, a throttled
+    attempt that paused the upstream).
     """
 
     delivery_id: int
@@ -223,6 +228,11 @@ class OutcomeRow:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     result: dict[str, Any] | None = None
+    counted: bool = True
+
+    @property
+    def budget_used(self) -> int:
+        return self.attempt_number if self.counted else self.attempt_number - 1
 
 
 # The claim on PostgreSQL, one statement: expired leases, then due heads of line (a head has
@@ -244,7 +254,7 @@ _PG_CLAIM = text(
         FOR UPDATE SKIP LOCKED
     ), due AS (
         SELECT d.id FROM deliveries AS d
-        WHERE d.status = 'pending' AND d.next_attempt_at <= :now
+        WHERE d.status = 'pending' AND d.next_attempt_at <= :due_before
           AND d.destination = ANY(:destinations)
           AND NOT EXISTS (
               SELECT 1 FROM deliveries AS earlier
@@ -370,11 +380,14 @@ class DeliveryRepository:
         now: datetime,
         lease_s: float,
         worker_id: str,
+        due_before: datetime | None = None,
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries whose partition has nothing earlier pending or in flight.
 
-        The caller holds the claim transaction (BEGIN IMMEDIATE on SQLite) and commits it
-        before making any call.
+        `due_before` (default `now`) is how far ahead a pending delivery counts as due: a
+        circuit breaker's probe takes the oldest head whatever its own retry time. The caller
+        holds the claim transaction (BEGIN IMMEDIATE on SQLite) and commits it before making
+        any call.
         """
         if not destinations or limit <= 0:
             return []
@@ -384,6 +397,7 @@ class DeliveryRepository:
                 _PG_CLAIM,
                 {
                     "now": now,
+                    "due_before": due_before or now,
                     "destinations": list(destinations),
                     "limit": limit,
                     "lease_until": lease_until,
@@ -396,6 +410,7 @@ class DeliveryRepository:
                 destinations=destinations,
                 limit=limit,
                 now=now,
+                due_before=due_before or now,
                 lease_until=lease_until,
                 worker_id=worker_id,
             )
@@ -418,6 +433,7 @@ class DeliveryRepository:
         destinations: Sequence[str],
         limit: int,
         now: datetime,
+        due_before: datetime,
         lease_until: datetime,
         worker_id: str,
     ) -> list[Any]:
@@ -458,7 +474,7 @@ class DeliveryRepository:
                 select(*columns)
                 .where(
                     d.c.status == literal_column("'pending'"),
-                    d.c.next_attempt_at <= now,
+                    d.c.next_attempt_at <= due_before,
                     wanted,
                     ~blocked,
                 )
@@ -507,9 +523,7 @@ class DeliveryRepository:
     async def add_attempts(self, rows: Sequence[dict[str, Any]]) -> None:
         await insert_rows(self.session, attempt_table, rows)
 
-    async def record_outcomes(
-        self, outcomes: Sequence[OutcomeRow], *, worker_id: str
-    ) -> set[int]:
+    async def record_outcomes(self, outcomes: Sequence[OutcomeRow], *, worker_id: str) -> set[int]:
         """Store each outcome whose lease this worker still holds; the ids stored.
 
         A delivery whose lease expired and was claimed by another worker is left as that
@@ -527,7 +541,7 @@ class DeliveryRepository:
                     "worker_id": worker_id,
                     "id": [o.delivery_id for o in ordered],
                     "status": [o.status for o in ordered],
-                    "attempt_count": [o.attempt_number for o in ordered],
+                    "attempt_count": [o.budget_used for o in ordered],
                     "now": [o.now for o in ordered],
                     "last_error": [o.last_error for o in ordered],
                     "result": [
@@ -546,7 +560,7 @@ class DeliveryRepository:
                 "b_id": outcome.delivery_id,
                 "b_status": outcome.status,
                 "b_release": outcome.status is not None,
-                "b_attempt_count": outcome.attempt_number,
+                "b_attempt_count": outcome.budget_used,
                 "b_now": outcome.now,
                 "b_last_error": outcome.last_error,
                 "b_result": outcome.result if outcome.status == "delivered" else None,
@@ -694,3 +708,93 @@ class DeliveryRepository:
             delete(delivery_table).where(delivery_table.c.id.in_(finished))
         )
         return cast(CursorResult[Any], result).rowcount or 0
+
+
+class CircuitRepository:
+    """The circuits' shared state (relay/circuits.py), read at each claim, written with outcomes."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ensure(self, keys: Sequence[str], *, now: datetime, probe_interval_s: float) -> None:
+        """A closed row for each circuit that has none yet."""
+        await insert_rows(
+            self.session,
+            circuit_table,
+            [
+                {
+                    "key": key,
+                    "state": "closed",
+                    "consecutive_failures": 0,
+                    "probe_interval_s": probe_interval_s,
+                    "updated_at": now,
+                }
+                for key in sorted(keys)
+            ],
+            on_conflict_do_nothing=("key",),
+        )
+
+    async def load(self, keys: Sequence[str], *, for_update: bool = False) -> dict[str, Any]:
+        """The rows of these circuits (locked in key order when `for_update`)."""
+        if not keys:
+            return {}
+        query = (
+            select(circuit_table)
+            .where(circuit_table.c.key.in_(sorted(keys)))
+            .order_by(circuit_table.c.key)
+        )
+        if for_update and is_postgres(self.session):
+            query = query.with_for_update()
+        return {row.key: row for row in await self.session.execute(query)}
+
+    async def take_probe(
+        self, key: str, *, now: datetime, next_probe_at: datetime, next_interval_s: float
+    ) -> bool:
+        """Take the open circuit's probe if it is due and nobody took it; True if taken."""
+        c = circuit_table.c
+        taken = await self.session.execute(
+            update(circuit_table)
+            .where(
+                c.key == key,
+                c.state == "open",
+                or_(c.next_probe_at.is_(None), c.next_probe_at <= now),
+            )
+            .values(next_probe_at=next_probe_at, probe_interval_s=next_interval_s, updated_at=now)
+            .returning(c.key)
+        )
+        return taken.first() is not None
+
+    async def extend_pause(
+        self, key: str, *, until: datetime, now: datetime, reason: str | None
+    ) -> None:
+        """Nothing to this upstream before `until` (a later pause already stored stands)."""
+        c = circuit_table.c
+        await self.session.execute(
+            update(circuit_table)
+            .where(c.key == key, or_(c.paused_until.is_(None), c.paused_until < until))
+            .values(paused_until=until, last_error=reason, updated_at=now)
+        )
+
+    async def save(self, key: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(circuit_table).where(circuit_table.c.key == key).values(**values)
+        )
+
+    async def all(self) -> list[Any]:
+        return list(await self.session.execute(select(circuit_table).order_by(circuit_table.c.key)))
+
+
+async def make_pending_due(
+    session: AsyncSession, *, destinations: Sequence[str], now: datetime
+) -> int:
+    """Every pending delivery of these destinations due now (a circuit closed: drain at once)."""
+    result = await session.execute(
+        update(delivery_table)
+        .where(
+            delivery_table.c.status == literal_column("'pending'"),
+            delivery_table.c.destination.in_(list(destinations)),
+            delivery_table.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now, updated_at=now)
+    )
+    return cast(CursorResult[Any], result).rowcount or 0

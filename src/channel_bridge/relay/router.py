@@ -12,6 +12,9 @@ from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
 from channel_bridge.relay import service
 
 router = APIRouter(prefix="/admin/v1/deliveries", tags=["deliveries"], dependencies=[AdminDep])
+destinations_router = APIRouter(
+    prefix="/admin/v1/destinations", tags=["deliveries"], dependencies=[AdminDep]
+)
 
 # deliveries.id is a BIGINT: a larger number is refused with a 422, never a 500.
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -146,3 +149,35 @@ async def replay_delivery(
 @router.post("/{delivery_id}/cancel", response_model=DeliveryOut)
 async def cancel_delivery(delivery_id: DeliveryId, session: SessionDep) -> DeliveryOut:
     return DeliveryOut.model_validate(await service.cancel_delivery(session, delivery_id))
+
+
+class CircuitOut(BaseModel):
+    """One upstream's circuit breaker (relay/circuits.py) and the destinations behind it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    key: str
+    status: Literal["closed", "open", "paused"]
+    consecutive_failures: int
+    opened_at: datetime | None
+    paused_until: datetime | None
+    next_probe_at: datetime | None
+    last_error: str | None
+    destinations: list[str]
+
+
+@destinations_router.get("", summary="Each upstream's circuit breaker: closed, open or paused")
+async def list_destinations(request: Request, session: SessionDep) -> list[CircuitOut]:
+    registry = request.app.state.destinations
+    served: dict[str, list[str]] = {}
+    for destination in registry.all():
+        if destination.circuit is not None:
+            served.setdefault(destination.circuit.key, []).append(destination.name)
+    return [
+        CircuitOut(
+            **{field: getattr(status, field) for field in status.__slots__},
+            destinations=served.get(status.key, []),
+        )
+        for status in await service.circuit_statuses(session)
+    ]

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import Attempt, Delivery
 from channel_bridge.errors import BadRequest, Conflict, NotFound
-from channel_bridge.relay.repository import DeliveryRepository
+from channel_bridge.relay.repository import CircuitRepository, DeliveryRepository
 
 DELIVERY_STATUSES = ("pending", "in_flight", "delivered", "dead", "cancelled")
 MAX_PAGE_SIZE = 500
@@ -191,3 +191,46 @@ async def mark_delivery_failed(
     await session.flush()
     await session.refresh(delivery)
     return delivery
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitStatus:
+    """One upstream's circuit breaker, as operators see it."""
+
+    name: str
+    key: str
+    status: str  # closed | open | paused
+    consecutive_failures: int
+    opened_at: datetime | None
+    paused_until: datetime | None
+    next_probe_at: datetime | None
+    last_error: str | None
+
+
+async def circuit_statuses(
+    session: AsyncSession, *, now: datetime | None = None
+) -> list[CircuitStatus]:
+    """Every circuit the workers have recorded, in key order."""
+    now = now or utcnow()
+    statuses = []
+    for row in await CircuitRepository(session).all():
+        paused = row.paused_until is not None and row.paused_until > now
+        statuses.append(
+            CircuitStatus(
+                name=row.key.split(":", 1)[0],
+                key=row.key,
+                status="open" if row.state == "open" else "paused" if paused else "closed",
+                consecutive_failures=row.consecutive_failures,
+                opened_at=row.opened_at,
+                paused_until=row.paused_until if paused else None,
+                next_probe_at=row.next_probe_at if row.state == "open" else None,
+                last_error=row.last_error,
+            )
+        )
+    return statuses
+
+
+async def readiness_detail(session: AsyncSession) -> dict[str, Any]:
+    """`/readyz`'s `destinations`: each upstream's breaker state, e.g. {"axp": "open"}."""
+    statuses = await circuit_statuses(session)
+    return {"destinations": {status.name: status.status for status in statuses}} if statuses else {}

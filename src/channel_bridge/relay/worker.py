@@ -27,17 +27,24 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from channel_bridge.db.notifications import DatabaseNotifications
+from channel_bridge.db.notifications import DatabaseNotifications, notify
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger, redact_text
+from channel_bridge.relay.circuits import (
+    CLOSED,
+    OPEN,
+    Circuit,
+    CircuitBreakers,
+    CircuitView,
+)
 from channel_bridge.relay.clock import Clock, SystemClock
 from channel_bridge.relay.destinations import (
     Delivered,
@@ -46,12 +53,19 @@ from channel_bridge.relay.destinations import (
     Write,
     as_delivered,
 )
-from channel_bridge.relay.errors import AuthError, DeliveryError, ThrottledError
+from channel_bridge.relay.errors import (
+    AuthError,
+    DeliveryError,
+    RetryableError,
+    ThrottledError,
+)
 from channel_bridge.relay.repository import (
     NOTIFY_CHANNEL,
+    CircuitRepository,
     ClaimedDelivery,
     DeliveryRepository,
     OutcomeRow,
+    make_pending_due,
     write_turn,
 )
 from channel_bridge.relay.retry import RetryPolicy, describe
@@ -83,6 +97,19 @@ class _Outcome:
     row: OutcomeRow
     attempt: dict[str, Any]
     writes: Sequence[Write] = ()
+    # What the attempt says about its upstream, for the circuit breaker.
+    circuit_key: str | None = None
+    circuit_event: CircuitEvent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitEvent:
+    """`ok` (the upstream answered 2xx), `answered` (it answered, 4xx), `failure` (retryable),
+    `probe_failed`, or `pause` for `pause_s` seconds."""
+
+    kind: str
+    pause_s: float = 0.0
+    detail: str | None = None
 
 
 class RelayWorker:
@@ -122,6 +149,13 @@ class RelayWorker:
         self._owns_notifications = notifications is None
         self._notifications = notifications or DatabaseNotifications(self._engine_url())
         self._claim_failing = False
+        self._failure_threshold = settings.circuit_failure_threshold
+        self._probe_initial_s = settings.circuit_probe_initial_s
+        self._probe_max_s = settings.circuit_probe_max_s
+        self._pause_max_s = settings.circuit_pause_max_s
+        self._throttled_min_s = settings.retry_throttled_min_s
+        self._breakers: CircuitBreakers | None = None
+        self._circuits_ensured = False
 
     @property
     def _is_postgres(self) -> bool:
@@ -234,22 +268,114 @@ class RelayWorker:
             self._claim_failing = False
         return claimed
 
+    def _circuit_book(self) -> CircuitBreakers:
+        """The circuits of the registered destinations (built once they are all registered)."""
+        if self._breakers is None:
+            circuits = {d.circuit.key: d.circuit for d in self._registry.all() if d.circuit}
+            self._breakers = CircuitBreakers(circuits.values())
+        return self._breakers
+
+    def _destinations_of(self, key: str) -> list[str]:
+        return [d.name for d in self._registry.all() if d.circuit and d.circuit.key == key]
+
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
-        destinations = self._registry.names()
+        """One claim transaction: the circuits' state, their due probes, then the deliveries
+        of every circuit that may send, each up to what its limits allow."""
+        destinations = self._registry.all()
         if not destinations or limit <= 0:
             return []
         now = self._clock.now()
+        breakers = self._circuit_book()
         async with write_turn(self._sessionmaker), self._sessionmaker() as session, session.begin():
             if not self._is_postgres:
                 # Take the write lock up front: the check and the lease are one atomic step.
                 await session.execute(text("BEGIN IMMEDIATE"))
-            return await DeliveryRepository(session).claim_due(
-                destinations=destinations,
-                limit=limit,
+            claimed: list[ClaimedDelivery] = []
+            if breakers.circuits:
+                await self._read_circuits(session, breakers, now)
+                claimed += await self._claim_probes(session, breakers, now, limit)
+            repository = DeliveryRepository(session)
+            for names, wanted in self._claim_plan(breakers, now, limit - len(claimed)):
+                wanted = min(wanted, limit - len(claimed))
+                if wanted <= 0:
+                    break
+                claimed += await repository.claim_due(
+                    destinations=names,
+                    limit=wanted,
+                    now=now,
+                    lease_s=self._lease_s,
+                    worker_id=self.worker_id,
+                )
+            return claimed
+
+    async def _read_circuits(
+        self, session: AsyncSession, breakers: CircuitBreakers, now: datetime
+    ) -> None:
+        repository = CircuitRepository(session)
+        keys = list(breakers.circuits)
+        if not self._circuits_ensured:
+            await repository.ensure(keys, now=now, probe_interval_s=self._probe_initial_s)
+            self._circuits_ensured = True
+        rows = await repository.load(keys)
+        breakers.refresh({key: _view(row) for key, row in rows.items()}, now=now)
+
+    async def _claim_probes(
+        self, session: AsyncSession, breakers: CircuitBreakers, now: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Each open circuit whose probe is due and not taken by another worker: one delivery,
+        the oldest head of the circuit's destinations, whatever its own retry time."""
+        probes: list[ClaimedDelivery] = []
+        circuits = CircuitRepository(session)
+        for key in breakers.circuits:
+            if len(probes) >= limit or not breakers.probe_due(key, now=now):
+                continue
+            view = breakers.views[key]
+            taken = await circuits.take_probe(
+                key,
+                now=now,
+                next_probe_at=now + timedelta(seconds=view.probe_interval_s),
+                next_interval_s=min(self._probe_max_s, view.probe_interval_s * 2),
+            )
+            if not taken:
+                continue
+            found = await DeliveryRepository(session).claim_due(
+                destinations=self._destinations_of(key),
+                limit=1,
                 now=now,
                 lease_s=self._lease_s,
                 worker_id=self.worker_id,
+                due_before=datetime.max.replace(tzinfo=now.tzinfo),
             )
+            probes += [replace(item, probe=True) for item in found]
+            if found:
+                log.info(
+                    "circuit probe",
+                    circuit=breakers.circuits[key].name,
+                    delivery_id=found[0].id,
+                    next_probe_in_s=view.probe_interval_s,
+                )
+        return probes
+
+    def _claim_plan(
+        self, breakers: CircuitBreakers, now: datetime, free: int
+    ) -> list[tuple[list[str], int]]:
+        """Which destinations to claim, and how many: one group per limited circuit, then the
+        rest together (open and paused circuits are left out)."""
+        unlimited: list[str] = []
+        limited: list[tuple[list[str], int]] = []
+        by_circuit: dict[str, list[str]] = {}
+        for destination in self._registry.all():
+            if destination.circuit is None:
+                unlimited.append(destination.name)
+            else:
+                by_circuit.setdefault(destination.circuit.key, []).append(destination.name)
+        for key, names in by_circuit.items():
+            room = breakers.capacity(key, now=now, free=free)
+            if room >= free:
+                unlimited += names
+            elif room > 0:
+                limited.append((names, room))
+        return [*limited, (unlimited, free)] if unlimited else limited
 
     async def _deliver(self, item: ClaimedDelivery) -> asyncio.Future[bool]:
         """Attempt one claimed delivery; the future of its final outcome's commit."""
@@ -265,12 +391,15 @@ class RelayWorker:
                 payload = destination.decode(item.payload)
             except DeliveryError as exc:
                 decode_error = exc
+        circuit = destination.circuit if destination is not None else None
         while True:
             started_at = self._clock.now()
             started = time.perf_counter()
             error: BaseException | None = decode_error
             delivered: Delivered | None = None
             if error is None and destination is not None:
+                if circuit is not None:
+                    self._circuit_book().started(circuit.key)
                 context = DeliveryContext(
                     delivery_id=item.id,
                     destination=item.destination,
@@ -292,6 +421,8 @@ class RelayWorker:
                             destination=item.destination,
                             delivery_id=item.id,
                         )
+                if circuit is not None:
+                    self._circuit_book().finished(circuit.key, answered=_answered(delivered, error))
             elapsed = time.perf_counter() - started
             metrics.delivery_attempt_seconds.labels(item.destination).observe(elapsed)
             attempt = {
@@ -312,6 +443,8 @@ class RelayWorker:
                     status="delivered",
                     result=delivered.result,
                     writes=delivered.writes,
+                    circuit=circuit,
+                    circuit_event=CircuitEvent("ok"),
                 )
             assert error is not None
             if isinstance(error, AuthError) and not auth_retried:
@@ -322,7 +455,18 @@ class RelayWorker:
                 await self._record(item, attempt, outcome="auth_retry", status=None, error=error)
                 attempt_number += 1
                 continue
+            if circuit is not None and isinstance(error, RetryableError):
+                held = await self._held_by_circuit(item, attempt, error, circuit)
+                if held is not None:
+                    return held
             decision = self._policy.decide(error, attempt_number=attempt_number)
+            event = (
+                CircuitEvent("failure", detail=describe(error))
+                if isinstance(error, RetryableError)
+                else CircuitEvent("answered")
+                if getattr(error, "http_status", None)
+                else None
+            )
             if decision.outcome == "dead":
                 log.warning(
                     "delivery dead",
@@ -338,6 +482,8 @@ class RelayWorker:
                     status="dead",
                     error=error,
                     last_error=decision.reason,
+                    circuit=circuit,
+                    circuit_event=event,
                 )
             return self._record(
                 item,
@@ -347,7 +493,69 @@ class RelayWorker:
                 error=error,
                 last_error=decision.reason,
                 next_attempt_at=self._clock.now() + timedelta(seconds=decision.delay_s),
+                circuit=circuit,
+                circuit_event=event,
             )
+
+    async def _held_by_circuit(
+        self,
+        item: ClaimedDelivery,
+        attempt: dict[str, Any],
+        error: RetryableError,
+        circuit: Circuit,
+    ) -> asyncio.Future[bool] | None:
+        """A throttle (429, Retry-After) pauses the whole circuit, a failed probe keeps it
+        open: either way the delivery waits without spending its retry budget. None when the
+        failure is an ordinary one, scheduled by the retry policy."""
+        now = self._clock.now()
+        if _is_throttle(error):
+            pause_s = min(
+                self._pause_max_s,
+                error.retry_after_s if error.retry_after_s is not None else self._throttled_min_s,
+            )
+            until = now + timedelta(seconds=pause_s)
+            # Now, not with the outcome's group commit: the other workers read the shared
+            # state at their next claim, and every moment before it is stored they may send.
+            self._circuit_book().pause(circuit.key, until)
+            await self._store_pause(circuit.key, until, describe(error))
+            return self._record(
+                item,
+                attempt,
+                outcome="throttled",
+                status="pending",
+                error=error,
+                last_error=f"paused {pause_s:g} s: {describe(error)}",
+                next_attempt_at=now + timedelta(seconds=pause_s),
+                counted=False,
+                circuit=circuit,
+                circuit_event=CircuitEvent("pause", pause_s=pause_s, detail=describe(error)),
+            )
+        if item.probe:
+            return self._record(
+                item,
+                attempt,
+                outcome="probe",
+                status="pending",
+                error=error,
+                last_error=f"circuit open, probe failed: {describe(error)}",
+                counted=False,
+                circuit=circuit,
+                circuit_event=CircuitEvent("probe_failed", detail=describe(error)),
+            )
+        return None
+
+    async def _store_pause(self, key: str, until: datetime, reason: str) -> None:
+        try:
+            async with (
+                write_turn(self._sessionmaker),
+                self._sessionmaker() as session,
+                session.begin(),
+            ):
+                await CircuitRepository(session).extend_pause(
+                    key, until=until, now=self._clock.now(), reason=reason
+                )
+        except Exception:  # the outcome transaction stores it again
+            log.warning("storing a circuit pause failed; it follows with the outcome", key=key)
 
     def _record(
         self,
@@ -361,6 +569,9 @@ class RelayWorker:
         writes: Sequence[Write] = (),
         last_error: str | None = None,
         next_attempt_at: Any = None,
+        counted: bool = True,
+        circuit: Circuit | None = None,
+        circuit_event: CircuitEvent | None = None,
     ) -> asyncio.Future[bool]:
         excerpt = getattr(error, "response_excerpt", None)
         values = {
@@ -386,8 +597,17 @@ class RelayWorker:
             next_attempt_at=next_attempt_at,
             last_error=redact_text(last_error)[:EXCERPT_MAX_CHARS] if last_error else None,
             result=result,
+            counted=counted,
         )
-        future = self._submit(_Outcome(row, values, writes))
+        future = self._submit(
+            _Outcome(
+                row,
+                values,
+                writes,
+                circuit_key=circuit.key if circuit is not None else None,
+                circuit_event=circuit_event,
+            )
+        )
 
         def recorded(done: asyncio.Future[bool]) -> None:
             self._uncommitted -= 1
@@ -450,7 +670,118 @@ class RelayWorker:
             await repository.add_attempts([outcome.attempt for outcome in outcomes])
             kept = [outcome for outcome in outcomes if outcome.row.delivery_id in held]
             await _apply_writes(session, [write for outcome in kept for write in outcome.writes])
+            # Every outcome is evidence about its upstream, held lease or not.
+            await self._apply_circuit_events(session, outcomes)
         return held
+
+    async def _apply_circuit_events(
+        self, session: AsyncSession, outcomes: Sequence[_Outcome]
+    ) -> None:
+        """Count failures, open, pause and close circuits, in the outcome transaction."""
+        events: dict[str, list[CircuitEvent]] = {}
+        for outcome in outcomes:
+            if outcome.circuit_key is not None and outcome.circuit_event is not None:
+                events.setdefault(outcome.circuit_key, []).append(outcome.circuit_event)
+        breakers = self._circuit_book()
+        now = self._clock.now()
+        # The steady state: successes on a quiet circuit change nothing; no statement.
+        changing = sorted(
+            key
+            for key, found in events.items()
+            if key in breakers.views
+            and not (breakers.views[key].quiet(now) and all(e.kind == "ok" for e in found))
+        )
+        if not changing:
+            return
+        repository = CircuitRepository(session)
+        rows = await repository.load(changing, for_update=True)
+        for key in changing:
+            row = rows.get(key)
+            if row is None:
+                continue
+            before = _view(row)
+            after = self._apply_events(before, events[key], now=now)
+            last_error = next((e.detail for e in reversed(events[key]) if e.detail), row.last_error)
+            await repository.save(
+                key,
+                {
+                    "state": after.state,
+                    "consecutive_failures": after.consecutive_failures,
+                    "opened_at": now
+                    if after.state == OPEN and before.state != OPEN
+                    else None
+                    if after.state != OPEN
+                    else row.opened_at,
+                    "next_probe_at": after.next_probe_at,
+                    "probe_interval_s": after.probe_interval_s,
+                    "paused_until": after.paused_until,
+                    "last_error": last_error,
+                    "updated_at": now,
+                },
+            )
+            breakers.views[key] = after
+            self._log_transition(breakers.circuits[key], before, after, last_error, now)
+            if before.state == OPEN and after.state == CLOSED:
+                # Back: every waiting delivery of the circuit is due at once, in order.
+                await make_pending_due(session, destinations=self._destinations_of(key), now=now)
+                await notify(await session.connection(), NOTIFY_CHANNEL)
+
+    def _apply_events(
+        self, view: CircuitView, events: Sequence[CircuitEvent], *, now: datetime
+    ) -> CircuitView:
+        state, failures = view.state, view.consecutive_failures
+        next_probe_at, interval, paused_until = (
+            view.next_probe_at,
+            view.probe_interval_s,
+            view.paused_until,
+        )
+        for event in events:
+            if event.kind in ("ok", "answered"):
+                # The upstream answered: it is up (a 4xx is our request's fault).
+                failures = 0
+                if state == OPEN:
+                    state, next_probe_at, interval = CLOSED, None, self._probe_initial_s
+            elif event.kind in ("failure", "probe_failed"):
+                failures += 1
+                if state == CLOSED and failures >= self._failure_threshold:
+                    state = OPEN
+                    next_probe_at = now + timedelta(seconds=self._probe_initial_s)
+                    interval = min(self._probe_max_s, self._probe_initial_s * 2)
+            elif event.kind == "pause":
+                until = now + timedelta(seconds=event.pause_s)
+                paused_until = until if paused_until is None else max(paused_until, until)
+        return CircuitView(
+            state=state,
+            consecutive_failures=failures,
+            next_probe_at=next_probe_at,
+            probe_interval_s=interval,
+            paused_until=paused_until,
+        )
+
+    def _log_transition(
+        self,
+        circuit: Circuit,
+        before: CircuitView,
+        after: CircuitView,
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        if before.state != OPEN and after.state == OPEN:
+            log.warning(
+                "circuit opened: its deliveries wait, one probe at a time",
+                circuit=circuit.name,
+                failures=after.consecutive_failures,
+                reason=reason,
+            )
+        elif before.state == OPEN and after.state == CLOSED:
+            log.info("circuit closed: its deliveries resume", circuit=circuit.name)
+        if after.paused_until is not None and after.paused_until != before.paused_until:
+            log.warning(
+                "circuit paused",
+                circuit=circuit.name,
+                seconds=round((after.paused_until - now).total_seconds(), 1),
+                reason=reason,
+            )
 
     async def _commit_one_by_one(self, outcomes: Sequence[_Outcome]) -> set[int] | None:
         held: set[int] = set()
@@ -473,6 +804,30 @@ class RelayWorker:
                     log.exception("recording delivery outcomes failed", size=1)
                     return None
         return held
+
+
+def _answered(delivered: Delivered | None, error: BaseException | None) -> bool | None:
+    """For the circuit's in-process caution: True when the upstream answered (2xx, a 4xx, a
+    throttle), False for a retryable failure, None when no call was made."""
+    if delivered is not None:
+        return True
+    if isinstance(error, RetryableError):
+        return _is_throttle(error)
+    return True if getattr(error, "http_status", None) else None
+
+
+def _is_throttle(error: RetryableError) -> bool:
+    return error.http_status == 429 or error.retry_after_s is not None
+
+
+def _view(row: Any) -> CircuitView:
+    return CircuitView(
+        state=row.state,
+        consecutive_failures=row.consecutive_failures,
+        next_probe_at=row.next_probe_at,
+        probe_interval_s=row.probe_interval_s,
+        paused_until=row.paused_until,
+    )
 
 
 async def _apply_writes(session: AsyncSession, writes: Sequence[Write]) -> None:

@@ -64,6 +64,8 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    # Wall-clock arrival (time.time()), so a drill can tell when an upstream was left alone.
+    received_at: float = field(default_factory=time.time)
 
     @property
     def json(self) -> Any:
