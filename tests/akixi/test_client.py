@@ -19,6 +19,7 @@ from channel_bridge.platforms.akixi.errors import (
     AkixiSessionError,
     AkixiUnsafeXml,
 )
+from channel_bridge.platforms.akixi.xml import masked_excerpt
 from channel_bridge.relay.errors import PermanentError, RetryableError, ThrottledError
 from channel_bridge.sandbox.akixi import SEED_PARTITION_GUID, AkixiSimulator
 from tests.akixi.conftest import AKIXI_URL, FakeClock, akixi_settings
@@ -335,3 +336,44 @@ async def test_missing_configuration_is_permanent(
     with pytest.raises(AkixiConfigError, match="PARTITION"):
         await unscoped.omnichannel_list()
     assert simulator.log == []
+
+
+async def test_session_names_and_the_digest_are_settings(akixi_http, simulator) -> None:
+    """Names and hash the readable docs cut off: a tenant's real ones need no code change."""
+    renamed = {
+        "session_id_name": "Session",
+        "nonce_name": "Challenge",
+        "user_property": "LoginName",
+        "password_property": "PasswordHash",
+        "password_digest_input": "{user}:{nonce}:{password}",
+        "password_digest_encoding": "base64",
+    }
+    for name, value in renamed.items():
+        setattr(simulator, name, value)
+    settings = akixi_settings(
+        **{f"akixi_{k}": v for k, v in renamed.items() if k.startswith("password_digest")},
+        akixi_session_id_name="Session",
+        akixi_nonce_name="Challenge",
+        akixi_auth_user_property="LoginName",
+        akixi_auth_password_property="PasswordHash",
+    )
+    client = AkixiClient(akixi_http, settings)
+    await client.omnichannel_list()
+    authenticate = simulator.calls("Authenticate")[0]
+    assert authenticate.result == "Success"
+    assert set(authenticate.payload) == {"LoginName", "PasswordHash"}
+
+
+async def test_default_names_against_a_renamed_session_say_which_setting(
+    akixi_http, simulator
+) -> None:
+    simulator.session_id_name, simulator.nonce_name = "Session", "Challenge"
+    with pytest.raises(AkixiProtocolError, match="BRIDGE_AKIXI_SESSION_ID_NAME") as caught:
+        await AkixiClient(akixi_http, akixi_settings()).omnichannel_list()
+    # The session values are masked in the excerpt under their configured names too.
+    assert caught.value.response_excerpt is not None
+    renamed = masked_excerpt(
+        b'<Success><Property Name="Session">S-123</Property><Challenge>c-456</Challenge></Success>',
+        secret_names=("Session", "Challenge"),
+    )
+    assert "S-123" not in renamed and "c-456" not in renamed

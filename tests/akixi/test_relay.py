@@ -63,8 +63,13 @@ async def test_outage_retries_then_the_mirror_completes(
     relay_clock: ManualClock,
 ) -> None:
     worker = _worker(database_url, sessionmaker, akixi_http, relay_clock)
-    payload = {"integration_id": "int-1", "name": "Sales", "account_id": "ACC1",
-               "channel_provider_id": "cp-1", "changed": ["created"]}
+    payload = {
+        "integration_id": "int-1",
+        "name": "Sales",
+        "account_id": "ACC1",
+        "channel_provider_id": "cp-1",
+        "changed": ["created"],
+    }
     (delivery_id,) = await _queue(
         sessionmaker, relay_clock, DeliveryRequest("akixi.upsert", payload, "akixi:int-1")
     )
@@ -81,8 +86,12 @@ async def test_outage_retries_then_the_mirror_completes(
     assert await worker.run_once() == 1
     delivery = await _delivery(sessionmaker, delivery_id)
     assert delivery.status == "delivered"
-    assert delivery.result == {"unique_id": "axp-int-1", "operations": ["OmnichannelIntAdd"]}
-    assert simulator.entries["axp-int-1"]["Description"] == "Sales"
+    assert delivery.result == {
+        "unique_id": None,  # assigned by Akixi (BRIDGE_AKIXI_SEND_UNIQUE_ID is off)
+        "operations": ["OmnichannelIntList", "OmnichannelIntAdd"],
+    }
+    [entry] = simulator.entries.values()
+    assert entry["Description"] == "Sales [axp-int-1]"
 
 
 async def test_refused_credentials_go_dead_once_with_a_masked_excerpt(
@@ -92,10 +101,12 @@ async def test_refused_credentials_go_dead_once_with_a_masked_excerpt(
     simulator: AkixiSimulator,
     relay_clock: ManualClock,
 ) -> None:
-    worker = _worker(database_url, sessionmaker, akixi_http, relay_clock,
-                     akixi_password="wrong-password-77")
+    worker = _worker(
+        database_url, sessionmaker, akixi_http, relay_clock, akixi_password="wrong-password-77"
+    )
     (delivery_id,) = await _queue(
-        sessionmaker, relay_clock,
+        sessionmaker,
+        relay_clock,
         DeliveryRequest("akixi.delete", {"integration_id": "int-1"}, "akixi:int-1"),
     )
     assert await worker.run_once() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import tracemalloc
 import xml.etree.ElementTree as ET
@@ -222,5 +223,16 @@ def test_password_schemes() -> None:
         password_digest("md5-nonce", nonce="N1", password="pw") == hashlib.md5(b"N1pw").hexdigest()
     )
     assert password_digest("plain", nonce="N1", password="pw") == "pw"
+    raw = hashlib.sha256(b"admin|pw|N1").digest()
+    template = {"digest_input": "{user}|{password}|{nonce}", "user": "admin"}
+    assert password_digest("sha256-nonce", nonce="N1", password="pw", **template) == raw.hex()
+    assert (
+        password_digest("sha256-nonce", nonce="N1", password="pw", encoding="hex-upper", **template)
+        == raw.hex().upper()
+    )
+    assert (
+        password_digest("sha256-nonce", nonce="N1", password="pw", encoding="base64", **template)
+        == base64.b64encode(raw).decode()
+    )
     with pytest.raises(ValueError, match="unknown Akixi password scheme"):
         password_digest("rot13", nonce="N1", password="pw")

@@ -66,6 +66,47 @@ async def test_download_resolves_relative_signed_urls(
     assert sim.recorded()[-1].path == f"/api/media-store/v1/media/{media_id}"
 
 
+async def test_signed_downloads_carry_no_credentials(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    """The spec declares no security on the signed media URL; object storage behind a
+    presigned URL refuses a request with a second authentication method."""
+    media_id = sim.store_media(b"picture", name="p.png", content_type="image/png")
+    path = sim.signed_media_path(media_id)
+    assert (await platform.media.download(path))[0] == b"picture"
+    assert b"".join([chunk async for chunk in platform.media.iter_download(path)]) == b"picture"
+    downloads = sim.recorded(method="GET", path_contains="/v1/media/")
+    assert len(downloads) == 2
+    for request in downloads:
+        assert "authorization" not in request.headers and "appkey" not in request.headers
+    # The authenticated media-store API still authenticates.
+    await platform.media.signed_download_uri(media_id)
+    (api_call,) = sim.recorded(path_contains="/signed-download-uri")
+    assert api_call.headers["authorization"].startswith("Bearer ") and api_call.headers["appkey"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"Authorization": "Bearer t0ken"},
+        {"appkey": "k"},
+        {"Authorization": "Bearer t", "appkey": "k"},
+    ],
+)
+async def test_the_simulator_refuses_a_signed_url_with_credentials(
+    sim: AxpSimulator, credentials: dict[str, str]
+) -> None:
+    media_id = sim.store_media(b"picture", name="p.png", content_type="image/png")
+    url = f"{AXP_BASE_URL}/api/media-store{sim.signed_media_path(media_id)}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)) as http:
+        refused = await http.get(url, headers=credentials)
+        upload = await http.post(url, headers=credentials, files={"mediaFile": ("p", b"x")})
+        plain = await http.get(url)
+    assert refused.status_code == 400 and "Authorization or appkey" in refused.json()["detail"]
+    assert upload.status_code == 400
+    assert (plain.status_code, plain.content) == (200, b"picture")
+
+
 async def test_download_accepts_absolute_urls_on_the_axp_host(
     platform: AxpPlatform, sim: AxpSimulator
 ) -> None:

@@ -91,6 +91,19 @@ async def test_a_redelivery_is_stored_once_and_gets_the_same_answer(client, sess
     assert counted("duplicate") == before + 1
 
 
+@pytest.mark.parametrize("name", sorted(callback_examples()))
+async def test_an_event_without_correlation_id_is_stored_once(
+    client, sessionmaker, name: str
+) -> None:
+    """The spec lists correlationId as required but calls it "an optional field"."""
+    data = {k: v for k, v in callback_examples()[name].items() if k != "correlationId"}
+    answers = [await post(client, data) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert answers[0].json() == answers[1].json() == {"status": "accepted"}
+    [row] = await inbox_rows(sessionmaker)
+    assert row.payload == data and row.kind == data["eventType"]
+
+
 async def test_a_status_change_is_a_new_event(client, sessionmaker) -> None:
     data = callback_examples()["Message-Event-Messaging-Agent-To-Customer-File"]
     await post(client, data)

@@ -42,7 +42,10 @@ UNFINISHED = ("pending", "in_flight")
 def nexus_message(text: str | None = "Hello from Genesys", **extra: Any) -> dict[str, Any]:
     """A Nexus Async webhook message: the Genesys side writing to the customer."""
     message: dict[str, Any] = {
-        "id": f"nx-{uuid.uuid4().hex[:12]}", "channelId": CHANNEL, "from": CHANNEL, "to": CUSTOMER,
+        "id": f"nx-{uuid.uuid4().hex[:12]}",
+        "channelId": CHANNEL,
+        "from": CHANNEL,
+        "to": CUSTOMER,
     }
     if text is not None:
         message["text"] = text
@@ -172,12 +175,8 @@ async def test_nexus_text_reaches_axp_as_send_async_message(stack: Stack) -> Non
     assert again.status_code == 200 and again.json() == {"messageId": ack_id}
 
     [accepted] = await eventually(lambda: stack.axp.messages, what="AXP send")
-    [send_request] = [
-        r for r in stack.axp.recorded(method="POST") if r.path.endswith("/messages")
-    ]
-    assert send_request.path == (
-        f"/api/digital/custom-messaging/v1/accounts/{ACCOUNT_ID}/messages"
-    )
+    [send_request] = [r for r in stack.axp.recorded(method="POST") if r.path.endswith("/messages")]
+    assert send_request.path == (f"/api/digital/custom-messaging/v1/accounts/{ACCOUNT_ID}/messages")
     assert send_request.headers["appkey"] == stack.axp.app_key
     assert send_request.headers["authorization"].removeprefix("Bearer ") in stack.axp.tokens
     body = send_request.json
@@ -201,13 +200,17 @@ async def test_nexus_text_reaches_axp_as_send_async_message(stack: Stack) -> Non
     await eventually(lambda: delivered(stack, "axp.send_message"), what="delivery delivered")
     [conversation] = await stack.conversations()
     assert (conversation.customer_address, conversation.generation, conversation.state) == (
-        CUSTOMER, 1, "open"
+        CUSTOMER,
+        1,
+        "open",
     )
     assert conversation.axp_engagement_id == accepted["engagementId"]
     assert conversation.axp_dialog_id == accepted["dialogId"]
     [link] = await stack.links(MessageLink.direction == "nexus_to_axp")
     assert (link.ack_id, link.nexus_message_id, link.axp_message_id) == (
-        ack_id, message["id"], accepted["messageId"]
+        ack_id,
+        message["id"],
+        accepted["messageId"],
     )
     assert (link.delivery_id, link.conversation_id) == (delivery.id, conversation.id)
     [event] = await stack.rows(InboxEvent, InboxEvent.source == "nexus.webhook")
@@ -224,13 +227,26 @@ async def test_nexus_attachments_are_uploaded_to_axp_media_store(stack: Stack) -
     stack.nexus.media[png_id] = StoredMedia(png_id, CHANNEL, "box.png", "image/png", PIXEL_PNG)
     stack.nexus.media[pdf_id] = StoredMedia(pdf_id, CHANNEL, "invoice.pdf", "application/pdf", pdf)
     # Nexus names media either by its synthetic URL or by a download URL on its own host.
-    by_synthetic_url = nexus_message("photo", media=[{
-        "url": SYNTHETIC_MEDIA_PREFIX + png_id, "contentType": "image/png", "filename": "box.png",
-    }])
-    by_download_url = nexus_message(None, media=[{
-        "url": f"{stack.nexus_url}/nexus/v3/media/{pdf_id}", "contentType": "application/pdf",
-        "filename": "invoice.pdf",
-    }])
+    by_synthetic_url = nexus_message(
+        "photo",
+        media=[
+            {
+                "url": SYNTHETIC_MEDIA_PREFIX + png_id,
+                "contentType": "image/png",
+                "filename": "box.png",
+            }
+        ],
+    )
+    by_download_url = nexus_message(
+        None,
+        media=[
+            {
+                "url": f"{stack.nexus_url}/nexus/v3/media/{pdf_id}",
+                "contentType": "application/pdf",
+                "filename": "invoice.pdf",
+            }
+        ],
+    )
     for message in (by_synthetic_url, by_download_url):
         assert (await stack.nexus_webhook(message)).status_code == 200
 
@@ -238,7 +254,8 @@ async def test_nexus_attachments_are_uploaded_to_axp_media_store(stack: Stack) -
     by_message = {send["providerMessageId"]: send for send in sends}
     photo, invoice = by_message[by_synthetic_url["id"]], by_message[by_download_url["id"]]
     assert photo["body"] == {
-        "elementType": "image", "elementText": {"text": "photo", "textFormat": "PLAINTEXT"},
+        "elementType": "image",
+        "elementText": {"text": "photo", "textFormat": "PLAINTEXT"},
     }
     assert invoice["body"] == {"elementType": "file"}
     for send, content, name, content_type in (
@@ -249,7 +266,9 @@ async def test_nexus_attachments_are_uploaded_to_axp_media_store(stack: Stack) -
         stored = stack.axp.media[attachment["attachmentId"]]
         assert stored["content"] == content
         assert (stored["mediaName"], stored["mediaContentType"], stored["mediaSize"]) == (
-            name, content_type, len(content)
+            name,
+            content_type,
+            len(content),
         )
     assert len(stack.axp.media) == 2
     sends_delivered = await settled(stack)
@@ -313,10 +332,18 @@ async def test_nexus_receipts_for_agent_messages_are_recorded_on_the_link(stack:
 async def test_agent_attachment_goes_through_nexus_media_upload(stack: Stack) -> None:
     _ack, dialog = await open_conversation(stack)
     media_id = stack.axp.store_media(PIXEL_PNG, name="label.png", content_type="image/png")
-    event = axp_message_event(dialog, attachments=[{
-        "attachmentId": media_id, "name": "label.png", "contentType": "image/png",
-        "size": len(PIXEL_PNG), "url": stack.axp.signed_media_path(media_id),
-    }])
+    event = axp_message_event(
+        dialog,
+        attachments=[
+            {
+                "attachmentId": media_id,
+                "name": "label.png",
+                "contentType": "image/png",
+                "size": len(PIXEL_PNG),
+                "url": stack.axp.signed_media_path(media_id),
+            }
+        ],
+    )
     assert (await stack.axp_callback(event)).status_code == 200
 
     def relayed() -> list[ReceivedCall]:
@@ -329,12 +356,17 @@ async def test_agent_attachment_goes_through_nexus_media_upload(stack: Stack) ->
     assert signed_by_channel(upload), "the multipart upload is signed over its exact body"
     [stored] = stack.nexus.media.values()
     assert (stored.content, stored.filename, stored.mimetype) == (
-        PIXEL_PNG, "label.png", "image/png"
+        PIXEL_PNG,
+        "label.png",
+        "image/png",
     )
-    assert call.document["media"] == [{
-        "url": SYNTHETIC_MEDIA_PREFIX + stored.media_id, "contentType": "image/png",
-        "filename": "label.png",
-    }]
+    assert call.document["media"] == [
+        {
+            "url": SYNTHETIC_MEDIA_PREFIX + stored.media_id,
+            "contentType": "image/png",
+            "filename": "label.png",
+        }
+    ]
     assert signed_by_channel(call)
 
 
@@ -344,16 +376,23 @@ async def test_agent_message_without_provider_dialog_id_found_by_customer_recipi
     _ack, dialog = await open_conversation(stack)
     event = axp_message_event(dialog, text="found by the recipient")
     del event["providerDialogId"]
-    event["recipientParticipants"] = [{
-        "participantId": str(uuid.uuid4()), "participantType": "CUSTOMER",
-        "connectionId": str(uuid.uuid4()), "providerParticipantId": CUSTOMER,
-        "channelProviderId": CHANNEL_PROVIDER_ID,
-    }]
+    event["recipientParticipants"] = [
+        {
+            "participantId": str(uuid.uuid4()),
+            "participantType": "CUSTOMER",
+            "connectionId": str(uuid.uuid4()),
+            "providerParticipantId": CUSTOMER,
+            "channelProviderId": CHANNEL_PROVIDER_ID,
+        }
+    ]
     assert (await stack.axp_callback(event)).status_code == 200
 
     def relayed() -> list[ReceivedCall]:
-        return [c for c in stack.nexus.calls("message")
-                if c.document.get("text") == "found by the recipient"]
+        return [
+            c
+            for c in stack.nexus.calls("message")
+            if c.document.get("text") == "found by the recipient"
+        ]
 
     [call] = await eventually(relayed, what="agent message at Nexus")
     assert (call.document["from"], call.document["to"]) == (CUSTOMER, CHANNEL)
@@ -380,8 +419,9 @@ async def test_axp_delivered_status_becomes_nexus_receipt(stack: Stack) -> None:
     assert (link.ack_id, link.status_detail) == (ack_id, "DELIVERED")
 
     # The customer reads it: AXP re-reports the same message with status READ.
-    [delivered_echo] = [c.event for c in stack.axp.callbacks
-                        if c.event["senderParticipantType"] == "CUSTOMER"]
+    [delivered_echo] = [
+        c.event for c in stack.axp.callbacks if c.event["senderParticipantType"] == "CUSTOMER"
+    ]
     read = {**delivered_echo, "status": "READ", "correlationId": str(uuid.uuid4())}
     assert (await stack.axp_callback(read)).status_code == 200
     await eventually(lambda: len(stack.nexus.calls("receipt")) == 2, what="read receipt")
@@ -406,8 +446,12 @@ async def test_receipt_found_by_our_ack_id_before_axp_message_id_is_known(stack:
 
     await eventually(link_without_axp_id, what="link created by the first attempt")
     [conversation] = await stack.conversations()
-    status = axp_message_event(conversation.provider_dialog_id, text="no id on this one",
-                               sender="CUSTOMER", status="DELIVERED")
+    status = axp_message_event(
+        conversation.provider_dialog_id,
+        text="no id on this one",
+        sender="CUSTOMER",
+        status="DELIVERED",
+    )
     status["providerMessageId"] = ack_id
     assert (await stack.axp_callback(status)).status_code == 200
 
@@ -428,11 +472,15 @@ async def test_axp_engagement_error_fails_the_delivery_it_names(stack: Stack) ->
         lambda: delivered(stack, "axp.send_message"), what="send delivered"
     )
     error = {
-        "eventType": "ENGAGEMENT_ERROR", "correlationId": f"dlv-{delivery.id}",
-        "eventDate": EVENT_DATE, "type": "ENGAGEMENT_CREATION_FAILED",
-        "title": "Engagement creation failed", "detail": "No routing rule matched",
+        "eventType": "ENGAGEMENT_ERROR",
+        "correlationId": f"dlv-{delivery.id}",
+        "eventDate": EVENT_DATE,
+        "type": "ENGAGEMENT_CREATION_FAILED",
+        "title": "Engagement creation failed",
+        "detail": "No routing rule matched",
         "providerDialogId": stack.sends()[0]["providerDialogId"],
-        "channelProviderId": CHANNEL_PROVIDER_ID, "accountId": ACCOUNT_ID,
+        "channelProviderId": CHANNEL_PROVIDER_ID,
+        "accountId": ACCOUNT_ID,
     }
     assert (await stack.axp_callback(error)).status_code == 200
 
@@ -449,6 +497,36 @@ async def test_axp_engagement_error_fails_the_delivery_it_names(stack: Stack) ->
     assert shown.status_code == 200
     assert shown.json()["status"] == "dead"
     assert "Engagement creation failed: No routing rule matched" in shown.json()["last_error"]
+
+
+async def test_axp_events_without_correlation_id_are_stored_once_and_handled(
+    stack: Stack,
+) -> None:
+    """The spec calls correlationId "an optional field": such events must not be refused."""
+    _ack, dialog = await open_conversation(stack)
+    error = {
+        "eventType": "ENGAGEMENT_ERROR",
+        "eventDate": EVENT_DATE,
+        "type": "ENGAGEMENT_CREATION_FAILED",
+        "title": "Engagement creation failed",
+        "providerDialogId": dialog,
+        "channelProviderId": CHANNEL_PROVIDER_ID,
+        "accountId": ACCOUNT_ID,
+    }
+    typing = {key: value for key, value in typing_event(dialog).items() if key != "correlationId"}
+    for event in (error, error, typing, typing):
+        assert (await stack.axp_callback(event)).status_code == 200
+    stored = await stack.rows(InboxEvent, InboxEvent.source == "axp.notification")
+    kinds = [event.kind for event in stored]
+    assert kinds.count("ENGAGEMENT_ERROR") == 1 and kinds.count("TYPING") == 1
+    [handled] = await eventually(
+        lambda: delivered(stack, "bridge.conversation_event"),
+        what="the engagement error handled",
+    )
+    assert handled.result == {
+        "skipped": "no delivery matches the correlationId",
+        "reason": "AXP ENGAGEMENT_ERROR: Engagement creation failed",
+    }
 
 
 # --- 5. typing --------------------------------------------------------------------------------
@@ -498,8 +576,9 @@ async def test_customer_messages_from_axp_never_go_back_to_nexus(stack: Stack) -
     _ack, dialog = await open_conversation(stack)
     assert len(stack.nexus.calls("message")) == 1  # the agent's reply
     for status in ("SENT", "DELIVERED", "READ"):
-        echo = axp_message_event(dialog, text="echo of the customer", sender="CUSTOMER",
-                                 status=status)
+        echo = axp_message_event(
+            dialog, text="echo of the customer", sender="CUSTOMER", status=status
+        )
         assert (await stack.axp_callback(echo)).status_code == 200
     await settled(stack)
 
@@ -594,8 +673,11 @@ async def test_100_agent_messages_reach_nexus_once_each_in_order_under_errors(
         assert (await stack.axp_callback(axp_message_event(dialog, text=text))).status_code == 200
 
     def relayed() -> list[str]:
-        return [c.document["text"] for c in stack.nexus.calls("message")
-                if c.document.get("text", "").startswith("agent line")]
+        return [
+            c.document["text"]
+            for c in stack.nexus.calls("message")
+            if c.document.get("text", "").startswith("agent line")
+        ]
 
     await eventually(lambda: len(relayed()) >= 100, timeout_s=40, what="100 at Nexus")
     deliveries = await settled(stack)

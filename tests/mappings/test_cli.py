@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,10 @@ from typer.testing import CliRunner
 from channel_bridge.cli import app
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.db.migrate import upgrade
-from channel_bridge.db.models import Channel, Delivery, Integration
+from channel_bridge.db.models import Channel, Delivery, InboxEvent, Integration
+from channel_bridge.mappings.service import IntegrationService
+from channel_bridge.platforms.axp.integration_callback import callback_dedupe_key
+from channel_bridge.relay.inbox import Inbox
 from channel_bridge.security import SecretBox
 from tests.conftest import make_settings
 from tests.mappings.conftest import (
@@ -248,3 +252,54 @@ def test_errors_exit_non_zero_with_the_field(cli, database) -> None:
     assert missing.exit_code == 1 and "No channel mapping" in missing.output
     assert cli("integrations", "remove", "no-such-integration", "--yes").exit_code == 1
     assert len(rows(database, Channel)) == 1
+
+
+def _hold(database: str, body: dict[str, Any]) -> int:
+    """A callback held for review, stored as the lifecycle route stores one."""
+
+    async def store() -> int:
+        engine = create_engine(make_settings(database))
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            service = IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)
+            held = await service.hold_for_review(
+                external_id=callback_dedupe_key("POST", body),
+                method="POST",
+                body=body,
+                raw_body=json.dumps(body),
+                problems=[{"field": "body.action", "message": "missing"}],
+                hints={"integration_id": INTEGRATION_ID, "name": "SMS support"},
+            )
+            return held.inbox_event_id
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(store())
+
+
+def test_held_callbacks_are_listed_resolved_and_dismissed(cli, database) -> None:
+    assert "no integration callbacks need review" in cli("integrations", "pending").output
+    first = _hold(database, {"integrationId": INTEGRATION_ID, "name": "SMS support"})
+    second = _hold(database, {"ping": True})
+    listed = cli("integrations", "pending")
+    assert listed.exit_code == 0, listed.output
+    assert f"integration_id={INTEGRATION_ID}" in listed.output and "body.action" in listed.output
+    assert str(first) in listed.output and '{"ping": true}' in listed.output
+
+    bad = cli("integrations", "resolve", str(first), "--action", "archived")
+    assert bad.exit_code == 1 and "action" in bad.output
+    resolved = cli("integrations", "resolve", str(first), "--action", "created")
+    assert resolved.exit_code == 0, resolved.output
+    assert f"integration {INTEGRATION_ID} created" in resolved.output
+    [integration] = rows(database, Integration)
+    assert (integration.name, integration.source) == ("SMS support", "cli")
+    again = cli("integrations", "resolve", str(first), "--action", "created")
+    assert again.exit_code == 1 and "already handled" in again.output
+
+    dismissed = cli("integrations", "dismiss", str(second), "--reason", "a ping")
+    assert dismissed.exit_code == 0 and "dismissed via CLI" in dismissed.output
+    assert "no integration callbacks need review" in cli("integrations", "pending").output
+    statuses = sorted(
+        event.status for event in rows(database, InboxEvent) if event.id in (first, second)
+    )
+    assert statuses == ["handled", "ignored"]

@@ -140,6 +140,26 @@ async def test_integration_validation_names_fields(client, sessionmaker) -> None
     assert await count(sessionmaker, InboxEvent) == 0
 
 
+async def test_text_postgresql_cannot_store_is_422_not_500(client, sessionmaker) -> None:
+    """A NUL passes "no whitespace" and "max length" but PostgreSQL text refuses it."""
+    created = await client.post(
+        "/admin/v1/integrations",
+        headers=ADMIN,
+        json={"integration_id": "int\u0000-1", "name": "a\u0000b"},
+    )
+    assert created.status_code == 422
+    assert sorted(e["field"] for e in created.json()["errors"]) == [
+        "body.integration_id",
+        "body.name",
+    ]
+    await add_integration(client)
+    patched = await client.patch(
+        f"/admin/v1/integrations/{INTEGRATION_ID}", headers=ADMIN, json={"name": "\u0000"}
+    )
+    assert patched.status_code == 422
+    assert await count(sessionmaker, InboxEvent) == 1  # only the valid create
+
+
 async def test_service_upsert_for_the_callback_path(sessionmaker) -> None:
     """require_existing=None (the callback): update of an unknown id creates it."""
     service = IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)

@@ -126,6 +126,26 @@ async def test_signature_encoding_setting(
     assert await count(sessionmaker, InboxEvent) == (1 if expected == 200 else 0)
 
 
+@pytest.mark.parametrize("setting", ["hex", "auto"])
+async def test_upper_case_hex_signature_is_accepted_and_stored_once(
+    database_url, sessionmaker, setting
+) -> None:
+    """Hex case is specified nowhere; a sender that upper-cases its digest is still genuine."""
+    settings = make_settings(database_url, nexus_signature_encoding=setting)
+    await add_channel(sessionmaker, settings, CHANNEL)
+    body = encode(MESSAGE)
+    header = sign(body, WEBHOOK_SECRET, "hex")
+    headers = {"Content-Type": "application/json", "X-Hub-Signature": "sha1=" + header[5:].upper()}
+    async with running_app(settings) as (app, client):
+        app.state.nexus_message_planner = trivial_planner([])
+        first = await client.post(URL, content=body, headers=headers)
+        again = await client.post(URL, content=body, headers={**headers, "X-Hub-Signature": header})
+    assert (first.status_code, again.status_code) == (200, 200), first.text
+    assert again.json() == first.json()
+    assert await count(sessionmaker, InboxEvent) == 1
+    assert await count(sessionmaker, Delivery) == 1
+
+
 async def test_rotation_accepts_both_secrets_until_old_is_removed(
     database_url, sessionmaker
 ) -> None:

@@ -21,6 +21,8 @@ from channel_bridge.mappings.schemas import (
     ChannelCreate,
     ChannelOut,
     ChannelUpdate,
+    HeldCallbackOut,
+    HeldCallbackResolve,
     IntegrationCreate,
     IntegrationOut,
 )
@@ -333,6 +335,14 @@ def channels_remove(
 # --- integrations ---------------------------------------------------------------------
 
 
+# The integration fields, the same options wherever a command takes them.
+NAME_OPTION = typer.Option(None, "--name")
+ACCOUNT_OPTION = typer.Option(None, "--account", help="AXP account id")
+CHANNEL_PROVIDER_OPTION = typer.Option(None, "--channel-provider", help="AXP channelProviderId")
+# inbox_events.id is a BIGINT.
+HELD_ID_ARGUMENT = typer.Argument(..., min=1, max=2**63 - 1, help="Id from `integrations pending`")
+
+
 def _integration_service(sessionmaker: async_sessionmaker[AsyncSession]) -> IntegrationService:
     return IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)
 
@@ -367,11 +377,9 @@ def integrations_add(
     integration_id: str = typer.Argument(
         ..., help="AXP Integration Id (sent as businessAccountName)"
     ),
-    name: str | None = typer.Option(None, "--name"),
-    account: str | None = typer.Option(None, "--account", help="AXP account id"),
-    channel_provider: str | None = typer.Option(
-        None, "--channel-provider", help="AXP channelProviderId"
-    ),
+    name: str | None = NAME_OPTION,
+    account: str | None = ACCOUNT_OPTION,
+    channel_provider: str | None = CHANNEL_PROVIDER_OPTION,
 ) -> None:
     """Record an integration created in the AXP portal (the fallback for a missing callback)."""
     data = _validate(
@@ -468,3 +476,98 @@ def integrations_remove(
     console.print(f"integration {integration_id} deleted", highlight=False)
     for nexus_channel_id in change.disabled_channels:
         console.print(f"  channel {nexus_channel_id} disabled", highlight=False)
+
+
+# --- callbacks held for review -------------------------------------------------------
+
+
+def _held_table(rows: list[HeldCallbackOut]) -> Table:
+    table = Table(title="Integration callbacks held for review")
+    for column in ("id", "received", "method", "problems", "read so far", "body"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.received_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            row.method or "",
+            "\n".join(f"{p['field']}: {p['message']}" for p in row.problems),
+            ", ".join(f"{key}={value}" for key, value in row.hints.items()),
+            _excerpt(row.raw_body),
+        )
+    return table
+
+
+def _excerpt(text: str | None, limit: int = 120) -> str:
+    if not text:
+        return "(empty)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@integrations_app.command("pending")
+def integrations_pending() -> None:
+    """List lifecycle callbacks that were stored but could not be applied."""
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
+        service = _integration_service(sessionmaker)
+        async with sessionmaker() as session:
+            return [service.to_held_out(event) for event in await service.list_held(session)]
+
+    held = _run(work)
+    if not held:
+        console.print("no integration callbacks need review", highlight=False)
+        return
+    console.print(_held_table(held))
+
+
+@integrations_app.command("resolve")
+def integrations_resolve(
+    held_id: int = HELD_ID_ARGUMENT,
+    action: str = typer.Option(..., "--action", help="created, updated or deleted"),
+    integration_id: str | None = typer.Option(
+        None, "--integration-id", help="Default: the id read from the callback"
+    ),
+    name: str | None = NAME_OPTION,
+    account: str | None = ACCOUNT_OPTION,
+    channel_provider: str | None = CHANNEL_PROVIDER_OPTION,
+) -> None:
+    """Apply the change a held callback meant (the same path as the callbacks and the API)."""
+    data = _validate(
+        HeldCallbackResolve,
+        {
+            "action": action,
+            "integration_id": integration_id,
+            "name": name,
+            "account_id": account,
+            "channel_provider_id": channel_provider,
+        },
+    )
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
+        return await _integration_service(sessionmaker).resolve_held(
+            held_id=held_id, resolution=data, source="cli"
+        )
+
+    change = _run(work)
+    console.print(
+        f"held callback {held_id} resolved: integration {change.integration_id} {change.action}; "
+        f"{len(change.delivery_ids)} mirror deliveries queued",
+        highlight=False,
+    )
+    for nexus_channel_id in change.disabled_channels:
+        console.print(f"  channel {nexus_channel_id} disabled", highlight=False)
+
+
+@integrations_app.command("dismiss")
+def integrations_dismiss(
+    held_id: int = HELD_ID_ARGUMENT,
+    reason: str | None = typer.Option(None, "--reason", help="Kept in the inbox event's note"),
+) -> None:
+    """Close a held callback without applying anything."""
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
+        return await _integration_service(sessionmaker).dismiss_held(
+            held_id=held_id, reason=reason, source="cli"
+        )
+
+    held = _run(work)
+    console.print(f"held callback {held_id} dismissed ({held.note})", highlight=False)

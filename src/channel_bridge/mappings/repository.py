@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.base import UTCDateTime, utcnow
 from channel_bridge.db.bulk import dialect_insert, insert_rows
-from channel_bridge.db.models import Channel, Conversation, Integration, MessageLink
+from channel_bridge.db.models import Channel, Conversation, InboxEvent, Integration, MessageLink
 from channel_bridge.db.notifications import notify
 
 LINK_STATUSES = ("pending", "sent", "delivered", "read", "failed")
@@ -195,6 +195,53 @@ class IntegrationRepository:
         found = set((await self.session.scalars(from_integrations)).all())
         found |= set((await self.session.scalars(from_channels)).all())
         return sorted(value for value in found if value)
+
+
+class HeldCallbackRepository:
+    """Integration callbacks stored but not applied: inbox events in the `needs_review` status."""
+
+    NEEDS_REVIEW = "needs_review"
+
+    def __init__(self, session: AsyncSession, *, source: str) -> None:
+        self.session = session
+        self.source = source
+
+    async def mark_needs_review(self, inbox_event_id: int, *, note: str) -> None:
+        await self.session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id == inbox_event_id)
+            .values(status=self.NEEDS_REVIEW, note=note)
+        )
+
+    async def list_needing_review(self) -> Sequence[InboxEvent]:
+        """Oldest first: the order they arrived in is the order to look at them."""
+        statement = (
+            select(InboxEvent)
+            .where(InboxEvent.source == self.source, InboxEvent.status == self.NEEDS_REVIEW)
+            .order_by(InboxEvent.id)
+        )
+        return (await self.session.scalars(statement)).all()
+
+    async def get(self, inbox_event_id: int) -> InboxEvent | None:
+        """The held callback (in any status now), fresh from the database."""
+        return await self.session.scalar(
+            select(InboxEvent)
+            .where(InboxEvent.id == inbox_event_id, InboxEvent.source == self.source)
+            .execution_options(populate_existing=True)
+        )
+
+    async def close(self, inbox_event_id: int, *, status: str, note: str, at: datetime) -> bool:
+        """Mark a held callback resolved or dismissed; False if it no longer needs review."""
+        result = await self.session.execute(
+            update(InboxEvent)
+            .where(
+                InboxEvent.id == inbox_event_id,
+                InboxEvent.source == self.source,
+                InboxEvent.status == self.NEEDS_REVIEW,
+            )
+            .values(status=status, note=note, handled_at=at)
+        )
+        return bool(cast(Any, result).rowcount)
 
 
 class ConversationRepository:

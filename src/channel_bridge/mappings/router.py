@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 
 from channel_bridge.deps import AdminDep, SecretBoxDep, SessionDep
 from channel_bridge.errors import Unprocessable
@@ -15,6 +15,10 @@ from channel_bridge.mappings.schemas import (
     ChannelDisable,
     ChannelOut,
     ChannelUpdate,
+    HeldCallbackDismiss,
+    HeldCallbackOut,
+    HeldCallbackResolve,
+    HeldCallbackResolved,
     IntegrationCreate,
     IntegrationDeleted,
     IntegrationOut,
@@ -48,6 +52,8 @@ def fields_in_body() -> Iterator[None]:
         raise
 
 
+# inbox_events.id is a BIGINT: a larger number is refused with a 422, never a 500.
+HeldId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 ChannelServiceDep = Annotated[ChannelService, Depends(get_channel_service)]
 IntegrationServiceDep = Annotated[IntegrationService, Depends(get_integration_service)]
 
@@ -133,6 +139,52 @@ async def list_integrations(
 ) -> list[IntegrationOut]:
     rows = await service.list_integrations(session, include_deleted=include_deleted)
     return [service.to_out(row) for row in rows]
+
+
+# Declared before /{integration_id} so that "pending" is not read as an integration id.
+@integrations_router.get("/pending")
+async def list_held_callbacks(
+    session: SessionDep, service: IntegrationServiceDep
+) -> list[HeldCallbackOut]:
+    """Lifecycle callbacks stored but not applied: each needs a resolve or a dismiss."""
+    return [service.to_held_out(event) for event in await service.list_held(session)]
+
+
+@integrations_router.get("/pending/{held_id}")
+async def get_held_callback(
+    held_id: HeldId, session: SessionDep, service: IntegrationServiceDep
+) -> HeldCallbackOut:
+    return service.to_held_out(await service.get_held(session, held_id))
+
+
+@integrations_router.post("/pending/{held_id}/resolve")
+async def resolve_held_callback(
+    held_id: HeldId,
+    data: HeldCallbackResolve,
+    session: SessionDep,
+    service: IntegrationServiceDep,
+) -> HeldCallbackResolved:
+    """Apply the change the held callback meant, through the same path as the callbacks."""
+    with fields_in_body():
+        change = await service.resolve_held(held_id=held_id, resolution=data, source="admin")
+    return HeldCallbackResolved(
+        held=service.to_held_out(await service.get_held(session, held_id)),
+        integration=service.to_out(await service.get(session, change.integration_id)),
+        disabled_channels=change.disabled_channels,
+    )
+
+
+@integrations_router.post("/pending/{held_id}/dismiss")
+async def dismiss_held_callback(
+    held_id: HeldId,
+    service: IntegrationServiceDep,
+    data: Annotated[HeldCallbackDismiss | None, Body()] = None,
+) -> HeldCallbackOut:
+    """Close a held callback without applying it (a test call, a duplicate already handled)."""
+    held = await service.dismiss_held(
+        held_id=held_id, reason=data.reason if data else None, source="admin"
+    )
+    return service.to_held_out(held)
 
 
 @integrations_router.get("/{integration_id}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,8 +25,10 @@ from pydantic import (
 E164_PATTERN = re.compile(r"^\+[1-9]\d{3,14}$")
 CHANNEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ACCOUNT_ID_PATTERN = r"^[a-zA-Z]{6}$"
-# An id that is safe as one URL path segment: no whitespace, no slash.
-PATH_SAFE_ID_PATTERN = r"^[^\s/]+$"
+# An id that is safe as one URL path segment: no whitespace, no slash, and no NUL (PostgreSQL
+# text refuses it; pydantic already refuses an unpaired surrogate).
+PATH_SAFE_ID_PATTERN = r"^[^\s/\x00]+$"
+STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
 # Enough overlap for a rotation (new, current, previous); more is a configuration smell.
 MAX_WEBHOOK_SECRETS = 5
 
@@ -51,7 +53,10 @@ IdentifierKey = Annotated[
     ),
 ]
 IntegrationName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=255, pattern=STORABLE_TEXT_PATTERN
+    ),
 ]
 Secret = Annotated[SecretStr, Field(min_length=1, max_length=1024)]
 
@@ -187,4 +192,47 @@ class IntegrationOut(BaseModel):
 class IntegrationDeleted(BaseModel):
     integration: IntegrationOut
     # Channels this deletion disabled (nexus channel ids).
+    disabled_channels: list[str]
+
+
+class HeldCallbackOut(BaseModel):
+    """An integration callback stored but not applied, and why."""
+
+    id: int
+    received_at: datetime
+    # needs_review, then handled (resolved) or ignored (dismissed)
+    status: str
+    method: str | None
+    problems: list[dict[str, str]]
+    # What could be read (action, integration_id, name, account_id, channel_provider_id);
+    # a resolution that leaves a field out takes it from here.
+    hints: dict[str, str]
+    # The parsed JSON body (None when empty or not storable as JSON); raw_body is exact.
+    body: Any
+    raw_body: str | None
+    note: str | None
+    handled_at: datetime | None
+
+
+class HeldCallbackResolve(BaseModel):
+    """The change a person read in a held callback."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["created", "updated", "deleted"]
+    integration_id: IntegrationId | None = None
+    name: IntegrationName | None = None
+    account_id: AccountId | None = None
+    channel_provider_id: ChannelProviderId | None = None
+
+
+class HeldCallbackDismiss(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class HeldCallbackResolved(BaseModel):
+    held: HeldCallbackOut
+    integration: IntegrationOut
     disabled_channels: list[str]

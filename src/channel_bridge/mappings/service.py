@@ -3,6 +3,10 @@
 `IntegrationService.apply_integration_change` is what the AXP lifecycle callback, the admin
 API and the CLI all call: it stores the change through the inbox, so the integration row,
 the channels it disables and the deliveries it queues commit together, once.
+
+A lifecycle callback that cannot be read as one change is never refused (AXP would fail the
+admin's operation): `hold_for_review` stores it as an inbox event in the `needs_review`
+status, and `resolve_held` applies the change a person decided on through that same path.
 """
 
 from __future__ import annotations
@@ -17,14 +21,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel, Integration
+from channel_bridge.db.models import Channel, InboxEvent, Integration
 from channel_bridge.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from channel_bridge.mappings.repository import (
     ChannelRepository,
+    HeldCallbackRepository,
     IntegrationRepository,
     notify_channels_changed,
 )
-from channel_bridge.mappings.schemas import ChannelCreate, ChannelOut, ChannelUpdate, IntegrationOut
+from channel_bridge.mappings.schemas import (
+    ChannelCreate,
+    ChannelOut,
+    ChannelUpdate,
+    HeldCallbackOut,
+    HeldCallbackResolve,
+    IntegrationOut,
+)
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.inbox import Inbox
@@ -37,6 +49,10 @@ IntegrationAction = Literal["created", "updated", "deleted"]
 ChangeSource = Literal["callback", "admin", "cli"]
 
 INTEGRATION_INBOX_SOURCE = "axp.integration"
+# Inbox kind and status of a callback stored but not applied; closed as handled or ignored.
+NEEDS_REVIEW = HeldCallbackRepository.NEEDS_REVIEW
+RESOLVED_STATUS = "handled"
+DISMISSED_STATUS = "ignored"
 AKIXI_UPSERT = "akixi.upsert"
 AKIXI_DELETE = "akixi.delete"
 AXP_SUBSCRIPTION_ENSURE = "axp.subscription.ensure"
@@ -338,6 +354,15 @@ class IntegrationChange:
     changed: list[str] = field(default_factory=list)
 
 
+@dataclass
+class HeldCallback:
+    """What `hold_for_review` stored (or found already stored, for a repeated callback)."""
+
+    inbox_event_id: int
+    is_new: bool
+    ack: dict[str, Any]
+
+
 class IntegrationService:
     """The one code path for integration changes (AXP callback, admin API, CLI)."""
 
@@ -368,11 +393,13 @@ class IntegrationService:
         external_id: str | None = None,
         raw_body: str | None = None,
         require_existing: bool | None = None,
+        held_event_id: int | None = None,
     ) -> IntegrationChange:
         """Store the change, disable a deleted integration's channels and queue the mirror calls.
 
         `external_id` dedupes (callbacks pass a hash of the body; None means a fresh id).
         `require_existing`: True -> 404 unless it exists, False -> 409 if it exists, None -> upsert.
+        `held_event_id`: the held callback this change resolves, closed in the same commit.
         A None field keeps the stored value.
         """
         values = {
@@ -385,8 +412,17 @@ class IntegrationService:
             integration_id=integration_id, action=action, is_new=False, ack=ack, inbox_event_id=0
         )
 
-        async def within(session: AsyncSession, _event_id: int) -> list[DeliveryRequest]:
-            return await self._apply(session, outcome, values, raw, source, require_existing)
+        async def within(session: AsyncSession, event_id: int) -> list[DeliveryRequest]:
+            requests = await self._apply(session, outcome, values, raw, source, require_existing)
+            if held_event_id is not None:
+                await self._close_held(
+                    session,
+                    held_event_id,
+                    status=RESOLVED_STATUS,
+                    note=f"resolved as {action} of {integration_id} via {_SOURCE_WORDS[source]} "
+                    f"at {_stamp(self.now())} (inbox event {event_id})",
+                )
+            return requests
 
         key = external_id or f"{source}:{uuid.uuid4().hex}"
         acceptance = await self._accept(key, action, integration_id, raw, raw_body, ack, within)
@@ -422,6 +458,152 @@ class IntegrationService:
             disabled_channels=len(outcome.disabled_channels),
         )
         return outcome
+
+    # --- callbacks held for review ---------------------------------------------------
+
+    async def hold_for_review(
+        self,
+        *,
+        external_id: str,
+        method: str,
+        body: Any,
+        raw_body: str,
+        problems: list[dict[str, str]],
+        hints: dict[str, str],
+    ) -> HeldCallback:
+        """Store a callback that cannot be applied as it is, to be resolved by hand.
+
+        `body` is the parsed JSON (None when empty or not storable as a JSON document);
+        `hints` is what could be read (action, integration_id, ...), offered on resolution.
+        """
+        ack: dict[str, Any] = {"status": "accepted", "needsReview": True}
+        if "integration_id" in hints:
+            ack["integrationId"] = hints["integration_id"]
+        note = "; ".join(f"{problem['field']}: {problem['message']}" for problem in problems)
+
+        async def within(session: AsyncSession, event_id: int) -> list[DeliveryRequest]:
+            await HeldCallbackRepository(
+                session, source=INTEGRATION_INBOX_SOURCE
+            ).mark_needs_review(event_id, note=note)
+            return []
+
+        acceptance = await self.inbox.accept(
+            source=INTEGRATION_INBOX_SOURCE,
+            # Apart from applied callbacks: once the cause is fixed, a retry can be applied.
+            external_id=f"held:{external_id}",
+            kind=NEEDS_REVIEW,
+            payload={"method": method, "problems": problems, "hints": hints, "body": body},
+            raw_body=raw_body,
+            ack=ack,
+            within=within,
+        )
+        if acceptance.is_new:
+            log.warning(
+                "integration callback held for review",
+                inbox_event_id=acceptance.inbox_event_id,
+                method=method,
+                problems=note,
+            )
+        return HeldCallback(
+            inbox_event_id=acceptance.inbox_event_id,
+            is_new=acceptance.is_new,
+            ack=acceptance.ack or ack,
+        )
+
+    async def list_held(self, session: AsyncSession) -> Sequence[InboxEvent]:
+        """Callbacks waiting for review, oldest first."""
+        return await HeldCallbackRepository(
+            session, source=INTEGRATION_INBOX_SOURCE
+        ).list_needing_review()
+
+    async def get_held(self, session: AsyncSession, held_id: int) -> InboxEvent:
+        """A held callback (also once resolved or dismissed), or NotFound."""
+        event = await HeldCallbackRepository(session, source=INTEGRATION_INBOX_SOURCE).get(held_id)
+        if event is None or event.kind != NEEDS_REVIEW:
+            raise NotFound(f"No held integration callback {held_id}")
+        return event
+
+    async def resolve_held(
+        self, *, held_id: int, resolution: HeldCallbackResolve, source: ChangeSource
+    ) -> IntegrationChange:
+        """Apply the change a person read in a held callback; fields default to its hints."""
+        async with self.sessionmaker() as session:
+            held = await self.get_held(session, held_id)
+        self._require_open(held)
+        payload = held.payload or {}
+        hints = payload.get("hints") or {}
+        given = resolution.model_dump(exclude={"action"}, exclude_none=True)
+        values = {
+            key: given.get(key, hints.get(key)) for key in ("integration_id", *INTEGRATION_FIELDS)
+        }
+        integration_id = values.pop("integration_id")
+        if not integration_id:
+            raise Unprocessable(
+                "The held callback names no integration",
+                errors=[{"field": "integration_id", "message": "required for this callback"}],
+            )
+        body = payload.get("body")
+        return await self.apply_integration_change(
+            action=resolution.action,
+            integration_id=integration_id,
+            **values,
+            raw=body if isinstance(body, dict) else None,
+            source=source,
+            external_id=f"resolution:{held_id}",
+            raw_body=held.raw_body,
+            held_event_id=held_id,
+        )
+
+    async def dismiss_held(
+        self, *, held_id: int, reason: str | None, source: ChangeSource
+    ) -> InboxEvent:
+        """Close a held callback without applying anything (e.g. a test call)."""
+        note = f"dismissed via {_SOURCE_WORDS[source]} at {_stamp(self.now())}" + (
+            f": {reason}" if reason else ""
+        )
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                await self.get_held(session, held_id)
+                await self._close_held(session, held_id, status=DISMISSED_STATUS, note=note)
+            return await self.get_held(session, held_id)
+
+    async def _close_held(
+        self, session: AsyncSession, held_id: int, *, status: str, note: str
+    ) -> None:
+        repo = HeldCallbackRepository(session, source=INTEGRATION_INBOX_SOURCE)
+        if not await repo.close(held_id, status=status, note=note, at=self.now()):
+            # Closed meanwhile (two operators at once): this transaction must not apply.
+            held = await repo.get(held_id)
+            if held is None:
+                raise NotFound(f"No held integration callback {held_id}")
+            self._require_open(held)
+            raise Conflict(f"Held integration callback {held_id} could not be closed")
+
+    @staticmethod
+    def to_held_out(event: InboxEvent) -> HeldCallbackOut:
+        payload = event.payload or {}
+        return HeldCallbackOut(
+            id=event.id,
+            received_at=event.received_at,
+            status=event.status,
+            method=payload.get("method"),
+            problems=payload.get("problems") or [],
+            hints=payload.get("hints") or {},
+            body=payload.get("body"),
+            raw_body=event.raw_body,
+            note=event.note,
+            handled_at=event.handled_at,
+        )
+
+    @staticmethod
+    def _require_open(held: InboxEvent) -> None:
+        if held.status != NEEDS_REVIEW:
+            raise Conflict(
+                f"Held integration callback {held.id} is already {held.status}"
+                + (f" ({held.note})" if held.note else "")
+            )
+
+    # --- integrations ------------------------------------------------------------------
 
     async def list_integrations(
         self, session: AsyncSession, *, include_deleted: bool = False

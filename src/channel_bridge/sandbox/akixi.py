@@ -25,7 +25,8 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 
-from channel_bridge.platforms.akixi.password import password_digest
+from channel_bridge.platforms.akixi import schemas as ax
+from channel_bridge.platforms.akixi.password import DEFAULT_DIGEST_INPUT, password_digest
 from channel_bridge.settings import Settings
 
 # The seed's own example values, so sandbox entries look like the documentation's.
@@ -46,6 +47,7 @@ MESSAGES = {
     10302: "Session has expired",
     10305: "Session is not authenticated",
     10307: "Invalid user credentials",
+    10514: "Operation not permitted for this user",
     11013: "Telephony Server not found or not accessible",
     11131: "Partition not found or not accessible",
     12000: "Omnichannel Integration entry with this UniqueID already exists",
@@ -56,11 +58,8 @@ MESSAGES = {
 }
 INTEGRATION_TYPES = ("POP3 SMTP", "LiveChat")
 CONTAINER_OF = {
-    **{name: "APICommunicationSettings" for name in (
-        "IPAddress1", "IPAddress2", "TCPPort1", "TCPPort2", "UseSSLTLS1", "UseSSLTLS2",
-        "AuthUserID1", "AuthUserID2", "AuthPassword1", "AuthPassword2", "CommsEnabled")},
-    **{name: "Advanced" for name in (
-        "APICommsLoggingEnabled", "APICommsLoggingIncClassNames", "InternalDiagDumpEnabled")},
+    **dict.fromkeys(ax.API_COMMUNICATION_PROPERTIES, ax.API_COMMUNICATION_SETTINGS),
+    **dict.fromkeys(ax.ADVANCED_PROPERTIES, ax.ADVANCED),
 }
 LIST_DEFAULT_FIELDS = ("IntegrationType", "Description")
 SESSION_FREE = ("CreateSession",)
@@ -106,8 +105,23 @@ class AkixiSimulator:
     user: str = SANDBOX_USER
     password: str = SANDBOX_PASSWORD
     password_scheme: str = "sha256-nonce"
-    partitions: list[SimulatedPartition] = field(default_factory=lambda: [
-        SimulatedPartition(SEED_PARTITION_GUID, SEED_TEL_SYS_ID, SEED_PART_ID_IN_TEL_SYS)])
+    password_digest_input: str = DEFAULT_DIGEST_INPUT
+    password_digest_encoding: str = "hex"
+    # SYNTHETIC names (docs/akixi-contract.md §3), the same settings the client reads.
+    session_id_name: str = "SessionID"
+    nonce_name: str = "Nonce"
+    user_property: str = "UserID"
+    password_property: str = "Password"
+    # False answers List as the seed's example does: no UniqueID, even when asked for.
+    list_unique_ids: bool = True
+    # False refuses an Add that sets UniqueID (seed 001: only the system-wide administrator
+    # may), with 10514, a permissions code (SYNTHETIC meaning).
+    accepts_unique_id: bool = True
+    partitions: list[SimulatedPartition] = field(
+        default_factory=lambda: [
+            SimulatedPartition(SEED_PARTITION_GUID, SEED_TEL_SYS_ID, SEED_PART_ID_IN_TEL_SYS)
+        ]
+    )
     # Where Info puts the properties: "Success", or "OperationPayload" as the seed's example prints.
     info_section: str = "Success"
     seed: int = 0
@@ -156,9 +170,12 @@ class AkixiSimulator:
         """Seed an entry directly (as if added in the Akixi web app)."""
         partition = partition or self.partitions[0]
         self.entries[unique_id] = {
-            "UniqueID": unique_id, "PartitionGUID": partition.guid,
-            "TelSysID": partition.tel_sys_id, "PartIDInTelSys": partition.part_id_in_tel_sys,
-            "IntegrationType": integration_type, "Description": description,
+            "UniqueID": unique_id,
+            "PartitionGUID": partition.guid,
+            "TelSysID": partition.tel_sys_id,
+            "PartIDInTelSys": partition.part_id_in_tel_sys,
+            "IntegrationType": integration_type,
+            "Description": description,
             "APICommunicationSettings": {"CommsEnabled": "True" if comms_enabled else "False"},
         }
 
@@ -169,8 +186,9 @@ class AkixiSimulator:
         try:
             root = SafeET.fromstring(body, forbid_dtd=True)
         except (defusedxml.DefusedXmlException, ET.ParseError):
-            self.log.append(SimulatedCall(None, None, None, {}, "Fail", 10102,
-                                          content_type=content_type))
+            self.log.append(
+                SimulatedCall(None, None, None, {}, "Fail", 10102, content_type=content_type)
+            )
             return 200, self._fail_body(None, 10102)
         operation = root.get("Operation") if root.tag == "Request" else None
         invoke_id = _child_text(root, "InvokeID")
@@ -178,7 +196,11 @@ class AkixiSimulator:
         payload_element = root.find("OperationPayload")
         payload = _read_items(payload_element) if payload_element is not None else {}
         call = SimulatedCall(
-            operation, invoke_id, session_id, _masked(payload), "Success",
+            operation,
+            invoke_id,
+            session_id,
+            _masked(payload),
+            "Success",
             offset=_int_or_none(_child_text(root, "Offset")),
             limit=_int_or_none(_child_text(root, "Limit")),
             content_type=content_type,
@@ -206,8 +228,9 @@ class AkixiSimulator:
             response.append(success)
         return 200, ET.tostring(response, encoding="unicode").encode("utf-8")
 
-    def _dispatch(self, operation: str, session_id: str | None, payload: dict[str, Any],
-                  call: SimulatedCall) -> ET.Element | None:
+    def _dispatch(
+        self, operation: str, session_id: str | None, payload: dict[str, Any], call: SimulatedCall
+    ) -> ET.Element | None:
         if operation == "CreateSession":
             return self._create_session()
         session = self._session(session_id)
@@ -223,8 +246,9 @@ class AkixiSimulator:
             "OmnichannelIntInfo": self._info,
         }
         if operation == "OmnichannelIntList":
-            return self._list(payload, offset=call.offset or 0,
-                              limit=1000 if call.limit is None else call.limit)
+            return self._list(
+                payload, offset=call.offset or 0, limit=1000 if call.limit is None else call.limit
+            )
         handler = handlers.get(operation)
         if handler is None:
             raise _Fail(10102)
@@ -237,8 +261,8 @@ class AkixiSimulator:
         nonce = secrets.token_hex(16)
         self._sessions[session_id] = _Session(nonce=nonce)
         success = ET.Element("Success")
-        ET.SubElement(success, "Property", {"Name": "SessionID"}).text = session_id
-        ET.SubElement(success, "Property", {"Name": "Nonce"}).text = nonce
+        ET.SubElement(success, "Property", {"Name": self.session_id_name}).text = session_id
+        ET.SubElement(success, "Property", {"Name": self.nonce_name}).text = nonce
         return success
 
     def _session(self, session_id: str | None) -> _Session:
@@ -251,11 +275,17 @@ class AkixiSimulator:
         return session
 
     def _authenticate(self, session_id: str, session: _Session, payload: dict[str, Any]) -> None:
-        expected = password_digest(self.password_scheme, nonce=session.nonce,
-                                   password=self.password)
-        given = payload.get("Password")
+        expected = password_digest(
+            self.password_scheme,
+            nonce=session.nonce,
+            password=self.password,
+            user=self.user,
+            digest_input=self.password_digest_input,
+            encoding=self.password_digest_encoding,
+        )
+        given = payload.get(self.password_property)
         valid = isinstance(given, str) and secrets.compare_digest(given, expected)
-        if payload.get("UserID") != self.user or not valid:
+        if payload.get(self.user_property) != self.user or not valid:
             # Documented: a failed Authenticate clears the session and its nonce.
             del self._sessions[session_id]
             raise _Fail(10307)
@@ -289,18 +319,28 @@ class AkixiSimulator:
         assert partition is not None
         if payload.get("IntegrationType") not in INTEGRATION_TYPES:
             raise _Fail(12004)
+        if payload.get("UniqueID") and not self.accepts_unique_id:
+            raise _Fail(10514)
         unique_id = payload.get("UniqueID") or _generated_unique_id()
         if unique_id in self.entries:
             raise _Fail(12000)
         entry: dict[str, Any] = {
-            "UniqueID": unique_id, "PartitionGUID": partition.guid,
-            "TelSysID": partition.tel_sys_id, "PartIDInTelSys": partition.part_id_in_tel_sys,
+            "UniqueID": unique_id,
+            "PartitionGUID": partition.guid,
+            "TelSysID": partition.tel_sys_id,
+            "PartIDInTelSys": partition.part_id_in_tel_sys,
             "IntegrationType": payload["IntegrationType"],
             "Description": payload.get("Description", ""),
             "APICommunicationSettings": {"CommsEnabled": "False"},
         }
-        _merge(entry, {k: v for k, v in payload.items()
-                       if k not in ("UniqueID", "PartitionGUID", "TelSysID", "PartIDInTelSys")})
+        _merge(
+            entry,
+            {
+                k: v
+                for k, v in payload.items()
+                if k not in ("UniqueID", "PartitionGUID", "TelSysID", "PartIDInTelSys")
+            },
+        )
         self.entries[unique_id] = entry
 
     def _existing(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -320,8 +360,11 @@ class AkixiSimulator:
         if any(k in changes for k in ("PartitionGUID", "TelSysID", "PartIDInTelSys")):
             partition = self._partition(changes)
             assert partition is not None
-            changes.update(PartitionGUID=partition.guid, TelSysID=partition.tel_sys_id,
-                           PartIDInTelSys=partition.part_id_in_tel_sys)
+            changes.update(
+                PartitionGUID=partition.guid,
+                TelSysID=partition.tel_sys_id,
+                PartIDInTelSys=partition.part_id_in_tel_sys,
+            )
         _merge(entry, changes)
 
     def _delete(self, payload: dict[str, Any]) -> None:
@@ -338,14 +381,24 @@ class AkixiSimulator:
 
     def _list(self, payload: dict[str, Any], *, offset: int, limit: int) -> ET.Element:
         partition = self._partition(payload)
-        requested = [name.strip() for name in (payload.get("OmniChannelIntFields") or "").split(",")
-                     if name.strip()]
-        extra = [name for name in requested if name not in LIST_DEFAULT_FIELDS]
+        requested = [
+            name.strip()
+            for name in (payload.get("OmniChannelIntFields") or "").split(",")
+            if name.strip()
+        ]
+        extra = [
+            name
+            for name in requested
+            if name not in LIST_DEFAULT_FIELDS and (self.list_unique_ids or name != "UniqueID")
+        ]
         fields = [*LIST_DEFAULT_FIELDS, *extra]
-        in_scope = [entry for entry in self.entries.values()
-                    if partition is None or entry["PartitionGUID"] == partition.guid]
+        in_scope = [
+            entry
+            for entry in self.entries.values()
+            if partition is None or entry["PartitionGUID"] == partition.guid
+        ]
         success = ET.Element("Success")
-        for entry in in_scope[offset: offset + limit]:
+        for entry in in_scope[offset : offset + limit]:
             shown: dict[str, Any] = {}
             for name in fields:
                 container = CONTAINER_OF.get(name)
@@ -413,7 +466,8 @@ def _merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
 
 def _masked(items: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: _masked(value) if isinstance(value, dict)
+        name: _masked(value)
+        if isinstance(value, dict)
         else ("***" if "password" in name.lower() else value)
         for name, value in items.items()
     }
@@ -433,8 +487,9 @@ def create_akixi_simulator(simulator: AkixiSimulator | None = None, **options: A
 
     @app.post("/{path:path}")
     async def _endpoint(path: str, request: Request) -> Response:
-        status, body = simulator.handle(await request.body(),
-                                        content_type=request.headers.get("content-type"))
+        status, body = simulator.handle(
+            await request.body(), content_type=request.headers.get("content-type")
+        )
         headers = {"Retry-After": "30"} if status == 503 else None
         media_type = "text/html" if status == 503 else "text/xml; charset=UTF-8"
         return Response(body, status_code=status, media_type=media_type, headers=headers)
@@ -469,9 +524,17 @@ async def start_akixi_sandbox(
         user=client_settings.akixi_user or SANDBOX_USER,
         password=password.get_secret_value() if password else SANDBOX_PASSWORD,
         password_scheme=client_settings.akixi_password_scheme,
+        password_digest_input=client_settings.akixi_password_digest_input,
+        password_digest_encoding=client_settings.akixi_password_digest_encoding,
+        session_id_name=client_settings.akixi_session_id_name,
+        nonce_name=client_settings.akixi_nonce_name,
+        user_property=client_settings.akixi_auth_user_property,
+        password_property=client_settings.akixi_auth_password_property,
         partitions=[partition],
     )
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_akixi_simulator(simulator)),
-                             timeout=settings.http_timeout_s)
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_akixi_simulator(simulator)),
+        timeout=settings.http_timeout_s,
+    )
     stack.push_async_callback(http.aclose)
     return simulator, client_settings, http

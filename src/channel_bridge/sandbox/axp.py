@@ -678,6 +678,15 @@ class AxpSimulator:
         return found
 
     def _check_signature(self, media_id: str, request: Request) -> dict[str, Any]:
+        # The signed media operations declare no security: the signature is the credential.
+        # A presigned URL on object storage refuses a second authentication method.
+        if "authorization" in request.headers or "appkey" in request.headers:
+            raise _Reply(
+                _constraint_violation(
+                    [_violation("authorization", "only one auth mechanism allowed", 20006)],
+                    detail="a signed media URL must not carry Authorization or appkey",
+                )
+            )
         ttl_text = request.query_params.get("ttl", "")
         signature = request.query_params.get("signature", "")
         if not ttl_text.isdigit() or not hmac.compare_digest(

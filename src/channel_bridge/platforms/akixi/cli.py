@@ -27,8 +27,9 @@ from channel_bridge.platforms.akixi.mirror import (
 from channel_bridge.platforms.akixi.xml import describe
 from channel_bridge.settings import Settings
 
-akixi_app = typer.Typer(help="Akixi Omnichannel mirror: drift report and repair, entry info.",
-                        no_args_is_help=True)
+akixi_app = typer.Typer(
+    help="Akixi Omnichannel mirror: drift report and repair, entry info.", no_args_is_help=True
+)
 
 ClientFactory = Callable[[Settings], AbstractAsyncContextManager[AkixiClient]]
 
@@ -67,8 +68,10 @@ async def _our_integrations(settings: Settings) -> list[IntegrationState]:
     try:
         async with create_sessionmaker(engine)() as session:
             rows = await IntegrationRepository(session).list_all(include_deleted=True)
-            return [IntegrationState(row.integration_id, row.name, row.status == "active")
-                    for row in rows]
+            return [
+                IntegrationState(row.integration_id, row.name, row.status == "active")
+                for row in rows
+            ]
     finally:
         await engine.dispose()
 
@@ -77,7 +80,7 @@ async def _sync(settings: Settings, *, dry_run: bool, console: Console) -> int:
     integrations = await _our_integrations(settings)
     async with client_factory(settings) as client:
         entries = await client.omnichannel_list()
-        findings = plan_sync(settings, integrations, entries)
+        findings = plan_sync(settings, integrations, entries, scope=client.partition_scope())
         results: dict[int, str] = {}
         failures = 0
         if not dry_run:
@@ -89,8 +92,10 @@ async def _sync(settings: Settings, *, dry_run: bool, console: Console) -> int:
                     failures += 1
                     results[index] = f"failed: {exc}"
     _print_findings(console, findings, results, dry_run=dry_run)
-    counts = {kind: sum(1 for f in findings if f.kind == kind)
-              for kind in ("missing", "orphaned", "drifted")}
+    counts = {
+        kind: sum(1 for f in findings if f.kind == kind)
+        for kind in ("missing", "orphaned", "drifted")
+    }
     console.print(
         f"{len(integrations)} integrations, {len(entries)} Akixi entries in scope; "
         + ", ".join(f"{kind}: {count}" for kind, count in counts.items())
@@ -99,8 +104,9 @@ async def _sync(settings: Settings, *, dry_run: bool, console: Console) -> int:
     return 1 if failures else 0
 
 
-def _print_findings(console: Console, findings: list[SyncFinding], results: dict[int, str], *,
-                    dry_run: bool) -> None:
+def _print_findings(
+    console: Console, findings: list[SyncFinding], results: dict[int, str], *, dry_run: bool
+) -> None:
     if not findings:
         console.print("Akixi is in sync with our integrations.")
         return
@@ -112,7 +118,13 @@ def _print_findings(console: Console, findings: list[SyncFinding], results: dict
     if not dry_run:
         table.add_column("Result")
     for index, finding in enumerate(findings):
-        row = [finding.kind, finding.unique_id, finding.integration_id or "-", finding.detail]
+        # No UniqueID: Akixi assigns them and its List did not return this one.
+        row = [
+            finding.kind,
+            finding.unique_id or "-",
+            finding.integration_id or "-",
+            finding.detail,
+        ]
         if not dry_run:
             row.append(results.get(index, ""))
         table.add_row(*row)

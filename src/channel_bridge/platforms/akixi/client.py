@@ -84,6 +84,12 @@ class AkixiClient:
         self._clock = clock
         self._invoke_ids = invoke_ids or InvokeIdCounter()
         self._session: AkixiSession | None = None
+        # Masked in every excerpt, whatever the session names are configured to.
+        self._secret_names = (
+            settings.akixi_session_id_name,
+            settings.akixi_nonce_name,
+            settings.akixi_auth_password_property,
+        )
         # Single flight: concurrent deliveries that find no session wait for one login.
         self._login_lock = asyncio.Lock()
         self._logins_paused_until: float | None = None
@@ -95,13 +101,17 @@ class AkixiClient:
         return self._settings.akixi_unique_id_prefix
 
     def partition_scope(self) -> Payload:
-        """The scope properties of our entries: PartitionGUID, else TelSysID + PartIDInTelSys."""
+        """The scope properties of our entries, as configured: PartitionGUID and/or TelSysID +
+        PartIDInTelSys (the seed sends all three; a GUID makes Akixi ignore the pair)."""
         s = self._settings
+        scope: Payload = {}
         if s.akixi_partition_guid:
-            return {ax.PARTITION_GUID: s.akixi_partition_guid}
+            scope[ax.PARTITION_GUID] = s.akixi_partition_guid
         if s.akixi_telsys_id and s.akixi_part_id_in_telsys:
-            return {ax.TEL_SYS_ID: s.akixi_telsys_id,
-                    ax.PART_ID_IN_TEL_SYS: s.akixi_part_id_in_telsys}
+            scope[ax.TEL_SYS_ID] = s.akixi_telsys_id
+            scope[ax.PART_ID_IN_TEL_SYS] = s.akixi_part_id_in_telsys
+        if scope:
+            return scope
         raise AkixiConfigError(
             "Akixi partition is not configured: set BRIDGE_AKIXI_PARTITION_GUID or "
             "BRIDGE_AKIXI_TELSYS_ID and BRIDGE_AKIXI_PART_ID_IN_TELSYS"
@@ -167,12 +177,18 @@ class AkixiClient:
             operation, session_id=session.session_id, payload=payload, offset=offset, limit=limit
         )
         if not response.ok and response.fail_code in RELOGIN_CODES:
-            log.info("akixi session lost; opening a new one", operation=operation,
-                     code=response.fail_code)
+            log.info(
+                "akixi session lost; opening a new one",
+                operation=operation,
+                code=response.fail_code,
+            )
             session = await self._renew_session(stale=session)
             response, excerpt = await self._post(
-                operation, session_id=session.session_id, payload=payload,
-                offset=offset, limit=limit,
+                operation,
+                session_id=session.session_id,
+                payload=payload,
+                offset=offset,
+                limit=limit,
             )
         if not response.ok:
             raise self._fail_error(operation, response, excerpt)
@@ -211,20 +227,31 @@ class AkixiClient:
         if not created.ok:
             metrics.akixi_logins.labels("create_session_failed").inc()
             raise self._fail_error(ax.CREATE_SESSION, created, excerpt)
-        session_id, nonce = created.value(ax.SESSION_ID), created.value(ax.NONCE)
+        session_id = created.value(settings.akixi_session_id_name)
+        nonce = created.value(settings.akixi_nonce_name)
         if not session_id or nonce is None:
             metrics.akixi_logins.labels("create_session_failed").inc()
-            raise AkixiProtocolError("CreateSession answered without a SessionID and Nonce",
-                                     operation=ax.CREATE_SESSION, response_excerpt=excerpt)
+            raise AkixiProtocolError(
+                f"CreateSession answered without a {settings.akixi_session_id_name} and "
+                f"{settings.akixi_nonce_name} (BRIDGE_AKIXI_SESSION_ID_NAME, _NONCE_NAME)",
+                operation=ax.CREATE_SESSION,
+                response_excerpt=excerpt,
+            )
         digest = password_digest(
             settings.akixi_password_scheme,
             nonce=nonce,
             password=settings.akixi_password.get_secret_value(),
+            user=settings.akixi_user,
+            digest_input=settings.akixi_password_digest_input,
+            encoding=settings.akixi_password_digest_encoding,
         )
         authenticated, excerpt = await self._post(
             ax.AUTHENTICATE,
             session_id=session_id,
-            payload={ax.AUTH_USER: settings.akixi_user, ax.AUTH_PASSWORD: digest},
+            payload={
+                settings.akixi_auth_user_property: settings.akixi_user,
+                settings.akixi_auth_password_property: digest,
+            },
         )
         if authenticated.ok:
             metrics.akixi_logins.labels("success").inc()
@@ -236,14 +263,21 @@ class AkixiClient:
             # Akixi has wiped the session and nonce; another try now would look like brute force.
             self._logins_paused_until = self._clock() + settings.akixi_auth_failure_backoff_s
             metrics.akixi_logins.labels("refused").inc()
-            log.error("akixi refused our credentials; logins paused", alert=True,
-                      code=authenticated.fail_code, akixi_message=authenticated.fail_message,
-                      user=settings.akixi_user, paused_s=settings.akixi_auth_failure_backoff_s)
+            log.error(
+                "akixi refused our credentials; logins paused",
+                alert=True,
+                code=authenticated.fail_code,
+                akixi_message=authenticated.fail_message,
+                user=settings.akixi_user,
+                paused_s=settings.akixi_auth_failure_backoff_s,
+            )
             raise AkixiAuthenticationError(
                 f"Akixi Authenticate refused (code {authenticated.fail_code}): check "
                 "BRIDGE_AKIXI_USER, BRIDGE_AKIXI_PASSWORD and BRIDGE_AKIXI_PASSWORD_SCHEME",
-                code=authenticated.fail_code, akixi_message=authenticated.fail_message,
-                operation=ax.AUTHENTICATE, response_excerpt=excerpt,
+                code=authenticated.fail_code,
+                akixi_message=authenticated.fail_message,
+                operation=ax.AUTHENTICATE,
+                response_excerpt=excerpt,
             )
         metrics.akixi_logins.labels("failed").inc()
         raise error
@@ -257,7 +291,8 @@ class AkixiClient:
             return
         raise AkixiLoginSuspended(
             "Akixi logins are paused after a credential refusal",
-            operation=ax.AUTHENTICATE, retry_after_s=remaining,
+            operation=ax.AUTHENTICATE,
+            retry_after_s=remaining,
         )
 
     async def _post(
@@ -271,46 +306,73 @@ class AkixiClient:
     ) -> tuple[AkixiResponse, str]:
         """Send one <Request>; returns the parsed Success or Fail and a masked excerpt."""
         invoke_id = self._invoke_ids.next()
-        body = build_request(operation, invoke_id=invoke_id, session_id=session_id,
-                             payload=payload, offset=offset, limit=limit)
+        body = build_request(
+            operation,
+            invoke_id=invoke_id,
+            session_id=session_id,
+            payload=payload,
+            offset=offset,
+            limit=limit,
+        )
         started = self._clock()
         status, raw, retry_after = await self._exchange(operation, body)
-        excerpt = masked_excerpt(raw)
+        excerpt = masked_excerpt(raw, secret_names=self._secret_names)
         try:
             response = parse_response(raw)
         except UnsafeXml as exc:
             metrics.akixi_calls.labels(operation, "bad_xml").inc()
-            log.error("akixi response refused: unsafe XML", alert=True, operation=operation,
-                      invoke_id=invoke_id, reason=str(exc), http_status=status)
-            raise AkixiUnsafeXml(f"{operation}: response refused ({exc})", operation=operation,
-                                 http_status=status, response_excerpt=excerpt[:256]) from None
+            log.error(
+                "akixi response refused: unsafe XML",
+                alert=True,
+                operation=operation,
+                invoke_id=invoke_id,
+                reason=str(exc),
+                http_status=status,
+            )
+            raise AkixiUnsafeXml(
+                f"{operation}: response refused ({exc})",
+                operation=operation,
+                http_status=status,
+                response_excerpt=excerpt[:256],
+            ) from None
         except MalformedXml as exc:
             if status >= 400:
                 raise self._http_error(operation, status, retry_after, excerpt) from None
             metrics.akixi_calls.labels(operation, "bad_xml").inc()
-            raise AkixiProtocolError(f"{operation}: unreadable response ({exc})",
-                                     operation=operation, http_status=status,
-                                     response_excerpt=excerpt) from None
+            raise AkixiProtocolError(
+                f"{operation}: unreadable response ({exc})",
+                operation=operation,
+                http_status=status,
+                response_excerpt=excerpt,
+            ) from None
         if status >= 400 and (response.ok or response.fail_code is None):
             raise self._http_error(operation, status, retry_after, excerpt)
         if response.invoke_id and response.invoke_id != invoke_id:
             metrics.akixi_calls.labels(operation, "bad_xml").inc()
             raise AkixiProtocolError(
                 f"{operation}: response InvokeID {response.invoke_id} does not match {invoke_id}",
-                operation=operation, response_excerpt=excerpt,
+                operation=operation,
+                response_excerpt=excerpt,
             )
         outcome = "success" if response.ok else f"fail:{response.fail_code}"
         metrics.akixi_calls.labels(operation, outcome).inc()
-        log.info("akixi call", operation=operation, invoke_id=invoke_id, outcome=outcome,
-                 duration_ms=round((self._clock() - started) * 1000, 1))
+        log.info(
+            "akixi call",
+            operation=operation,
+            invoke_id=invoke_id,
+            outcome=outcome,
+            duration_ms=round((self._clock() - started) * 1000, 1),
+        )
         return response, excerpt
 
     async def _exchange(self, operation: str, body: bytes) -> tuple[int, bytes, float | None]:
         url = self._settings.akixi_url
         if not url:
             raise AkixiConfigError("BRIDGE_AKIXI_URL is not set", operation=operation)
-        headers = {"content-type": self._settings.akixi_content_type,
-                   "accept": "text/xml, application/xml"}
+        headers = {
+            "content-type": self._settings.akixi_content_type,
+            "accept": "text/xml, application/xml",
+        }
         try:
             async with self._http.stream("POST", url, content=body, headers=headers) as reply:
                 received = bytearray()
@@ -320,20 +382,24 @@ class AkixiClient:
                         metrics.akixi_calls.labels(operation, "bad_xml").inc()
                         raise AkixiProtocolError(
                             f"{operation}: response larger than {MAX_RESPONSE_BYTES} bytes",
-                            operation=operation, http_status=reply.status_code,
+                            operation=operation,
+                            http_status=reply.status_code,
                         )
                 return reply.status_code, bytes(received), _retry_after(reply)
         except httpx.TimeoutException as exc:
             metrics.akixi_calls.labels(operation, "timeout").inc()
-            raise AkixiThrottledError(f"{operation}: Akixi timed out ({type(exc).__name__})",
-                                      operation=operation) from None
+            raise AkixiThrottledError(
+                f"{operation}: Akixi timed out ({type(exc).__name__})", operation=operation
+            ) from None
         except httpx.TransportError as exc:
             metrics.akixi_calls.labels(operation, "unreachable").inc()
-            raise AkixiRetryableError(f"{operation}: Akixi unreachable ({type(exc).__name__})",
-                                      operation=operation) from None
+            raise AkixiRetryableError(
+                f"{operation}: Akixi unreachable ({type(exc).__name__})", operation=operation
+            ) from None
 
-    def _http_error(self, operation: str, status: int, retry_after: float | None,
-                    excerpt: str) -> AkixiError:
+    def _http_error(
+        self, operation: str, status: int, retry_after: float | None, excerpt: str
+    ) -> AkixiError:
         metrics.akixi_calls.labels(operation, f"http:{status}").inc()
         relay_class = classify_status(status)
         error_class: type[AkixiError]
@@ -345,15 +411,22 @@ class AkixiClient:
             error_class = AkixiAuthenticationError
         else:
             error_class = AkixiPermanentError
-        return error_class(f"{operation}: Akixi answered HTTP {status}", operation=operation,
-                           http_status=status, retry_after_s=retry_after, response_excerpt=excerpt)
+        return error_class(
+            f"{operation}: Akixi answered HTTP {status}",
+            operation=operation,
+            http_status=status,
+            retry_after_s=retry_after,
+            response_excerpt=excerpt,
+        )
 
     def _fail_error(self, operation: str, response: AkixiResponse, excerpt: str) -> AkixiError:
         error_class = error_class_for_code(response.fail_code)
         detail = response.fail_message or "no message"
         return error_class(
             f"{operation} failed: {response.fail_code or 'no code'} {detail}",
-            code=response.fail_code, akixi_message=response.fail_message, operation=operation,
+            code=response.fail_code,
+            akixi_message=response.fail_message,
+            operation=operation,
             response_excerpt=excerpt,
         )
 

@@ -82,6 +82,10 @@ class AkixiEntryNotFound(AkixiPermanentError):
     """12001/12002: no entry with this UniqueID."""
 
 
+class AkixiEntryUnreachable(AkixiPermanentError):
+    """Our entry exists, but Akixi's List gave no UniqueID, so it cannot be changed or deleted."""
+
+
 class AkixiEntryCommsEnabled(AkixiRetryableError):
     """12003: Akixi refuses to delete an entry whose CommsEnabled is True."""
 

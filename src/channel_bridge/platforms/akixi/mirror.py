@@ -3,11 +3,16 @@
 Deliveries (queued by the integration service, partition key `akixi:<integration_id>`):
     akixi.upsert  AkixiUpsertPayload {integration_id, name, account_id, channel_provider_id,
                   created, changed: [...]}
-    akixi.delete  AkixiDeletePayload {integration_id}
+    akixi.delete  AkixiDeletePayload {integration_id, name}
 
-created -> OmnichannelIntAdd (12000 "exists" -> OmnichannelIntChange with the same values)
-updated -> OmnichannelIntChange with only the changed properties (12001/12002 -> Add)
-deleted -> OmnichannelIntChange CommsEnabled=False, then OmnichannelIntDelete (not found = done)
+Which entry is ours, and what it should hold, is `entries.py`. Two ways to reach it:
+- `BRIDGE_AKIXI_SEND_UNIQUE_ID` on: our UniqueID is prefix + integration id.
+  created -> Add (12000 "exists" -> Change); updated -> Change (12001/12002 -> Add).
+- off (the default, seed 001): Akixi assigns the UniqueID, so each delivery first Lists our
+  partition and finds the entry by its Description tag. created -> Add unless found (then
+  Change); updated -> Change the one found, else Add.
+deleted -> Change CommsEnabled=False, then Delete (not found = done).
+Every Change sends the seed's full set of properties, not only the changed ones.
 
 Each step is idempotent, so a retried or replayed delivery converges on the same state.
 The same functions repair drift for `channel-bridge akixi sync`.
@@ -24,12 +29,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.akixi import schemas as ax
 from channel_bridge.platforms.akixi.client import AkixiClient
+from channel_bridge.platforms.akixi.entries import (
+    EntryNaming,
+    add_properties,
+    change_properties,
+)
 from channel_bridge.platforms.akixi.errors import (
     AkixiConfigError,
     AkixiEntryExists,
     AkixiEntryNotFound,
+    AkixiEntryUnreachable,
 )
-from channel_bridge.platforms.akixi.schemas import OmnichannelEntry, Payload, akixi_bool
+from channel_bridge.platforms.akixi.schemas import OmnichannelEntry, Payload
 from channel_bridge.relay.destinations import DeliveryContext, Destination
 from channel_bridge.settings import Settings
 
@@ -39,49 +50,39 @@ UPSERT_DESTINATION = "akixi.upsert"
 DELETE_DESTINATION = "akixi.delete"
 # Markers in `changed` (or a `created` flag) that mean "the integration is new".
 CREATED_MARKERS = frozenset({"created", "create", "*"})
+# Integration fields Akixi holds: the name is the Description, the status CommsEnabled.
+MIRRORED_FIELDS = frozenset({"name", "status"})
 
 
-def unique_id_for(settings: Settings, integration_id: str) -> str:
-    """Our deterministic Akixi UniqueID: prefix + AXP integration id."""
-    return f"{settings.akixi_unique_id_prefix}{integration_id}"
+async def find_entry(
+    client: AkixiClient, settings: Settings, integration_id: str
+) -> OmnichannelEntry | None:
+    """Our entry for this integration in Akixi's List (the first, if there are several)."""
+    naming = EntryNaming.from_settings(settings)
+    found = [
+        entry
+        for entry in await client.omnichannel_list()
+        if naming.integration_id_of(entry) == integration_id
+    ]
+    if len(found) > 1:
+        log.warning(
+            "akixi has several entries for one integration; `akixi sync` lists them",
+            integration_id=integration_id,
+            entries=len(found),
+        )
+    # One whose UniqueID came back can be changed; prefer it.
+    return next((entry for entry in found if entry.unique_id), found[0] if found else None)
 
 
-def description_for(integration_id: str, name: str | None) -> str:
-    # Akixi shows Description in its reports; the id stands in for a nameless integration.
-    return name.strip() if name and name.strip() else integration_id
-
-
-def full_entry(
-    client: AkixiClient, settings: Settings, integration_id: str, name: str | None
-) -> Payload:
-    """Every property an Add sends for one integration, in the seed's order."""
-    return {
-        ax.UNIQUE_ID: unique_id_for(settings, integration_id),
-        **client.partition_scope(),
-        ax.INTEGRATION_TYPE: settings.akixi_integration_type,
-        ax.DESCRIPTION: description_for(integration_id, name),
-        ax.API_COMMUNICATION_SETTINGS: {ax.COMMS_ENABLED: akixi_bool(True)},
-    }
-
-
-def changeable_entry(integration_id: str, name: str | None) -> Payload:
-    """What a Change sets to bring an existing entry fully in line (no read-only properties)."""
-    return {
-        ax.DESCRIPTION: description_for(integration_id, name),
-        ax.API_COMMUNICATION_SETTINGS: {ax.COMMS_ENABLED: akixi_bool(True)},
-    }
-
-
-def changed_properties(changed: Iterable[str], integration_id: str, name: str | None) -> Payload:
-    """Only the Akixi properties behind the changed fields."""
-    fields = set(changed)
-    properties: Payload = {}
-    if "name" in fields:
-        properties[ax.DESCRIPTION] = description_for(integration_id, name)
-    if "status" in fields:
-        # An upsert is only queued for an active integration: re-enable its entry.
-        properties[ax.API_COMMUNICATION_SETTINGS] = {ax.COMMS_ENABLED: akixi_bool(True)}
-    return properties
+def _reachable(entry: OmnichannelEntry, integration_id: str) -> str:
+    if entry.unique_id:
+        return entry.unique_id
+    raise AkixiEntryUnreachable(
+        f"Akixi's OmnichannelIntList did not return the UniqueID of the entry of integration "
+        f"{integration_id}, so it cannot be changed or deleted; set BRIDGE_AKIXI_SEND_UNIQUE_ID "
+        "if this account may set UniqueIDs, or change the entry in the Akixi web app",
+        operation=ax.OMNICHANNEL_LIST,
+    )
 
 
 async def mirror_upsert(
@@ -94,48 +95,100 @@ async def mirror_upsert(
     changed: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Create or update the entry of one integration; the operations performed."""
-    unique_id = unique_id_for(settings, integration_id)
-    operations: list[str] = []
-    if created:
+    naming = EntryNaming.from_settings(settings)
+    scope = client.partition_scope()
+    full = change_properties(
+        settings, scope, description=naming.description_for(integration_id, name)
+    )
+    if not created and not MIRRORED_FIELDS & set(changed):
+        return {
+            "unique_id": naming.unique_id_for(integration_id),
+            "operations": [],
+            "skipped": "no mirrored property changed",
+        }
+    if naming.send_unique_id:
+        unique_id = naming.key_for(integration_id)
+        if created:
+            try:
+                await client.omnichannel_add(add_properties(settings, scope, integration_id, name))
+                return {"unique_id": unique_id, "operations": [ax.OMNICHANNEL_ADD]}
+            except AkixiEntryExists:
+                # A retry after a lost response, or an entry left from before: make it match.
+                log.info("akixi entry exists; changing it instead", unique_id=unique_id)
+                await client.omnichannel_change(unique_id, full)
+                return {
+                    "unique_id": unique_id,
+                    "existed": True,
+                    "operations": [ax.OMNICHANNEL_ADD, ax.OMNICHANNEL_CHANGE],
+                }
         try:
-            operations.append(ax.OMNICHANNEL_ADD)
-            await client.omnichannel_add(full_entry(client, settings, integration_id, name))
-            return {"unique_id": unique_id, "operations": operations}
-        except AkixiEntryExists:
-            # A retry after a lost response, or an entry left from before: make it match.
-            log.info("akixi entry exists; changing it instead", unique_id=unique_id)
-            operations.append(ax.OMNICHANNEL_CHANGE)
-            await client.omnichannel_change(unique_id, changeable_entry(integration_id, name))
-            return {"unique_id": unique_id, "operations": operations, "existed": True}
-    properties = changed_properties(changed, integration_id, name)
-    if not properties:
-        return {"unique_id": unique_id, "operations": operations,
-                "skipped": "no mirrored property changed"}
-    try:
-        operations.append(ax.OMNICHANNEL_CHANGE)
-        await client.omnichannel_change(unique_id, properties)
-    except AkixiEntryNotFound:
-        # Akixi was configured after the integration was created, or the entry was removed there.
-        log.info("akixi entry missing on change; adding it", unique_id=unique_id)
-        operations.append(ax.OMNICHANNEL_ADD)
-        await client.omnichannel_add(full_entry(client, settings, integration_id, name))
-    return {"unique_id": unique_id, "operations": operations}
+            await client.omnichannel_change(unique_id, full)
+            return {"unique_id": unique_id, "operations": [ax.OMNICHANNEL_CHANGE]}
+        except AkixiEntryNotFound:
+            # Akixi was configured after the integration was created, or the entry was removed.
+            log.info("akixi entry missing on change; adding it", unique_id=unique_id)
+            await client.omnichannel_add(add_properties(settings, scope, integration_id, name))
+            return {
+                "unique_id": unique_id,
+                "operations": [ax.OMNICHANNEL_CHANGE, ax.OMNICHANNEL_ADD],
+            }
+
+    entry = await find_entry(client, settings, integration_id)
+    if entry is None:
+        await client.omnichannel_add(add_properties(settings, scope, integration_id, name))
+        return {"unique_id": None, "operations": [ax.OMNICHANNEL_LIST, ax.OMNICHANNEL_ADD]}
+    if created and not entry.unique_id:
+        # A retry after a lost Add response: the entry is there, which is what was asked.
+        return {
+            "unique_id": None,
+            "existed": True,
+            "operations": [ax.OMNICHANNEL_LIST],
+            "unchanged": "Akixi's List gave no UniqueID, so the entry was left as it is",
+        }
+    unique_id = _reachable(entry, integration_id)
+    await client.omnichannel_change(unique_id, full)
+    return {
+        "unique_id": unique_id,
+        "existed": created,
+        "operations": [ax.OMNICHANNEL_LIST, ax.OMNICHANNEL_CHANGE],
+    }
 
 
 async def mirror_delete(
-    client: AkixiClient, settings: Settings, *, integration_id: str | None = None,
-    unique_id: str | None = None,
+    client: AkixiClient,
+    settings: Settings,
+    *,
+    integration_id: str | None = None,
+    name: str | None = None,
+    entry: OmnichannelEntry | None = None,
 ) -> dict[str, Any]:
-    """Disable then delete the entry (Akixi refuses to delete an enabled one); gone = done."""
-    if unique_id is None:
-        if integration_id is None:
-            raise ValueError("integration_id or unique_id is required")
-        unique_id = unique_id_for(settings, integration_id)
-    operations = [ax.OMNICHANNEL_CHANGE]
+    """Disable then delete the entry (Akixi refuses to delete an enabled one); gone = done.
+
+    Give the integration (its entry is found as the upsert finds it) or the entry itself.
+    """
+    naming = EntryNaming.from_settings(settings)
+    operations: list[str] = []
+    if entry is None and integration_id is None:
+        raise ValueError("integration_id or entry is required")
+    if entry is None and naming.send_unique_id:
+        assert integration_id is not None
+        unique_id = naming.key_for(integration_id)
+        description = naming.description_for(integration_id, name)
+    else:
+        if entry is None:
+            assert integration_id is not None
+            operations.append(ax.OMNICHANNEL_LIST)
+            entry = await find_entry(client, settings, integration_id)
+            if entry is None:
+                return {"unique_id": None, "operations": operations, "already_absent": True}
+        unique_id = _reachable(entry, integration_id or entry.description or "?")
+        description = entry.description or naming.description_for(integration_id or unique_id, name)
+    disable = change_properties(
+        settings, client.partition_scope(), description=description, comms_enabled=False
+    )
+    operations.append(ax.OMNICHANNEL_CHANGE)
     try:
-        await client.omnichannel_change(
-            unique_id, {ax.API_COMMUNICATION_SETTINGS: {ax.COMMS_ENABLED: akixi_bool(False)}}
-        )
+        await client.omnichannel_change(unique_id, disable)
         operations.append(ax.OMNICHANNEL_DELETE)
         await client.omnichannel_delete(unique_id)
     except AkixiEntryNotFound:
@@ -174,6 +227,8 @@ class AkixiDeletePayload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     integration_id: str = Field(min_length=1)
+    # The Description of the disabling Change (the service sends the integration's name).
+    name: str | None = None
 
 
 def akixi_destinations(client: AkixiClient, settings: Settings) -> list[Destination]:
@@ -187,7 +242,8 @@ def akixi_destinations(client: AkixiClient, settings: Settings) -> list[Destinat
     async def upsert(ctx: DeliveryContext[AkixiUpsertPayload]) -> dict[str, Any]:
         payload = ctx.payload
         return await mirror_upsert(
-            client, settings,
+            client,
+            settings,
             integration_id=payload.integration_id,
             name=payload.name,
             created=payload.is_created,
@@ -195,7 +251,10 @@ def akixi_destinations(client: AkixiClient, settings: Settings) -> list[Destinat
         )
 
     async def delete(ctx: DeliveryContext[AkixiDeletePayload]) -> dict[str, Any]:
-        return await mirror_delete(client, settings, integration_id=ctx.payload.integration_id)
+        payload = ctx.payload
+        return await mirror_delete(
+            client, settings, integration_id=payload.integration_id, name=payload.name
+        )
 
     return [
         Destination(UPSERT_DESTINATION, upsert, AkixiUpsertPayload),
@@ -221,56 +280,86 @@ FindingKind = Literal["missing", "orphaned", "drifted"]
 @dataclass(frozen=True)
 class SyncFinding:
     kind: FindingKind
-    unique_id: str
+    # None when Akixi assigns UniqueIDs and its List did not return this entry's.
+    unique_id: str | None
     integration_id: str | None
     detail: str
-    # For drift: the properties a Change would set.
+    # For drift: the properties a Change would set. For an orphan: the entry itself.
     changes: Payload = field(default_factory=dict)
+    entry: OmnichannelEntry | None = None
 
 
 def plan_sync(
     settings: Settings,
     integrations: Sequence[IntegrationState],
     entries: Sequence[OmnichannelEntry],
+    *,
+    scope: Payload | None = None,
 ) -> list[SyncFinding]:
-    """Missing, orphaned and drifted entries, sorted by UniqueID."""
-    prefix = settings.akixi_unique_id_prefix
-    ours = {unique_id_for(settings, item.integration_id): item for item in integrations}
-    theirs = {
-        entry.unique_id: entry
-        for entry in entries
-        if entry.unique_id and entry.unique_id.startswith(prefix)
-    }
+    """Missing, orphaned and drifted entries, sorted by integration then UniqueID.
+
+    Ours are the entries `EntryNaming` recognises (Description tag or UniqueID prefix); every
+    other entry is never reported, so never touched.
+    """
+    naming = EntryNaming.from_settings(settings)
+    known = {item.integration_id: item for item in integrations}
+    theirs: dict[str, list[OmnichannelEntry]] = {}
+    for entry in entries:
+        integration_id = naming.integration_id_of(entry)
+        if integration_id is not None:
+            theirs.setdefault(integration_id, []).append(entry)
+    expected_comms = settings.akixi_comms_enabled_value
     findings: list[SyncFinding] = []
-    for unique_id, integration in ours.items():
+    for integration in integrations:
         if not integration.active:
             continue
-        entry = theirs.get(unique_id)
-        if entry is None:
-            findings.append(SyncFinding("missing", unique_id, integration.integration_id,
-                                        "active integration has no Akixi entry"))
+        found = theirs.get(integration.integration_id)
+        if not found:
+            findings.append(
+                SyncFinding(
+                    "missing",
+                    naming.unique_id_for(integration.integration_id),
+                    integration.integration_id,
+                    "active integration has no Akixi entry",
+                )
+            )
             continue
-        expected = description_for(integration.integration_id, integration.name)
-        changes: Payload = {}
+        entry = found[0]
+        expected = naming.description_for(integration.integration_id, integration.name)
         notes = []
         if entry.description != expected:
-            changes[ax.DESCRIPTION] = expected
             notes.append(f"Description {entry.description!r} != {expected!r}")
-        if entry.comms_enabled is False:
-            changes[ax.API_COMMUNICATION_SETTINGS] = {ax.COMMS_ENABLED: akixi_bool(True)}
-            notes.append("CommsEnabled False != True")
-        if changes:
-            findings.append(SyncFinding("drifted", unique_id, integration.integration_id,
-                                        "; ".join(notes), changes))
-    for unique_id in theirs:
-        owner = ours.get(unique_id)
-        if owner is None:
-            findings.append(SyncFinding("orphaned", unique_id, None,
-                                        "entry with our prefix but no such integration"))
-        elif not owner.active:
-            findings.append(SyncFinding("orphaned", unique_id, owner.integration_id,
-                                        "integration is deleted"))
-    return sorted(findings, key=lambda finding: (finding.unique_id, finding.kind))
+        if entry.comms_enabled is not None and entry.comms_enabled != expected_comms:
+            notes.append(
+                f"CommsEnabled {ax.akixi_bool(entry.comms_enabled)} != "
+                f"{ax.akixi_bool(expected_comms)}"
+            )
+        if notes:
+            changes = change_properties(settings, scope or {}, description=expected)
+            findings.append(
+                SyncFinding(
+                    "drifted",
+                    entry.unique_id,
+                    integration.integration_id,
+                    "; ".join(notes),
+                    changes,
+                    entry,
+                )
+            )
+    for integration_id, found in theirs.items():
+        owner = known.get(integration_id)
+        extra = found if owner is None or not owner.active else found[1:]
+        for entry in extra:
+            if owner is None:
+                detail = "entry with our tag but no such integration"
+            elif not owner.active:
+                detail = "integration is deleted"
+            else:
+                detail = "a second entry for the same integration"
+            findings.append(
+                SyncFinding("orphaned", entry.unique_id, integration_id, detail, entry=entry)
+            )
+    return sorted(findings, key=lambda f: (f.integration_id or "", f.unique_id or "", f.kind))
 
 
 async def repair(
@@ -281,12 +370,22 @@ async def repair(
 ) -> dict[str, Any]:
     """Fix one finding with the same calls the mirror deliveries make."""
     if finding.kind == "orphaned":
-        return await mirror_delete(client, settings, unique_id=finding.unique_id)
+        assert finding.entry is not None
+        return await mirror_delete(
+            client, settings, integration_id=finding.integration_id, entry=finding.entry
+        )
     integration = next(
         item for item in integrations if item.integration_id == finding.integration_id
     )
     if finding.kind == "missing":
-        return await mirror_upsert(client, settings, integration_id=integration.integration_id,
-                                   name=integration.name, created=True)
-    await client.omnichannel_change(finding.unique_id, finding.changes)
-    return {"unique_id": finding.unique_id, "operations": [ax.OMNICHANNEL_CHANGE]}
+        return await mirror_upsert(
+            client,
+            settings,
+            integration_id=integration.integration_id,
+            name=integration.name,
+            created=True,
+        )
+    assert finding.entry is not None
+    unique_id = _reachable(finding.entry, integration.integration_id)
+    await client.omnichannel_change(unique_id, finding.changes)
+    return {"unique_id": unique_id, "operations": [ax.OMNICHANNEL_CHANGE]}

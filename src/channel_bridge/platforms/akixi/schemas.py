@@ -31,24 +31,45 @@ API_COMMUNICATION_SETTINGS = "APICommunicationSettings"
 ADVANCED = "Advanced"
 
 # Properties that live inside the APICommunicationSettings container (seed 001).
-API_COMMUNICATION_PROPERTIES = frozenset({
-    "IPAddress1", "IPAddress2", "TCPPort1", "TCPPort2", "UseSSLTLS1", "UseSSLTLS2",
-    "AuthUserID1", "AuthUserID2", "AuthPassword1", "AuthPassword2", COMMS_ENABLED,
-})
-ADVANCED_PROPERTIES = frozenset({
-    "APICommsLoggingEnabled", "APICommsLoggingIncClassNames", "InternalDiagDumpEnabled",
-})
+API_COMMUNICATION_PROPERTIES = frozenset(
+    {
+        "IPAddress1",
+        "IPAddress2",
+        "TCPPort1",
+        "TCPPort2",
+        "UseSSLTLS1",
+        "UseSSLTLS2",
+        "AuthUserID1",
+        "AuthUserID2",
+        "AuthPassword1",
+        "AuthPassword2",
+        COMMS_ENABLED,
+    }
+)
+ADVANCED_PROPERTIES = frozenset(
+    {
+        "APICommsLoggingEnabled",
+        "APICommsLoggingIncClassNames",
+        "InternalDiagDumpEnabled",
+    }
+)
 
-# The fields our List requests ask for: UniqueID is not returned by default (seed 001).
+# LiveChat credentials and the Advanced flags, as the seed's LiveChat examples send them.
+AUTH_USER_ID1 = "AuthUserID1"
+AUTH_PASSWORD1 = "AuthPassword1"
+AUTH_PASSWORD2 = "AuthPassword2"
+API_COMMS_LOGGING_ENABLED = "APICommsLoggingEnabled"
+API_COMMS_LOGGING_INC_CLASS_NAMES = "APICommsLoggingIncClassNames"
+INTERNAL_DIAG_DUMP_ENABLED = "InternalDiagDumpEnabled"
+
+# The fields our List requests ask for. By default List returns only IntegrationType and
+# Description (seed 001); whether Akixi returns UniqueID when asked is untested, so our
+# entries are recognised by their Description tag and by UniqueID only when it comes back.
 LIST_FIELDS = (UNIQUE_ID, PARTITION_GUID, TEL_SYS_ID, PART_ID_IN_TEL_SYS, COMMS_ENABLED)
 
-# CreateSession's response and Authenticate's request property names were cut off in the
-# readable docs. These are our choice, mirroring the REST twin's {"SessionID", "Nonce"}
-# (docs/akixi-contract.md §2).
-SESSION_ID = "SessionID"
-NONCE = "Nonce"
-AUTH_USER = "UserID"
-AUTH_PASSWORD = "Password"
+# The CreateSession answer's and the Authenticate payload's names are settings
+# (BRIDGE_AKIXI_SESSION_ID_NAME, _NONCE_NAME, _AUTH_USER_PROPERTY, _AUTH_PASSWORD_PROPERTY):
+# they were cut off in the readable docs (docs/akixi-contract.md §3).
 
 TRUE = "True"
 FALSE = "False"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,9 +110,7 @@ def parse_document(body: bytes) -> ET.Element:
     if len(body) > MAX_RESPONSE_BYTES:
         raise MalformedXml(f"document larger than {MAX_RESPONSE_BYTES} bytes")
     try:
-        return SafeET.fromstring(
-            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
+        return SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException as exc:
         raise UnsafeXml(type(exc).__name__) from None
     except ET.ParseError as exc:
@@ -196,11 +195,23 @@ def _fail_details(root: ET.Element) -> tuple[int | None, str | None]:
     return code, message
 
 
-def masked_excerpt(body: bytes | str, limit: int = EXCERPT_CHARS) -> str:
-    """At most `limit` characters of a body, with session ids, nonces and passwords masked."""
+def masked_excerpt(
+    body: bytes | str, limit: int = EXCERPT_CHARS, *, secret_names: Iterable[str] = ()
+) -> str:
+    """At most `limit` characters of a body, with session ids, nonces and passwords masked.
+
+    `secret_names`: further property or element names whose values are masked (the session
+    names are settings, so they need not contain "Password", "Nonce" or "SessionID").
+    """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = _SECRET_PROPERTY.sub(r"\1***\3", text)
     text = _SECRET_ELEMENT.sub(r"\1***\4", text)
+    names = "|".join(re.escape(name) for name in secret_names if name)
+    if names:
+        text = re.sub(
+            rf"(<Property\s+Name=\"(?:{names})\"\s*>)([^<]*)(</Property>)", r"\1***\3", text
+        )
+        text = re.sub(rf"(<({names})>)([^<]*)(</\2>)", r"\1***\4", text)
     return redact_text(text)[:limit]
 
 

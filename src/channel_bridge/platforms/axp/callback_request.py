@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -28,19 +29,39 @@ def check_callback_token(token: str, settings: Settings, count: CountOutcome) ->
         raise StarletteHTTPException(status_code=404)
 
 
-async def read_json_object(request: Request, count: CountOutcome) -> tuple[bytes, dict[str, Any]]:
-    """The raw body and its JSON object, or a counted 413 / 400 / 422 naming what is wrong."""
+@dataclass(frozen=True)
+class CallbackBody:
+    raw: bytes
+    # The parsed JSON (any type); None for an empty body.
+    document: Any
+    # No bytes at all, or only whitespace: told apart from a JSON `null`.
+    empty: bool
+
+
+async def read_json_document(
+    request: Request, count: CountOutcome, *, allow_empty: bool = False
+) -> CallbackBody:
+    """The raw body and its JSON value, or a counted 413 / 400 naming what is wrong."""
     try:
         raw = await request.body()
     except PayloadTooLarge:
         count("too_large")
         raise
+    if allow_empty and not raw.strip():
+        return CallbackBody(raw, None, empty=True)
     try:
-        data: Any = json.loads(raw)
+        document: Any = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         # RecursionError: nesting past the decoder's limit is a hostile body, not our bug.
         count("malformed")
         raise BadRequest("The callback body is not valid JSON") from None
+    return CallbackBody(raw, document, empty=False)
+
+
+async def read_json_object(request: Request, count: CountOutcome) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its JSON object, or a counted 413 / 400 / 422 naming what is wrong."""
+    body = await read_json_document(request, count)
+    raw, data = body.raw, body.document
     if not isinstance(data, dict):
         count("invalid")
         raise Unprocessable(

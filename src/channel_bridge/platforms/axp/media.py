@@ -5,16 +5,20 @@ signed URI; the file goes there as multipart field `mediaFile` (no token: the UR
 and the answer's `mediaId` is what a message lists as `attachments[].attachmentId`.
 
 Download: callbacks carry signed URLs relative to the media store
-(`/v1/media/{id}?ttl=…&signature=…`), resolved against `{base}/api/media-store`. An absolute
-URL is fetched only when its host is the configured AXP host, so a callback can never make
-us fetch (and hand our token to) an arbitrary host. The size limit is enforced while the body
-streams in, so an oversize file is never buffered whole.
+(`/v1/media/{id}?ttl=…&signature=…`), resolved against `{base}/api/media-store`. The signed
+media operations declare no security, so neither direction sends the bearer token or the
+app key: the signature authorises the request, and object storage behind a presigned URL
+refuses a request that carries a second authentication method. An absolute URL is fetched
+only when its host is the configured AXP host, so a callback can never make us fetch from an
+arbitrary host. The size limit is enforced while the body streams in, so an oversize file is
+never buffered whole.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from email.message import Message
 from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
@@ -91,14 +95,19 @@ class AxpMediaStore:
             mediaName=filename[:255] or "attachment", mediaContentType=content_type, mediaSize=size
         )
         response = await self._send(
-            "POST", f"{self._account_path}/media/signed-upload-uri", operation="signed upload uri",
+            "POST",
+            f"{self._account_path}/media/signed-upload-uri",
+            operation="signed upload uri",
             json=signed.to_wire(),
         )
         target = SignedMediaUpload.model_validate(response.json())
         upload_url = self.resolve(target.uploadSignedUri)
         # The signed URI authorises the upload; no bearer token is sent with it (spec: no security).
         uploaded = await self._send(
-            "POST", upload_url, operation="media upload", auth=None,
+            "POST",
+            upload_url,
+            operation="media upload",
+            auth=None,
             files={"mediaFile": (signed.mediaName, content, content_type)},
         )
         try:
@@ -110,7 +119,8 @@ class AxpMediaStore:
     async def signed_download_uri(self, media_id: str) -> str:
         """A fresh signed download URL for a mediaId (callback URLs expire: `ttl` is epoch ms)."""
         response = await self._send(
-            "GET", f"{self._account_path}/media/{quote(media_id, safe='')}/signed-download-uri",
+            "GET",
+            f"{self._account_path}/media/{quote(media_id, safe='')}/signed-download-uri",
             operation="signed download uri",
         )
         return SignedMediaDownload.model_validate(response.json()).downloadSignedUri
@@ -135,7 +145,7 @@ class AxpMediaStore:
         target = self.resolve(url)
         chunks: list[bytes] = []
         try:
-            async with self._http.stream("GET", target, headers={"accept": "*/*"}) as response:
+            async with self._signed_get(target) as response:
                 if response.is_error:
                     await response.aread()
                     raise error_from_response(response, operation="media download")
@@ -156,7 +166,7 @@ class AxpMediaStore:
     async def iter_download(self, url: str) -> AsyncIterator[bytes]:
         """The media as chunks, for relaying without holding it whole (limit enforced)."""
         target = self.resolve(url)
-        async with self._http.stream("GET", target, headers={"accept": "*/*"}) as response:
+        async with self._signed_get(target) as response:
             if response.is_error:
                 await response.aread()
                 raise error_from_response(response, operation="media download")
@@ -167,6 +177,10 @@ class AxpMediaStore:
                 yield chunk
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _signed_get(self, url: str) -> AbstractAsyncContextManager[httpx.Response]:
+        """GET a signed media URL without our credentials (spec: no security on it)."""
+        return self._http.stream("GET", url, headers={"accept": "*/*"}, auth=None)
 
     def _check_size(self, size: int) -> None:
         if size > self.max_bytes:

@@ -24,13 +24,24 @@ ParticipantType = Literal["CUSTOMER", "AGENT", "SUPERVISOR", "SYSTEM", "BOT"]
 TextFormat = Literal["PLAINTEXT", "HTML", "MARKDOWN"]
 DisconnectReason = Literal["USER_CLOSED", "USER_INACTIVE", "SYSTEM_CLOSED", "UNKNOWN"]
 SubscriptionEventType = Literal[
-    "MESSAGES", "CUSTOMER_MESSAGES", "CC_MESSAGES", "PARTICIPANT_ADDED",
-    "PARTICIPANT_DISCONNECTED", "ENGAGEMENT_CREATED", "ENGAGEMENT_ERROR", "TYPING", "ALL",
+    "MESSAGES",
+    "CUSTOMER_MESSAGES",
+    "CC_MESSAGES",
+    "PARTICIPANT_ADDED",
+    "PARTICIPANT_DISCONNECTED",
+    "ENGAGEMENT_CREATED",
+    "ENGAGEMENT_ERROR",
+    "TYPING",
+    "ALL",
 ]
 # Notification 1.0.1 `EventType`: the eventType values a callback carries today.
 KNOWN_EVENT_TYPES = (
-    "MESSAGES", "PARTICIPANT_ADDED", "PARTICIPANT_DISCONNECTED", "ENGAGEMENT_CREATED",
-    "ENGAGEMENT_ERROR", "TYPING",
+    "MESSAGES",
+    "PARTICIPANT_ADDED",
+    "PARTICIPANT_DISCONNECTED",
+    "ENGAGEMENT_CREATED",
+    "ENGAGEMENT_ERROR",
+    "TYPING",
 )
 # `MessageStatus` (1.0.4 / 1.0.1).
 MESSAGE_STATUSES = ("NONE", "SENT", "DELIVERED", "READ", "FAILED", "DELETED")
@@ -39,8 +50,9 @@ MESSAGE_STATUSES = ("NONE", "SENT", "DELIVERED", "READ", "FAILED", "DELETED")
 def _s(
     min_length: int | None = None, max_length: int | None = None, pattern: str | None = None
 ) -> Any:
-    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length,
-                                            pattern=pattern)]
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
+    ]
 
 
 class Outbound(BaseModel):
@@ -341,7 +353,9 @@ class EventData(Inbound):
     """`EventData`: the envelope every callback carries, flattened next to the event fields."""
 
     eventType: str
-    correlationId: str
+    # Listed as required, described as "an optional field" (Notification spec 1.0.1): an
+    # event without it is accepted, since AXP re-sends an event that is refused.
+    correlationId: str | None = None
     eventDate: str
 
 
@@ -456,7 +470,11 @@ class UnknownEvent(Inbound):
 
 
 AxpCallbackEvent = (
-    MessageEvent | ParticipantEvent | TypingEvent | EngagementCreatedEvent | EngagementErrorEvent
+    MessageEvent
+    | ParticipantEvent
+    | TypingEvent
+    | EngagementCreatedEvent
+    | EngagementErrorEvent
     | UnknownEvent
 )
 
@@ -487,7 +505,11 @@ def canonical_sha256(data: Any) -> str:
 
 
 def dedupe_key(event: AxpCallbackEvent, data: dict[str, Any]) -> str:
-    """MESSAGES: messageId + status (a status change is a new event); else a body hash."""
+    """MESSAGES: messageId + status (a status change is a new event); else a body hash.
+
+    correlationId takes no part: it is optional, and when present it is inside the hash.
+    A re-sent event is the same JSON, so the hash identifies it with or without one.
+    """
     if isinstance(event, MessageEvent) and event.messageId:
         key = f"MESSAGES:{event.messageId}:{event.status}"
         if len(key) <= 255:

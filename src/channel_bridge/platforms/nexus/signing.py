@@ -54,13 +54,19 @@ def verify(
     secrets: Sequence[str | SecretStr],
     encoding: EncodingSetting = "hex",
 ) -> SignatureMatch | None:
-    """The match if `header` signs `body` with one of `secrets`, else None (constant time)."""
-    if not header or not header.startswith(PREFIX) or not secrets:
+    """The match if `header` signs `body` with one of `secrets`, else None (constant time).
+
+    Hex case is not specified anywhere, so hex digits (and the `sha1=` label) match in either
+    case; base64 is case-sensitive by nature and compared exactly.
+    """
+    if not header or header[: len(PREFIX)].lower() != PREFIX or not secrets:
         return None
     try:
         given = header[len(PREFIX) :].encode("ascii")
     except UnicodeEncodeError:
         return None
+    # Lower-casing is a pass over every byte whatever it holds: no early exit to time.
+    given_hex = given.lower()
     encodings: tuple[Encoding, ...] = ("hex", "base64") if encoding == "auto" else (encoding,)
     match: SignatureMatch | None = None
     # Every candidate is compared, so timing does not reveal which secret or encoding matched.
@@ -69,6 +75,7 @@ def verify(
             continue
         for candidate_encoding in encodings:
             expected = digest(body, secret, candidate_encoding).encode("ascii")
-            if hmac.compare_digest(given, expected) and match is None:
+            candidate = given_hex if candidate_encoding == "hex" else given
+            if hmac.compare_digest(candidate, expected) and match is None:
                 match = SignatureMatch(index, candidate_encoding)
     return match
