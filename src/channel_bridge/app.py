@@ -28,6 +28,7 @@ from channel_bridge.mappings import router as mappings_router
 from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops import health
 from channel_bridge.ops.body_limit import BodyLimitMiddleware
+from channel_bridge.ops.fast_path import FastPathMiddleware, fast_routes
 from channel_bridge.ops.gc_tuning import tuned_gc
 from channel_bridge.ops.logging import configure_logging, get_logger
 from channel_bridge.ops.metrics import MetricsMiddleware
@@ -184,7 +185,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(relay_router.router)
     app.include_router(relay_router.destinations_router)
 
-    # Middleware order: the last added runs first.
+    # Middleware order: the last added runs first. The webhook routes are called directly
+    # (ops/fast_path.py), inside the request id, metrics and body limit.
+    webhook_routes = [
+        *fast_routes(nexus_router.router.routes),
+        *fast_routes(axp_router.router.routes),
+    ]
+    app.add_middleware(FastPathMiddleware, routes=webhook_routes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -12,14 +12,15 @@ Updates use executemany on both backends: one statement text, and asyncpg pipeli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Table, TextClause, text
+from sqlalchemy import JSON, ColumnElement, Table, TextClause, any_, bindparam, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.selectable import TextualSelect
 
 from channel_bridge import jsondoc
 
@@ -120,3 +121,57 @@ async def insert_rows(
         return list(result)
     await bind.execute(insert, list(rows))
     return []
+
+
+@cache
+def _unnest_lookup(
+    table: Table, key_columns: tuple[str, ...], selected: tuple[str, ...]
+) -> TextualSelect:
+    arrays, joins = [], []
+    for name in key_columns:
+        pg_type = table.c[name].type.dialect_impl(_PG_DIALECT).compile(dialect=_PG_DIALECT)
+        arrays.append(f"CAST(:{name} AS {pg_type}[])")
+        joins.append(f"t.{name} = k.{name}")
+    # Names come from the models, never from input.
+    statement = (
+        f"SELECT {', '.join(f't.{name}' for name in selected)} FROM {table.name} AS t "  # noqa: S608
+        f"JOIN unnest({', '.join(arrays)}) AS k({', '.join(key_columns)}) "
+        f"ON {' AND '.join(joins)}"
+    )
+    return text(statement).columns(*(table.c[name] for name in selected))
+
+
+async def select_by_keys(
+    bind: Bind,
+    table: Table,
+    key_columns: Sequence[str],
+    keys: Sequence[tuple[Any, ...]],
+    selected: Sequence[str],
+) -> list[Any]:
+    """The rows whose `key_columns` equal one of `keys`, as `selected` columns.
+
+    On PostgreSQL a join with `unnest` of one array per key column: one statement text for
+    any number of keys (a tuple `IN` list is a new statement, and a new prepared statement on
+    every pooled connection, for every batch size). SQLite prepares nothing: tuple `IN`.
+    """
+    if not keys:
+        return []
+    if is_postgres(bind):
+        statement = _unnest_lookup(table, tuple(key_columns), tuple(selected))
+        params = {name: [key[i] for key in keys] for i, name in enumerate(key_columns)}
+        return list(await bind.execute(statement, params))
+    columns = [table.c[name] for name in key_columns]
+    query = select(*(table.c[name] for name in selected)).where(tuple_(*columns).in_(list(keys)))
+    return list(await bind.execute(query))
+
+
+def among(bind: Bind, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values` whose statement text does not depend on how many values there are.
+
+    PostgreSQL: `column = ANY($1)` with one array parameter (see `select_by_keys` for why the
+    text must be stable). SQLite: an ordinary `IN` list.
+    """
+    values = list(values)
+    if is_postgres(bind):
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]

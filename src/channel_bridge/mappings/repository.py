@@ -16,13 +16,12 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.base import UTCDateTime, utcnow
-from channel_bridge.db.bulk import dialect_insert, insert_rows
+from channel_bridge.db.bulk import among, dialect_insert, insert_rows, select_by_keys
 from channel_bridge.db.models import Channel, Conversation, InboxEvent, Integration, MessageLink
 from channel_bridge.db.notifications import notify
 
@@ -312,11 +311,12 @@ class ConversationRepository:
         """The highest generation of each (channel id, customer address), open or closed."""
         if not keys:
             return {}
-        c = conversation_table.c
-        rows = await self.session.execute(
-            select(
-                c.id, c.channel_id, c.customer_address, c.generation, c.state, c.provider_dialog_id
-            ).where(tuple_(c.channel_id, c.customer_address).in_(list(keys)))
+        rows = await select_by_keys(
+            self.session,
+            conversation_table,
+            ("channel_id", "customer_address"),
+            list(keys),
+            ("id", "channel_id", "customer_address", "generation", "state", "provider_dialog_id"),
         )
         latest: dict[tuple[int, str], Any] = {}
         for row in rows:
@@ -348,7 +348,7 @@ class ConversationRepository:
         rows = await self.session.execute(
             select(Conversation, Channel.nexus_channel_id)
             .join(Channel, Channel.id == Conversation.channel_id)
-            .where(Conversation.provider_dialog_id.in_(list(provider_dialog_ids)))
+            .where(among(self.session, Conversation.provider_dialog_id, provider_dialog_ids))
         )
         return [(conversation, nexus_channel_id) for conversation, nexus_channel_id in rows]
 
@@ -415,7 +415,7 @@ class MessageLinkRepository:
             return {}
         rows = await self.session.scalars(
             select(MessageLink)
-            .where(column.in_(list(values)), *conditions)
+            .where(among(self.session, column, values), *conditions)
             .order_by(MessageLink.id)
         )
         return {getattr(link, column.key): link for link in rows}
@@ -460,7 +460,7 @@ class MessageLinkRepository:
             return set()
         found = await self.session.scalars(
             select(MessageLink.axp_message_id).where(
-                MessageLink.axp_message_id.in_(list(axp_message_ids))
+                among(self.session, MessageLink.axp_message_id, axp_message_ids)
             )
         )
         return {value for value in found if value}

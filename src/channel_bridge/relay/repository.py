@@ -30,14 +30,19 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from channel_bridge import jsondoc
 from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
-from channel_bridge.db.bulk import dialect_insert, insert_rows, is_postgres
+from channel_bridge.db.bulk import (
+    among,
+    dialect_insert,
+    insert_rows,
+    is_postgres,
+    select_by_keys,
+)
 from channel_bridge.db.models import Attempt, CircuitState, Delivery, InboxEvent
 from channel_bridge.relay.envelope import DeliveryRequest
 
@@ -188,12 +193,14 @@ class InboxBatchWriter:
         keys = list(keys)
         if not keys:
             return {}
-        result = await self.connection.execute(
-            select(
-                inbox_table.c.id, inbox_table.c.source, inbox_table.c.external_id, inbox_table.c.ack
-            ).where(tuple_(inbox_table.c.source, inbox_table.c.external_id).in_(keys))
+        rows = await select_by_keys(
+            self.connection,
+            inbox_table,
+            ("source", "external_id"),
+            keys,
+            ("id", "source", "external_id", "ack"),
         )
-        return {(row.source, row.external_id): (row.id, row.ack) for row in result}
+        return {(row.source, row.external_id): (row.id, row.ack) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +494,7 @@ class DeliveryRepository:
         ids = [row.id for row in rows]
         await self.session.execute(
             update(delivery_table)
-            .where(delivery_table.c.id.in_(ids))
+            .where(among(self.session, delivery_table.c.id, ids))
             .values(
                 status="in_flight",
                 locked_until=lease_until,
@@ -505,7 +512,7 @@ class DeliveryRepository:
         """Dead deliveries that a claimed later one passes over are flagged `skipped`."""
         claimed = delivery_table.alias("claimed")
         later_claimed = exists().where(
-            claimed.c.id.in_(before_ids),
+            among(self.session, claimed.c.id, before_ids),
             claimed.c.partition_key == delivery_table.c.partition_key,
             claimed.c.sequence > delivery_table.c.sequence,
         )
@@ -514,7 +521,7 @@ class DeliveryRepository:
             .where(
                 delivery_table.c.status == "dead",
                 delivery_table.c.skipped.is_(False),
-                delivery_table.c.partition_key.in_(partitions),
+                among(self.session, delivery_table.c.partition_key, partitions),
                 later_claimed,
             )
             .values(skipped=True)
@@ -577,7 +584,7 @@ class DeliveryRepository:
     async def _held_leases(self, delivery_ids: Sequence[int], *, worker_id: str) -> set[int]:
         """Which of these deliveries this worker still holds (SQLite: the write lock is ours)."""
         query = select(delivery_table.c.id).where(
-            delivery_table.c.id.in_(list(delivery_ids)),
+            among(self.session, delivery_table.c.id, delivery_ids),
             delivery_table.c.status == "in_flight",
             delivery_table.c.locked_by == worker_id,
         )

@@ -20,6 +20,7 @@ from channel_bridge.errors import (
     UnsupportedMediaType,
     field_errors_from_pydantic,
 )
+from channel_bridge.ops.fast_path import fast_path
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.metrics import ack_seconds, webhooks
 from channel_bridge.platforms.axp.callback_request import check_callback_token, read_json_object
@@ -57,6 +58,7 @@ def _count(outcome: str) -> None:
     summary="AXP digital notification callback",
     responses={400: {}, 404: {}, 413: {}, 415: {}, 422: {}},
 )
+@fast_path
 async def axp_notification(token: str, request: Request) -> JSONResponse:
     started = time.perf_counter()
     settings = request.app.state.settings

@@ -30,6 +30,7 @@ from channel_bridge.errors import (
 from channel_bridge.ids import random_hex_id
 from channel_bridge.jsondoc import why_unstorable
 from channel_bridge.ops import metrics
+from channel_bridge.ops.fast_path import fast_path
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.nexus.client import TRACE_HEADER, safe_trace_id
 from channel_bridge.platforms.nexus.fields import FieldMap
@@ -64,6 +65,7 @@ def new_ack_id() -> str:
     summary="Digital Channels Async webhook (one URL per channel)",
     responses={200: {"content": {"application/json": {"example": {"messageId": "nx-3f2a..."}}}}},
 )
+@fast_path
 async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
     started = time.perf_counter()
     trace_id = safe_trace_id(request.headers.get(TRACE_HEADER))
