@@ -13,6 +13,7 @@ message_links   a message's ids on both platforms, so a status on one side finds
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +34,16 @@ from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
 OPEN_DELIVERY_CONDITION = "status IN ('pending', 'in_flight')"
 PENDING_CONDITION = "status = 'pending'"
 IN_FLIGHT_CONDITION = "status = 'in_flight'"
+
+
+class DeliveryStatus(StrEnum):
+    """A delivery's state (`deliveries.status`); the values are what the column holds."""
+
+    PENDING = "pending"  # waiting for next_attempt_at (and for earlier ones of its partition)
+    IN_FLIGHT = "in_flight"  # leased to a worker until locked_until
+    DELIVERED = "delivered"
+    DEAD = "dead"  # a permanent error or the retry budget spent: waits for an operator
+    CANCELLED = "cancelled"
 
 
 class Integration(Base):
@@ -167,8 +178,7 @@ class Delivery(Base):
     # Order within a partition: deliveries are attempted in ascending (sequence, id).
     sequence: Mapped[int] = mapped_column(BigId, default=0)
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
-    # pending | in_flight | delivered | dead | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -122,7 +122,7 @@ def _configure_structlog() -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         # Without caching every log call builds its logger again (about 5 % of a webhook's
-        # CPU in the issue 17 profile).
+        # CPU, docs/performance.md).
         cache_logger_on_first_use=True,
     )
 

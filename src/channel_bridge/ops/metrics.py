@@ -27,7 +27,7 @@ http_request_seconds = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
-# Relay metrics (issue: relay core)
+# Relay metrics
 webhooks = Counter("bridge_webhooks_total", "Inbound webhooks by outcome", ["source", "outcome"])
 ack_seconds = Histogram(
     "bridge_ack_seconds", "Webhook receipt to acknowledgement", ["source"], buckets=LATENCY_BUCKETS
@@ -58,7 +58,7 @@ destination_state = Gauge(
     ["circuit"],
 )
 
-# Bridge metrics (issue: the bridge end to end)
+# Bridge metrics
 bridge_events = Counter(
     "bridge_events_total",
     "Relayed events by kind and outcome (relayed, unroutable, echo, ...)",
@@ -70,7 +70,7 @@ engagement_errors = Counter(
     ["matched"],
 )
 
-# Akixi WS (issue 7): outcome is success, fail:<code>, http:<status>, timeout, unreachable, bad_xml.
+# Akixi WS: outcome is success, fail:<code>, http:<status>, timeout, unreachable, bad_xml.
 akixi_calls = Counter(
     "bridge_akixi_calls_total", "Akixi WS requests by outcome", ["operation", "outcome"]
 )

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.errors import BridgeError
 from channel_bridge.relay import service
 from channel_bridge.settings import Settings
@@ -77,7 +78,7 @@ def _deliveries_table(items: list[Any]) -> Table:
             d.destination,
             d.partition_key or "",
             str(d.attempt_count),
-            _when(d.next_attempt_at) if d.status == "pending" else "",
+            _when(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else "",
             _when(d.created_at),
             (d.last_error or "")[:80],
         )

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.relay.clock import Clock, SystemClock
 from channel_bridge.relay.repository import DeliveryRepository, InboxRepository
-from channel_bridge.relay.service import DELIVERY_STATUSES
 from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -55,12 +55,12 @@ async def refresh_gauges(
         repository = DeliveryRepository(session)
         counts = await repository.counts_by_status()
         oldest = await repository.oldest_due(now=now)
-    for status in DELIVERY_STATUSES:
+    for status in DeliveryStatus:
         metrics.outbox_depth.labels(status).set(counts.get(status, 0))
     metrics.outbox_oldest_due_seconds.set(
         max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
     )
-    metrics.dead_letters.set(counts.get("dead", 0))
+    metrics.dead_letters.set(counts.get(DeliveryStatus.DEAD, 0))
 
 
 class Housekeeping:

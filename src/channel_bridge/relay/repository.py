@@ -43,7 +43,7 @@ from channel_bridge.db.bulk import (
     is_postgres,
     select_by_keys,
 )
-from channel_bridge.db.models import Attempt, CircuitState, Delivery, InboxEvent
+from channel_bridge.db.models import Attempt, CircuitState, Delivery, DeliveryStatus, InboxEvent
 from channel_bridge.relay.envelope import DeliveryRequest
 
 _counter = itertools.count()
@@ -54,9 +54,9 @@ delivery_table = cast(Table, Delivery.__table__)
 attempt_table = cast(Table, Attempt.__table__)
 
 # Statuses that hold back later deliveries of the same partition (head-of-line order).
-BLOCKING_STATUSES = ("pending", "in_flight")
+BLOCKING_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.IN_FLIGHT)
 # Statuses the retention task may delete once old enough; dead ones wait for an operator.
-FINISHED_STATUSES = ("delivered", "cancelled")
+FINISHED_STATUSES = (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED)
 
 # Woken by NOTIFY after accept commits deliveries (PostgreSQL only).
 NOTIFY_CHANNEL = "bridge_deliveries"
@@ -98,7 +98,7 @@ def delivery_row(
         "partition_key": request.partition_key,
         "sequence": next_sequence(),
         "payload": request.stored_payload(),
-        "status": "pending",
+        "status": DeliveryStatus.PENDING,
         "attempt_count": 0,
         "next_attempt_at": now,
         "created_at": now,
@@ -496,7 +496,7 @@ class DeliveryRepository:
             update(delivery_table)
             .where(among(self.session, delivery_table.c.id, ids))
             .values(
-                status="in_flight",
+                status=DeliveryStatus.IN_FLIGHT,
                 locked_until=lease_until,
                 locked_by=worker_id,
                 attempt_count=delivery_table.c.attempt_count + 1,
@@ -519,7 +519,7 @@ class DeliveryRepository:
         await self.session.execute(
             update(delivery_table)
             .where(
-                delivery_table.c.status == "dead",
+                delivery_table.c.status == DeliveryStatus.DEAD,
                 delivery_table.c.skipped.is_(False),
                 among(self.session, delivery_table.c.partition_key, partitions),
                 later_claimed,
@@ -553,7 +553,7 @@ class DeliveryRepository:
                     "last_error": [o.last_error for o in ordered],
                     "result": [
                         jsondoc.dumps(o.result)
-                        if o.status == "delivered" and o.result is not None
+                        if o.status == DeliveryStatus.DELIVERED and o.result is not None
                         else None
                         for o in ordered
                     ],
@@ -570,8 +570,10 @@ class DeliveryRepository:
                 "b_attempt_count": outcome.budget_used,
                 "b_now": outcome.now,
                 "b_last_error": outcome.last_error,
-                "b_result": outcome.result if outcome.status == "delivered" else None,
-                "b_delivered_at": outcome.now if outcome.status == "delivered" else None,
+                "b_result": outcome.result if outcome.status == DeliveryStatus.DELIVERED else None,
+                "b_delivered_at": outcome.now
+                if outcome.status == DeliveryStatus.DELIVERED
+                else None,
                 "b_next_attempt_at": outcome.next_attempt_at,
             }
             for outcome in ordered
@@ -585,7 +587,7 @@ class DeliveryRepository:
         """Which of these deliveries this worker still holds (SQLite: the write lock is ours)."""
         query = select(delivery_table.c.id).where(
             among(self.session, delivery_table.c.id, delivery_ids),
-            delivery_table.c.status == "in_flight",
+            delivery_table.c.status == DeliveryStatus.IN_FLIGHT,
             delivery_table.c.locked_by == worker_id,
         )
         return set((await self.session.scalars(query)).all())
@@ -638,7 +640,7 @@ class DeliveryRepository:
             update(delivery_table)
             .where(delivery_table.c.id == delivery_id)
             .values(
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 attempt_count=0,
                 next_attempt_at=now,
                 locked_until=None,
@@ -652,7 +654,7 @@ class DeliveryRepository:
         self, *, since: datetime, until: datetime, destination: str | None, now: datetime
     ) -> int:
         conditions = [
-            delivery_table.c.status == "dead",
+            delivery_table.c.status == DeliveryStatus.DEAD,
             delivery_table.c.created_at >= since,
             delivery_table.c.created_at < until,
         ]
@@ -662,7 +664,7 @@ class DeliveryRepository:
             update(delivery_table)
             .where(*conditions)
             .values(
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 attempt_count=0,
                 next_attempt_at=now,
                 locked_until=None,
@@ -699,7 +701,8 @@ class DeliveryRepository:
     async def oldest_due(self, *, now: datetime) -> datetime | None:
         return await self.session.scalar(
             select(func.min(delivery_table.c.next_attempt_at)).where(
-                delivery_table.c.status == "pending", delivery_table.c.next_attempt_at <= now
+                delivery_table.c.status == DeliveryStatus.PENDING,
+                delivery_table.c.next_attempt_at <= now,
             )
         )
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
 from channel_bridge.relay import service
 
@@ -18,8 +19,6 @@ destinations_router = APIRouter(
 
 # deliveries.id is a BIGINT: a larger number is refused with a 422, never a 500.
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-DeliveryStatus = Literal["pending", "in_flight", "delivered", "dead", "cancelled"]
 
 
 class AttemptOut(BaseModel):

@@ -11,11 +11,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Attempt, Delivery
+from channel_bridge.db.models import Attempt, Delivery, DeliveryStatus
 from channel_bridge.errors import BadRequest, Conflict, NotFound
 from channel_bridge.relay.repository import CircuitRepository, DeliveryRepository
 
-DELIVERY_STATUSES = ("pending", "in_flight", "delivered", "dead", "cancelled")
 MAX_PAGE_SIZE = 500
 
 
@@ -70,10 +69,10 @@ async def list_deliveries(
     limit: int = 50,
 ) -> DeliveryPage:
     """Deliveries matching the filters, newest first, one page at a time."""
-    if status is not None and status not in DELIVERY_STATUSES:
+    if status is not None and status not in set(DeliveryStatus):
         raise BadRequest(
             f"Unknown status {status!r}",
-            errors=[{"field": "status", "message": f"one of {', '.join(DELIVERY_STATUSES)}"}],
+            errors=[{"field": "status", "message": f"one of {', '.join(DeliveryStatus)}"}],
         )
     since, until = as_utc(since), as_utc(until)
     _check_window(since, until)
@@ -110,9 +109,9 @@ async def replay_delivery(
     delivery = await repository.get(delivery_id, for_update=True)
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} does not exist")
-    if delivery.status == "in_flight":
+    if delivery.status == DeliveryStatus.IN_FLIGHT:
         raise Conflict(f"Delivery {delivery_id} is being attempted right now")
-    if delivery.status == "delivered" and not force:
+    if delivery.status == DeliveryStatus.DELIVERED and not force:
         raise Conflict(
             f"Delivery {delivery_id} was already delivered; replay with force to send it again"
         )
@@ -154,12 +153,14 @@ async def cancel_delivery(
     delivery = await repository.get(delivery_id, for_update=True)
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} does not exist")
-    if delivery.status in ("delivered", "in_flight"):
+    if delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.IN_FLIGHT):
         raise Conflict(
             f"Delivery {delivery_id} is {delivery.status.replace('_', ' ')}; it cannot be cancelled"
         )
-    if delivery.status != "cancelled":
-        await repository.set_status(delivery_id, status="cancelled", now=now or utcnow())
+    if delivery.status != DeliveryStatus.CANCELLED:
+        await repository.set_status(
+            delivery_id, status=DeliveryStatus.CANCELLED, now=now or utcnow()
+        )
         await session.commit()
         await session.refresh(delivery)
     return delivery
@@ -186,7 +187,7 @@ async def mark_delivery_failed(
         "previous_status": delivery.status,
     }
     await repository.set_status(
-        delivery_id, status="dead", now=now, last_error=reason, result=result
+        delivery_id, status=DeliveryStatus.DEAD, now=now, last_error=reason, result=result
     )
     await session.flush()
     await session.refresh(delivery)

@@ -35,6 +35,7 @@ import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.db.notifications import DatabaseNotifications, notify
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger, redact_text
@@ -440,7 +441,7 @@ class RelayWorker:
                     item,
                     attempt,
                     outcome="delivered",
-                    status="delivered",
+                    status=DeliveryStatus.DELIVERED,
                     result=delivered.result,
                     writes=delivered.writes,
                     circuit=circuit,
@@ -479,7 +480,7 @@ class RelayWorker:
                     item,
                     attempt,
                     outcome="dead",
-                    status="dead",
+                    status=DeliveryStatus.DEAD,
                     error=error,
                     last_error=decision.reason,
                     circuit=circuit,
@@ -489,7 +490,7 @@ class RelayWorker:
                 item,
                 attempt,
                 outcome="retry",
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 error=error,
                 last_error=decision.reason,
                 next_attempt_at=self._clock.now() + timedelta(seconds=decision.delay_s),
@@ -522,7 +523,7 @@ class RelayWorker:
                 item,
                 attempt,
                 outcome="throttled",
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 error=error,
                 last_error=f"paused {pause_s:g} s: {describe(error)}",
                 next_attempt_at=now + timedelta(seconds=pause_s),
@@ -535,7 +536,7 @@ class RelayWorker:
                 item,
                 attempt,
                 outcome="probe",
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 error=error,
                 last_error=f"circuit open, probe failed: {describe(error)}",
                 counted=False,
