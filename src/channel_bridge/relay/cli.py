@@ -29,7 +29,7 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings  # the entry point owns settings errors
+    from channel_bridge.startup import load_settings
 
     return load_settings()
 

@@ -52,7 +52,7 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings  # the root CLI imports this module
+    from channel_bridge.startup import load_settings
 
     settings = load_settings()
     # Logs go to stderr so the report on stdout stays clean; secrets are scrubbed.

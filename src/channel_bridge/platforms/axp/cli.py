@@ -24,7 +24,7 @@ axp_app.add_typer(subscriptions_app, name="subscriptions")
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings
+    from channel_bridge.startup import load_settings
 
     return load_settings()
 
