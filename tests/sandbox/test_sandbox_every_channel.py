@@ -19,14 +19,43 @@ API_SECRET = "operator-api-secret-0123456789abcdef0123"
 CHANNEL = "+15550109999"
 
 
-async def _until_settled(sessionmaker, count: int) -> list[Delivery]:  # type: ignore[no-untyped-def]
-    for _ in range(200):
-        async with sessionmaker() as session:
+async def _until_replied(app) -> list[Delivery]:  # type: ignore[no-untyped-def]
+    """Every delivery once the simulated agent's reply has reached the simulated Nexus."""
+    rows: list[Delivery] = []
+    for _ in range(300):
+        async with app.state.sessionmaker() as session:
             rows = list((await session.scalars(select(Delivery).order_by(Delivery.id))).all())
-        if len(rows) >= count and all(row.status in ("delivered", "dead") for row in rows):
+        replied = any(c.channel_id == CHANNEL for c in app.state.sandbox.nexus.calls("message"))
+        if replied and all(row.status in ("delivered", "dead") for row in rows):
             return rows
         await asyncio.sleep(0.05)
     raise AssertionError([(row.destination, row.status, row.last_error) for row in rows])
+
+
+async def create_operator_channel(client) -> None:  # type: ignore[no-untyped-def]
+    """An integration and a channel as an operator makes them (admin API)."""
+    created = await client.post(
+        "/admin/v1/integrations",
+        headers=ADMIN,
+        json={
+            "integration_id": "operator-integration",
+            "name": "Operator messaging",
+            "channel_provider_id": "operator-provider",
+            "account_id": "SANDBX",
+        },
+    )
+    assert created.status_code == 201, created.text
+    created = await client.post(
+        "/admin/v1/channels",
+        headers=ADMIN,
+        json={
+            "nexus_channel_id": CHANNEL,
+            "axp_integration_id": "operator-integration",
+            "webhook_secret": WEBHOOK_SECRET,
+            "api_secret": API_SECRET,
+        },
+    )
+    assert created.status_code == 201, created.text
 
 
 async def test_a_channel_created_through_the_admin_api_relays_both_ways(
@@ -34,28 +63,7 @@ async def test_a_channel_created_through_the_admin_api_relays_both_ways(
 ) -> None:
     settings = make_settings(database_url, sandbox=None, worker_enabled=True)
     async with running_app(settings) as (app, client):
-        created = await client.post(
-            "/admin/v1/integrations",
-            headers=ADMIN,
-            json={
-                "integration_id": "operator-integration",
-                "name": "Operator messaging",
-                "channel_provider_id": "operator-provider",
-                "account_id": "SANDBX",
-            },
-        )
-        assert created.status_code == 201, created.text
-        created = await client.post(
-            "/admin/v1/channels",
-            headers=ADMIN,
-            json={
-                "nexus_channel_id": CHANNEL,
-                "axp_integration_id": "operator-integration",
-                "webhook_secret": WEBHOOK_SECRET,
-                "api_secret": API_SECRET,
-            },
-        )
-        assert created.status_code == 201, created.text
+        await create_operator_channel(client)
         body = b'{"id":"op-1","to":"+15557650000","text":"hello from a new channel"}'
         response = await client.post(
             f"/nexus/channels/{CHANNEL}/webhook",
@@ -67,7 +75,7 @@ async def test_a_channel_created_through_the_admin_api_relays_both_ways(
         )
         assert response.status_code == 200, response.text
         # Nexus -> AXP, then AXP's receipt and its simulated agent's reply back to Nexus.
-        rows = await _until_settled(app.state.sessionmaker, 3)
+        rows = await _until_replied(app)
         sandbox = app.state.sandbox
     assert [(r.destination, r.status, r.last_error) for r in rows if r.status != "delivered"] == []
     sent = [m for m in sandbox.axp.messages if "hello from a new channel" in str(m)]
@@ -83,26 +91,7 @@ async def test_a_new_secret_key_re_seeds_the_demo_channel_and_names_stranded_cha
     channel still works, and a channel the operator made is named with the fix."""
     first = make_settings(database_url, sandbox=None, secret_key="first-key-0123456789abcdef0123")
     async with running_app(first) as (_app, client):
-        await client.post(
-            "/admin/v1/integrations",
-            headers=ADMIN,
-            json={
-                "integration_id": "operator-integration",
-                "account_id": "SANDBX",
-                "channel_provider_id": "operator-provider",
-            },
-        )
-        created = await client.post(
-            "/admin/v1/channels",
-            headers=ADMIN,
-            json={
-                "nexus_channel_id": CHANNEL,
-                "axp_integration_id": "operator-integration",
-                "webhook_secret": WEBHOOK_SECRET,
-                "api_secret": API_SECRET,
-            },
-        )
-        assert created.status_code == 201, created.text
+        await create_operator_channel(client)
     capsys.readouterr()
     second = make_settings(database_url, sandbox=None, secret_key="other-key-0123456789abcdef0123")
     async with running_app(second) as (app, client):
