@@ -66,6 +66,30 @@ def load_settings(*, usable: bool = True) -> Settings:
     return settings
 
 
+def load_upstream_settings() -> Settings:
+    """The settings for a command that calls AXP, Nexus or Akixi. In sandbox mode: the
+    simulators the running `channel-bridge serve` mounts, so the command and the server share
+    their state; one line and exit 2 when no server answers there."""
+    settings = load_settings()
+    if not settings.sandbox_mode:
+        return settings
+    from channel_bridge.sandbox.mode import served_sandbox_settings
+
+    base = settings.public_base_url
+    try:
+        httpx.get(f"{base}/healthz", timeout=3.0).raise_for_status()
+    except httpx.HTTPError as exc:
+        typer.echo(
+            f"sandbox mode (no BRIDGE_AXP_BASE_URL or BRIDGE_NEXUS_BASE_URL set): the simulated "
+            f"upstreams are served by `channel-bridge serve` at {base}, which does not answer "
+            f"({type(exc).__name__}): start it (make run), or set BRIDGE_PUBLIC_BASE_URL to "
+            "where it runs",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAULT) from None
+    return served_sandbox_settings(settings)
+
+
 class FaultReportingGroup(typer.core.TyperGroup):
     """The root command group: a fault raised by any command becomes its one line, exit 2."""
 

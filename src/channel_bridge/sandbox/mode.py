@@ -22,6 +22,7 @@ from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import Channel, Integration
 from channel_bridge.mappings.repository import ChannelRepository, IntegrationRepository
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.sandbox import akixi as akixi_sandbox
 from channel_bridge.sandbox.axp import AxpSimulator
 from channel_bridge.sandbox.nexus import NexusSandbox, SandboxChannel, create_nexus_sandbox
 from channel_bridge.security import SecretBox, SecretBoxError
@@ -41,6 +42,10 @@ DEMO_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789abcdef"
 DEMO_API_SECRET = "sandbox-api-secret-0123456789abcdef"
 AXP_CLIENT_SECRET = "sandbox-client-secret"
 AXP_APP_KEY = "sandbox-app-key"
+# The simulated Nexus checks no API key; the provisioning commands want one set.
+NEXUS_API_KEY = "sandbox-nexus-api-key"
+# Where `channel-bridge serve` mounts each simulator, under BRIDGE_PUBLIC_BASE_URL.
+MOUNTS = {"axp": "/sandbox/axp", "nexus": "/sandbox/nexus", "akixi": "/sandbox/akixi"}
 
 
 def sandbox_settings(settings: Settings) -> Settings:
@@ -55,6 +60,21 @@ def sandbox_settings(settings: Settings) -> Settings:
             "axp_app_key": SecretStr(AXP_APP_KEY),
             "nexus_base_url": NEXUS_HOST,
             "nexus_ccid": SANDBOX_CCID,
+        }
+    )
+
+
+def served_sandbox_settings(settings: Settings) -> Settings:
+    """For the operator commands in sandbox mode: the simulators `channel-bridge serve` mounts
+    under BRIDGE_PUBLIC_BASE_URL, so a command acts on the same state the server relays with."""
+    base = settings.public_base_url
+    served = akixi_sandbox.sandbox_settings(sandbox_settings(settings))
+    return served.model_copy(
+        update={
+            "axp_base_url": base + MOUNTS["axp"],
+            "nexus_base_url": base + MOUNTS["nexus"],
+            "nexus_api_key": settings.nexus_api_key or SecretStr(NEXUS_API_KEY),
+            "akixi_url": base + MOUNTS["akixi"] + "/CCS/WS",
         }
     )
 
@@ -90,8 +110,8 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
         base_url=NEXUS_HOST,
         timeout=settings.http_timeout_s,
     )
-    app.mount("/sandbox/axp", axp.app)
-    app.mount("/sandbox/nexus", nexus_app)
+    app.mount(MOUNTS["axp"], axp.app)
+    app.mount(MOUNTS["nexus"], nexus_app)
     # The AXP platform picks this transport up instead of the network.
     app.state.axp_transport = httpx.ASGITransport(app=axp.app)
     sandbox = Sandbox(axp=axp, nexus=nexus, nexus_http=nexus_http)
@@ -107,6 +127,10 @@ async def start_sandbox(
     stack.push_async_callback(sandbox.axp.wait_idle)
     await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
     await warn_undecryptable_channels(app.state.sessionmaker, app.state.secret_box)
+    if app.state.akixi_simulator is not None:  # built by the lifespan's Akixi step
+        app.mount(
+            MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator)
+        )
     # Every channel the operator creates exists in the simulated Nexus too, with its secrets.
     sandbox.nexus.resolver = partial(
         channel_from_mappings, app.state.sessionmaker, app.state.secret_box
@@ -119,7 +143,8 @@ async def start_sandbox(
     )
     log.warning(
         "SANDBOX MODE: AXP, Nexus and Akixi are simulated in this process "
-        "(see /sandbox/axp and /sandbox/nexus). Set BRIDGE_AXP_BASE_URL, "
+        "(see /sandbox/axp, /sandbox/nexus and /sandbox/akixi; the axp, nexus and akixi "
+        "commands act on them too). Set BRIDGE_AXP_BASE_URL, "
         "BRIDGE_AXP_ACCOUNT_ID, BRIDGE_AXP_CLIENT_ID, BRIDGE_AXP_CLIENT_SECRET, "
         "BRIDGE_AXP_APP_KEY, BRIDGE_NEXUS_BASE_URL, BRIDGE_NEXUS_CCID and BRIDGE_AKIXI_URL "
         "to use real upstreams.",
