@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import typer
 
@@ -33,8 +34,12 @@ def serve(
     """Serve the bridge (HTTP API, webhooks, relay worker)."""
     import uvicorn
 
+    settings = load_settings()
+    if settings.env == "dev" and "public_base_url" not in settings.model_fields_set:
+        # Unset in dev: where this server really listens (callbacks, banner, sandbox URLs).
+        os.environ["BRIDGE_PUBLIC_BASE_URL"] = f"http://localhost:{port}"
     # Every fault uvicorn would print as a traceback is found first, as one line.
-    asyncio.run(check_database(load_settings()))
+    asyncio.run(check_database(settings))
     uvicorn.run(
         "channel_bridge.app:create_app_from_env",
         factory=True,

@@ -147,7 +147,8 @@ async def start_sandbox(
         "commands act on them too). Set BRIDGE_AXP_BASE_URL, "
         "BRIDGE_AXP_ACCOUNT_ID, BRIDGE_AXP_CLIENT_ID, BRIDGE_AXP_CLIENT_SECRET, "
         "BRIDGE_AXP_APP_KEY, BRIDGE_NEXUS_BASE_URL, BRIDGE_NEXUS_CCID and BRIDGE_AKIXI_URL "
-        "to use real upstreams.",
+        "to use real upstreams. The admin API (/admin/v1, try it at /docs) takes "
+        "BRIDGE_ADMIN_TOKEN as its bearer token; README's settings table has its dev default.",
         demo_channel=DEMO_NEXUS_CHANNEL,
         webhook=f"{settings.public_base_url}/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook",
     )
