@@ -90,6 +90,24 @@ def load_upstream_settings() -> Settings:
     return served_sandbox_settings(settings)
 
 
+def _flags_show_no_type() -> None:
+    """Typer's help shows `<bool>` beside every flag (`--dry-run <bool>`), as if it took a
+    value; a flag takes none, so its type column stays empty (typer has no setting for this)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
+
 class FaultReportingGroup(typer.core.TyperGroup):
     """The root command group: a fault raised by any command becomes its one line, exit 2."""
 

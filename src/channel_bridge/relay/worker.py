@@ -484,6 +484,14 @@ class RelayWorker:
                     circuit=circuit,
                     circuit_event=event,
                 )
+            log.warning(
+                "delivery attempt failed; retrying",
+                destination=item.destination,
+                delivery_id=item.id,
+                attempt=attempt_number,
+                retry_in_s=round(decision.delay_s, 1),
+                reason=decision.reason,
+            )
             return self._record(
                 item,
                 attempt,
