@@ -12,6 +12,7 @@ from channel_bridge.startup import (
     EXIT_FAULT,
     FaultReportingGroup,
     check_database,
+    example_values,
     load_settings,
 )
 
@@ -76,7 +77,10 @@ def check_config(
 
     settings = load_settings(usable=False)  # its problems are listed below, all of them
     typer.echo(json.dumps(settings.masked(), indent=2, default=str))
-    problems = [f"configuration error: {problem}" for problem in settings.problems()]
+    problems = [
+        f"configuration error: {problem}"
+        for problem in [*settings.problems(), *example_values(settings)]
+    ]
     gaps = [] if settings.sandbox_mode else relaying_gaps(settings)
     if settings.env == "prod":
         problems += [f"configuration error: {gap} (the bridge relays to it)" for gap in gaps]

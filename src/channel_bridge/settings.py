@@ -63,6 +63,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         secrets_dir=_secrets_dir(),
+        # A refused value may be a secret (the database URL holds a password): never echo it.
+        hide_input_in_errors=True,
     )
 
     # --- core -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import re
 import socket
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy.exc
@@ -50,6 +51,31 @@ def variable(field: str) -> str:
     return f"BRIDGE_{field.upper()}"
 
 
+# RFC 2606 names: a URL on them is a value copied from an example, never a tenant's.
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def example_values(settings: Settings) -> list[str]:
+    """In prod, one line per setting still holding an example value (docker/k8s ships some)."""
+    if settings.env != "prod":
+        return []
+    found = []
+    for field in ("public_base_url", "axp_base_url", "nexus_base_url", "akixi_url"):
+        host = (urlsplit(getattr(settings, field) or "").hostname or "").lower()
+        if host.endswith(_EXAMPLE_DOMAINS) or host.endswith(".example"):
+            found.append(
+                f"{variable(field)} is an example URL ({host}): set the real one for "
+                "BRIDGE_ENV=prod"
+            )
+    if settings.nexus_ccid == _ZERO_UUID:
+        found.append(
+            f"{variable('nexus_ccid')} is the all-zero example: set the tenant's contact-centre "
+            "id for BRIDGE_ENV=prod"
+        )
+    return found
+
+
 def load_settings(*, usable: bool = True) -> Settings:
     """The settings (usable for this environment unless `usable=False`); else one line naming
     the variable, exit 2."""
@@ -57,6 +83,9 @@ def load_settings(*, usable: bool = True) -> Settings:
         settings = Settings()
         if usable:
             settings.ensure_usable()
+            examples = example_values(settings)
+            if examples:
+                raise ConfigError(examples[0])
     except Exception as exc:
         message = describe_fault(exc)
         if message is None:

@@ -204,3 +204,10 @@ async def test_check_config_asks_axp_for_a_token(secret_is_right: bool, tmp_path
         line = next(line for line in stderr.splitlines() if line.startswith("error axp:"))
         assert "BRIDGE_AXP_CLIENT_SECRET" in line
         assert client_secret not in stderr
+
+
+def test_prod_refuses_example_values_copied_from_the_configmap(tmp_path: Path) -> None:
+    env = prod_env(BRIDGE_NEXUS_BASE_URL="https://nexus.example.com")
+    result = run(_command(["serve", "--port", "{port}"]), env, tmp_path)
+    assert_one_line_fault(result, "BRIDGE_NEXUS_BASE_URL", "example URL")
+    assert "Uvicorn running" not in result.stdout + result.stderr
