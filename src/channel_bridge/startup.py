@@ -265,9 +265,10 @@ def _describe_database_fault(exc: BaseException, settings: Settings | None) -> s
 
 
 async def check_database(settings: Settings) -> DatabaseState:
-    """Connect, and read the schema revision; StartupFault unless migrated to this version."""
+    """Connect, and read the schema revision; StartupFault unless migrated to this version
+    (or to a newer one: during a rolling update the old pods run on the new schema)."""
     from channel_bridge.db.engine import create_engine
-    from channel_bridge.db.migrate import head_revision
+    from channel_bridge.db.migrate import head_revision, is_known_revision
 
     head = head_revision(settings.database_url)
     engine = create_engine(settings)
@@ -293,7 +294,7 @@ async def check_database(settings: Settings) -> DatabaseState:
         raise StartupFault(
             f"database error: {where} has no bridge schema: run `channel-bridge migrate`"
         )
-    if revision != head:
+    if revision != head and is_known_revision(settings.database_url, revision):
         raise StartupFault(
             f"database error: {where} is at revision {revision}, this version needs {head}: "
             "run `channel-bridge migrate`"

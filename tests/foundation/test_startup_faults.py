@@ -211,3 +211,35 @@ def test_prod_refuses_example_values_copied_from_the_configmap(tmp_path: Path) -
     result = run(_command(["serve", "--port", "{port}"]), env, tmp_path)
     assert_one_line_fault(result, "BRIDGE_NEXUS_BASE_URL", "example URL")
     assert "Uvicorn running" not in result.stdout + result.stderr
+
+
+def _set_schema_revision(cwd: Path, revision: str) -> None:
+    import sqlite3
+
+    with sqlite3.connect(cwd / "var" / "bridge.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+
+
+def test_a_database_behind_this_version_says_run_migrate_one_ahead_is_accepted(
+    tmp_path: Path,
+) -> None:
+    from alembic.script import ScriptDirectory
+
+    from channel_bridge.db.migrate import alembic_config
+
+    assert run(["migrate"], {}, tmp_path).returncode == 0
+    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///x.db"))
+    head = script.get_current_head()
+    older = script.get_revision(head).down_revision
+    assert isinstance(older, str)
+    _set_schema_revision(tmp_path, older)
+    result = run(["check-config"], {}, tmp_path)
+    assert result.returncode == 2
+    assert f"is at revision {older}, this version needs {head}: run `channel-bridge migrate`" in (
+        result.stderr
+    )
+    # A newer release migrated first (rolling update): this one keeps running on its schema.
+    _set_schema_revision(tmp_path, "f0f0f0f0f0f0")
+    result = run(["check-config"], {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ok database: SQLite at ./var/bridge.db, schema at f0f0f0f0f0f0" in result.stderr
