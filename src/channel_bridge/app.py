@@ -27,6 +27,7 @@ from channel_bridge.errors import (
 from channel_bridge.mappings import router as mappings_router
 from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops import health
+from channel_bridge.ops.api_docs import install_api_docs
 from channel_bridge.ops.body_limit import BodyLimitMiddleware
 from channel_bridge.ops.fast_path import FastPathMiddleware, fast_routes
 from channel_bridge.ops.gc_tuning import tuned_gc
@@ -169,7 +170,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="AXP Custom Messaging <-> Genesys Nexus Async bridge",
         lifespan=lifespan,
+        docs_url=None,  # served by install_api_docs, from local assets
+        redoc_url=None,
     )
+    install_api_docs(app)
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     _install_error_handlers(app)

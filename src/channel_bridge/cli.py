@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 
 import typer
 
-from channel_bridge.settings import ConfigError, Settings
+from channel_bridge.startup import (
+    EXIT_FAULT,
+    FaultReportingGroup,
+    check_database,
+    example_values,
+    load_settings,
+)
 
 app = typer.Typer(
+    cls=FaultReportingGroup,
     help="channel-bridge: AXP Custom Messaging <-> Genesys Nexus Async bridge",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
-
-def load_settings() -> Settings:
-    """Settings, or exit 2 with one line naming the unusable variable."""
-    try:
-        settings = Settings()
-        settings.ensure_usable()
-    except ConfigError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:  # pydantic validation of a malformed value
-        first = str(exc).splitlines()
-        typer.echo(f"configuration error: {' '.join(first[:3])}", err=True)
-        raise typer.Exit(2) from None
-    return settings
+__all__ = ["app", "load_settings", "main"]
 
 
 @app.command()
@@ -39,7 +35,12 @@ def serve(
     """Serve the bridge (HTTP API, webhooks, relay worker)."""
     import uvicorn
 
-    load_settings()
+    settings = load_settings()
+    if settings.env == "dev" and "public_base_url" not in settings.model_fields_set:
+        # Unset in dev: where this server really listens (callbacks, banner, sandbox URLs).
+        os.environ["BRIDGE_PUBLIC_BASE_URL"] = f"http://localhost:{port}"
+    # Every fault uvicorn would print as a traceback is found first, as one line.
+    asyncio.run(check_database(settings))
     uvicorn.run(
         "channel_bridge.app:create_app_from_env",
         factory=True,
@@ -65,19 +66,38 @@ def migrate(revision: str = typer.Argument("head")) -> None:
 
 
 @app.command("check-config")
-def check_config() -> None:
-    """Print the effective settings (secrets masked); exit non-zero if unusable."""
-    try:
-        settings = Settings()
-    except Exception as exc:
-        typer.echo(f"configuration error: {' '.join(str(exc).splitlines()[:3])}", err=True)
-        raise typer.Exit(2) from None
+def check_config(
+    offline: bool = typer.Option(
+        False, "--offline", help="Skip the database and upstream connections"
+    ),
+) -> None:
+    """Print the effective settings (secrets masked), then test the database and each
+    configured upstream; exit 2 with one line per problem if the configuration is unusable."""
+    from channel_bridge.bridge.wiring import relaying_gaps
+
+    settings = load_settings(usable=False)  # its problems are listed below, all of them
     typer.echo(json.dumps(settings.masked(), indent=2, default=str))
-    problems = settings.problems()
+    problems = [
+        f"configuration error: {problem}"
+        for problem in [*settings.problems(), *example_values(settings)]
+    ]
+    gaps = [] if settings.sandbox_mode else relaying_gaps(settings)
+    if settings.env == "prod":
+        problems += [f"configuration error: {gap} (the bridge relays to it)" for gap in gaps]
+    else:
+        for gap in gaps:
+            typer.echo(f"warning: {gap}: nothing is relayed until it is", err=True)
     for problem in problems:
-        typer.echo(f"configuration error: {problem}", err=True)
-    if problems:
-        raise typer.Exit(2)
+        typer.echo(problem, err=True)
+    failed = bool(problems)
+    if not offline and not failed:
+        from channel_bridge.preflight import run_checks
+
+        for result in asyncio.run(run_checks(settings)):
+            typer.echo(result.line(), err=True)
+            failed = failed or not result.ok
+    if failed:
+        raise typer.Exit(EXIT_FAULT)
 
 
 @app.command()

@@ -24,6 +24,7 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "replace-me", "ex
 PLACEHOLDER_PREFIXES = ("dev-", "sandbox-")
 PLACEHOLDER_VALUES = ("xxx", "todo", "secret", "password", "changeit")
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/bridge.db"
 
 AXP_EVENT_TYPES = (
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         secrets_dir=_secrets_dir(),
+        # A refused value may be a secret (the database URL holds a password): never echo it.
+        hide_input_in_errors=True,
     )
 
     # --- core -------------------------------------------------------------------------
@@ -344,7 +347,33 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+asyncpg://" + value[len(prefix) :]
         if value.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+            value = "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            # The value is not echoed: it may hold the database password.
+            raise ValueError(
+                "not a database URL: use postgresql://user:password@host:5432/name "
+                "or sqlite:///path/to/bridge.db"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}: use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("public_base_url", "axp_base_url", "nexus_base_url", "akixi_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value  # unset (an empty variable counts as unset)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an absolute URL with its scheme, e.g. https://api.example.net"
+            )
         return value
 
     @field_validator("public_base_url")

@@ -76,6 +76,7 @@ def test_delete_reports_axp_errors_on_one_line(axp_env: None) -> None:
 
 def test_unconfigured_axp_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BRIDGE_AXP_BASE_URL", raising=False)
+    monkeypatch.setenv("BRIDGE_SANDBOX", "false")  # else the served sandbox is used
     result = CliRunner().invoke(app, ["axp", "subscriptions", "list"])
     assert result.exit_code == 2
     assert "BRIDGE_AXP_BASE_URL" in result.output

@@ -51,6 +51,7 @@ def test_missing_settings_are_a_configuration_error(
     environment: pytest.MonkeyPatch, axp: respx.MockRouter
 ) -> None:
     catch_all = axp.route().respond(500)
+    environment.setenv("BRIDGE_SANDBOX", "false")  # else the served sandbox is used
 
     result = CliRunner().invoke(root_cli.app, ["axp", "numbers", "list"])
 

@@ -7,6 +7,7 @@ connection dropped, new ones refused) and restores; the shared test server keeps
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 
 import httpx
@@ -93,8 +94,24 @@ async def test_database_outage_answers_503_and_recovers_without_restart(
         await check_outcome(
             seeded_database, sim, bridge, outcome, during, ready_during, before, conversations
         )
+        check_fault_logging(bridge.log_text())
     finally:
         await proxy.stop()
+
+
+def check_fault_logging(log_text: str) -> None:
+    """The worker's and housekeeping's retry loops log an outage once, with no traceback
+    (every second a traceback is 3,600 an hour per pod)."""
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    loops = [
+        line
+        for line in lines
+        if line["event"].startswith(
+            ("claiming deliveries", "housekeeping job", "recording delivery outcomes")
+        )
+    ]
+    assert [line["event"] for line in loops].count("claiming deliveries failing") == 1, loops
+    assert not [line for line in loops if "exception" in line], loops
 
 
 async def check_outcome(

@@ -194,3 +194,60 @@ def test_migration_job_runs_migrate_with_the_deployments_image_and_config() -> N
     assert container["image"] == CONTAINER["image"]
     assert pod["restartPolicy"] == "Never"
     assert json.dumps(container["envFrom"]) == json.dumps(CONTAINER["envFrom"])
+
+
+def test_pool_sizing_fits_postgresql_during_a_rollout() -> None:
+    """replicas + maxSurge pods run at once; each holds pool + overflow + one LISTEN
+    connection, the migration Job one more. PostgreSQL's defaults: 100, 3 reserved."""
+    pods = (
+        DEPLOYMENT["spec"]["replicas"] + DEPLOYMENT["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    )
+    data = CONFIGMAP["data"]
+    per_pod = int(data["BRIDGE_DB_POOL_SIZE"]) + int(data["BRIDGE_DB_MAX_OVERFLOW"]) + 1
+    assert pods * per_pod + 1 <= 100 - 3, (pods, per_pod)
+
+
+def test_a_network_policy_keeps_the_cluster_away_from_the_admin_api() -> None:
+    policy = one(K8S, "NetworkPolicy")
+    pod_labels = DEPLOYMENT["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    # Every peer is named: no empty selector (which would admit every pod) and no ipBlock.
+    peers = rule["from"]
+    assert peers and all(
+        set(peer) <= {"namespaceSelector", "podSelector"} and any(peer.values()) for peer in peers
+    )
+    namespaces = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in peers
+        if "namespaceSelector" in peer
+    }
+    assert "ingress-nginx" in namespaces
+    assert INGRESS["spec"]["ingressClassName"] == "nginx"
+    assert [container_port(port["port"]) for port in rule["ports"]] == [image_port()]
+
+
+def test_the_configmaps_example_values_are_refused_in_prod(tmp_path, monkeypatch) -> None:
+    from channel_bridge.startup import example_values
+
+    real = {key: secrets.token_urlsafe(36) for key in SECRET["stringData"]}
+    real["BRIDGE_DATABASE_URL"] = f"postgresql://bridge:{real['BRIDGE_SECRET_KEY']}@db:5432/bridge"
+    settings = _settings_from_manifests(tmp_path, monkeypatch, real)
+    named = "\n".join(example_values(settings))
+    for key in (
+        "BRIDGE_PUBLIC_BASE_URL",
+        "BRIDGE_NEXUS_BASE_URL",
+        "BRIDGE_NEXUS_CCID",
+        "BRIDGE_AKIXI_URL",
+    ):
+        assert key in named, key
+    # The same configuration with the tenant's values is accepted.
+    for key, value in {
+        "BRIDGE_PUBLIC_BASE_URL": "https://bridge.acme-corp.net",
+        "BRIDGE_NEXUS_BASE_URL": "https://api.nexus.acme-corp.net",
+        "BRIDGE_NEXUS_CCID": "7d1c9a52-3e8b-4f0a-9c61-2b5e8d4f7a10",
+        "BRIDGE_AKIXI_URL": "https://akixi.acme-corp.net/CCAWS/WS",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert example_values(Settings(_env_file=None, _secrets_dir=tmp_path / "secrets")) == []

@@ -14,6 +14,15 @@ from channel_bridge.cli import app as cli_app
 from channel_bridge.settings import ConfigError, Settings
 
 REQUIRED = ("secret_key", "admin_token", "axp_callback_token")
+# AXP and Nexus configured: check-config fails prod without the platforms the bridge relays to.
+RELAYING = {
+    "BRIDGE_AXP_BASE_URL": "https://axp.test",
+    "BRIDGE_AXP_ACCOUNT_ID": "ABCDEF",
+    "BRIDGE_AXP_CLIENT_ID": "bridge-client",
+    "BRIDGE_AXP_CLIENT_SECRET": secrets.token_urlsafe(36),
+    "BRIDGE_AXP_APP_KEY": secrets.token_urlsafe(36),
+    "BRIDGE_NEXUS_BASE_URL": "https://nexus.test",
+}
 OPTIONAL_SECRETS = (
     "axp_client_secret",
     "axp_app_key",
@@ -155,10 +164,11 @@ def test_check_config_names_the_variable_on_one_line(value: str, reason: str, mo
         "BRIDGE_ENV": "prod",
         "BRIDGE_PUBLIC_BASE_URL": "https://bridge.test",
         **{f"BRIDGE_{n.upper()}": random_secret() for n in REQUIRED},
+        **RELAYING,
         "BRIDGE_SECRET_KEY": value,
     }.items():
         monkeypatch.setenv(name, secret)
-    result = CliRunner().invoke(cli_app, ["check-config"])
+    result = CliRunner().invoke(cli_app, ["check-config", "--offline"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

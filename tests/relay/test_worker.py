@@ -216,3 +216,26 @@ async def test_secrets_are_masked_in_attempt_excerpts(inbox, worker, sink, sessi
     assert "sk-live-abcdef123456" not in attempt.response_excerpt
     assert attempt.response_excerpt.startswith("echo: ***")
     assert len(attempt.response_excerpt) == 2048
+
+
+async def test_each_failed_attempt_is_logged_not_only_the_dead_letter(
+    inbox, worker, sink, sessionmaker, clock
+) -> None:
+    from structlog.testing import capture_logs
+
+    sink.script = lambda ctx: _http_error(503)
+    delivery_id = await _accept_one(inbox)
+    with capture_logs() as logs:
+        assert await worker.run_once() == 1
+    failed = [line for line in logs if line["event"] == "delivery attempt failed; retrying"]
+    assert failed == [
+        {
+            "event": "delivery attempt failed; retrying",
+            "log_level": "warning",
+            "destination": "test.sink",
+            "delivery_id": delivery_id,
+            "attempt": 1,
+            "retry_in_s": 5.0,
+            "reason": "HTTP 503: upstream answered 503",
+        }
+    ]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.bridge import axp_to_nexus, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
@@ -24,9 +26,11 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptPayload,
     NexusReceiptRecord,
 )
+from channel_bridge.ops.health import ReadinessDetail
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.akixi.mirror import akixi_destinations
+from channel_bridge.platforms.axp.auth import AxpNotConfigured, require_axp_settings
 from channel_bridge.platforms.axp.platform import AxpPlatform
 from channel_bridge.platforms.axp.schemas import TypingEvent
 from channel_bridge.platforms.axp.subscriptions import subscription_destination
@@ -46,6 +50,36 @@ def install_planners(app: FastAPI, settings: Settings) -> None:
     app.state.axp_event_planner = axp_to_nexus.make_axp_event_planner(
         typing_enabled=settings.nexus_typing_enabled
     )
+
+
+def relaying_gaps(settings: Settings, *, secret_box: bool = True) -> list[str]:
+    """Why this process cannot relay between AXP and Nexus, one line per missing setting."""
+    gaps = []
+    try:
+        require_axp_settings(settings)
+    except AxpNotConfigured as exc:
+        gaps.append(str(exc))
+    if not settings.nexus_base_url:
+        gaps.append("BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured")
+    if not secret_box:
+        gaps.append("BRIDGE_SECRET_KEY is not set: channel secrets cannot be read")
+    return gaps
+
+
+def _with_relaying_off(detail: ReadinessDetail | None, gaps: list[str]) -> ReadinessDetail:
+    """`/readyz` says relaying is off and why; informational, the pod stays ready (webhooks are
+    still stored, and a configured process delivers them)."""
+
+    async def relaying_off(session: AsyncSession) -> dict[str, Any]:
+        relaying = {"relaying": {"status": "off", "reasons": gaps}}
+        try:
+            extra = await detail(session) if detail is not None else {}
+        except Exception as exc:  # known without the database, so said even without it
+            log.warning("readiness detail unavailable", error=type(exc).__name__)
+            extra = {}
+        return {**extra, **relaying}
+
+    return relaying_off
 
 
 def circuit(settings: Settings, name: str, *identity: str | None) -> Circuit:
@@ -79,17 +113,10 @@ def register_destinations(
         akixi_circuit = circuit(settings, "akixi", akixi[1].akixi_url)
         for destination in akixi_destinations(*akixi):
             registry.add(replace(destination, circuit=akixi_circuit))
-    missing = [
-        name
-        for name, ok in (
-            ("AXP", axp is not None),
-            ("Nexus", bool(settings.nexus_base_url)),
-            ("BRIDGE_SECRET_KEY", app.state.secret_box is not None),
-        )
-        if not ok
-    ]
-    if missing or axp is None:
-        log.warning("bridge relaying is off until configured", missing=missing)
+    gaps = relaying_gaps(settings, secret_box=app.state.secret_box is not None)
+    if gaps or axp is None:
+        log.warning("bridge relaying is off until configured", reasons=gaps)
+        app.state.readiness_detail = _with_relaying_off(app.state.readiness_detail, gaps)
         return None
     bridge = BridgeContext(
         settings=settings,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from channel_bridge import jsondoc
-from channel_bridge.settings import Settings
+from channel_bridge.settings import DEFAULT_SQLITE_URL, ConfigError, Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -26,7 +26,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _sqlite_directory(database)
         kwargs = {"connect_args": {"timeout": 30}}
     else:
         kwargs.update(
@@ -41,6 +41,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         _tune_sqlite(engine)
     return engine
+
+
+def _sqlite_directory(database: str) -> None:
+    """Only the default ./var is created: any other missing directory is a typo to report,
+    not a tree to make (as root, even /nonexistent/dir would be created)."""
+    parent = Path(database).parent
+    if parent.is_dir():
+        return
+    if database != make_url(DEFAULT_SQLITE_URL).database:
+        raise ConfigError(
+            f"BRIDGE_DATABASE_URL names a SQLite file in {parent}, which does not exist: "
+            f"create the directory (mkdir -p {parent}) or fix the path"
+        )
+    parent.mkdir()
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

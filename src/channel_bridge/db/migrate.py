@@ -57,3 +57,26 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     _in_thread(command.downgrade, alembic_config(database_url), revision)
+
+
+def head_revision(database_url: str) -> str:
+    """The schema revision this version of the bridge runs on (alembic's single head)."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config(database_url)).get_heads()
+    return heads[0] if len(heads) == 1 else ",".join(sorted(heads))
+
+
+def is_known_revision(database_url: str, revision: str) -> bool:
+    """Whether this version has `revision` among its migrations. An unknown one is newer: the
+    next release migrated first, and its migrations keep this release's code working."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return (
+            ScriptDirectory.from_config(alembic_config(database_url)).get_revision(revision)
+            is not None
+        )
+    except CommandError:
+        return False

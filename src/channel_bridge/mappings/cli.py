@@ -45,7 +45,7 @@ console = Console()
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings
+    from channel_bridge.startup import load_settings
 
     return load_settings()
 

@@ -93,6 +93,13 @@ def redact_text(text: str) -> str:
     return secrets.scrub(text)
 
 
+def _drop_color_message(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """uvicorn passes a copy of its message with terminal escape codes as `extra`: noise in
+    JSON, and the plain message is already there."""
+    event.pop("color_message", None)
+    return event
+
+
 # The processors every line goes through, ours and the libraries' (foreign) alike.
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -100,6 +107,7 @@ _SHARED: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.stdlib.ExtraAdder(),
+    _drop_color_message,
     redact_processor,
 ]
 

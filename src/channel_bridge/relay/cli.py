@@ -30,7 +30,7 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings  # the entry point owns settings errors
+    from channel_bridge.startup import load_settings
 
     return load_settings()
 
@@ -221,7 +221,10 @@ def worker_command() -> None:
     """Run the relay worker alone (no HTTP): same destinations and housekeeping as `serve`."""
     import signal
 
+    from channel_bridge.startup import check_database
+
     settings = _settings().model_copy(update={"worker_enabled": True})
+    asyncio.run(check_database(settings))  # an unreachable or unmigrated database: one line
 
     async def run() -> None:
         # The app's lifespan builds the registry and every component that registers a

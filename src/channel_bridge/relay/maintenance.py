@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.ops import metrics
+from channel_bridge.ops.faults import FaultLog
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.relay.clock import Clock, SystemClock
 from channel_bridge.relay.repository import DeliveryRepository, InboxRepository
@@ -100,9 +101,13 @@ class Housekeeping:
 
     @staticmethod
     async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        name = getattr(job, "__name__", "job").lstrip("_")
+        faults = FaultLog("housekeeping job", logger=log, job=name)
         while True:
             try:
                 await job()
-            except Exception:
-                log.exception("housekeeping job failed", job=getattr(job, "__name__", "job"))
+            except Exception as exc:  # the database, most likely: logged once, then counted
+                faults.failed(exc)
+            else:
+                faults.succeeded()
             await asyncio.sleep(interval_s)

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.db.notifications import DatabaseNotifications, notify
 from channel_bridge.ops import metrics
+from channel_bridge.ops.faults import FaultLog
 from channel_bridge.ops.logging import get_logger, redact_text
 from channel_bridge.relay.circuits import (
     CLOSED,
@@ -149,7 +150,10 @@ class RelayWorker:
         self._recorder: asyncio.Task[None] | None = None
         self._owns_notifications = notifications is None
         self._notifications = notifications or DatabaseNotifications(self._engine_url())
-        self._claim_failing = False
+        self._claim_faults = FaultLog("claiming deliveries", logger=log, worker_id=self.worker_id)
+        self._outcome_faults = FaultLog(
+            "recording delivery outcomes", logger=log, worker_id=self.worker_id
+        )
         self._failure_threshold = settings.circuit_failure_threshold
         self._probe_initial_s = settings.circuit_probe_initial_s
         self._probe_max_s = settings.circuit_probe_max_s
@@ -258,15 +262,10 @@ class RelayWorker:
         try:
             claimed = await self._claim(limit)
         except Exception as exc:
-            if not self._claim_failing:
-                log.exception("claiming deliveries failed", worker_id=self.worker_id)
-            else:
-                log.debug("claiming deliveries still failing", error=type(exc).__name__)
-            self._claim_failing = True
+            # A database outage: one line when it starts, a count each minute, one at the end.
+            self._claim_faults.failed(exc)
             return []
-        if self._claim_failing:
-            log.info("claiming deliveries works again", worker_id=self.worker_id)
-            self._claim_failing = False
+        self._claim_faults.succeeded()
         return claimed
 
     def _circuit_book(self) -> CircuitBreakers:
@@ -486,6 +485,14 @@ class RelayWorker:
                     circuit=circuit,
                     circuit_event=event,
                 )
+            log.warning(
+                "delivery attempt failed; retrying",
+                destination=item.destination,
+                delivery_id=item.id,
+                attempt=attempt_number,
+                retry_in_s=round(decision.delay_s, 1),
+                reason=decision.reason,
+            )
             return self._record(
                 item,
                 attempt,
@@ -645,9 +652,10 @@ class RelayWorker:
             outcomes = [outcome for outcome, _ in batch]
             try:
                 held = await self._commit_outcomes(outcomes)
-            except _CONNECTION_ERRORS:
+                self._outcome_faults.succeeded()
+            except _CONNECTION_ERRORS as exc:
                 # The leases expire and other attempts follow: at-least-once still holds.
-                log.exception("recording delivery outcomes failed", size=len(batch))
+                self._outcome_faults.failed(exc)
                 held = None
             except Exception:
                 # A statement failed (a bookkeeping write, most likely): one outcome per
@@ -789,8 +797,8 @@ class RelayWorker:
         for outcome in outcomes:
             try:
                 held |= await self._commit_outcomes([outcome])
-            except _CONNECTION_ERRORS:
-                log.exception("recording delivery outcomes failed", size=1)
+            except _CONNECTION_ERRORS as exc:
+                self._outcome_faults.failed(exc)
                 return None
             except Exception:
                 log.exception(

@@ -26,12 +26,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
+from channel_bridge.sandbox.axp_admin import AxpAdminState, add_admin_routes
 
 PROBLEM = "application/problem+json"
 CONSTRAINT_DETAIL = (
@@ -190,6 +193,7 @@ class AxpSimulator:
         self.disconnects: list[dict[str, Any]] = []
         self._sent: dict[tuple[str, str], dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.admin = AxpAdminState()
         self.app = self._build_app()
 
     # --- test helpers ------------------------------------------------------------------
@@ -631,6 +635,15 @@ class AxpSimulator:
                 headers={"content-disposition": f'attachment; filename="{item["mediaName"]}"'},
             )
 
+        add_admin_routes(
+            app,
+            sim.admin,
+            enter=sim._enter,
+            body_of=sim._json,
+            problem=lambda status, detail: _problem(
+                status, HTTPStatus(status).phrase, detail, anchor=HTTPStatus(status).phrase.lower()
+            ),
+        )
         return app
 
     # --- behaviour ---------------------------------------------------------------------

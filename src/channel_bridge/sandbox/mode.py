@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 from fastapi import FastAPI
@@ -21,9 +22,10 @@ from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import Channel, Integration
 from channel_bridge.mappings.repository import ChannelRepository, IntegrationRepository
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.sandbox import akixi as akixi_sandbox
 from channel_bridge.sandbox.axp import AxpSimulator
-from channel_bridge.sandbox.nexus import NexusSandbox, create_nexus_sandbox
-from channel_bridge.security import SecretBox
+from channel_bridge.sandbox.nexus import NexusSandbox, SandboxChannel, create_nexus_sandbox
+from channel_bridge.security import SecretBox, SecretBoxError
 from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -40,6 +42,10 @@ DEMO_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789abcdef"
 DEMO_API_SECRET = "sandbox-api-secret-0123456789abcdef"
 AXP_CLIENT_SECRET = "sandbox-client-secret"
 AXP_APP_KEY = "sandbox-app-key"
+# The simulated Nexus checks no API key; the provisioning commands want one set.
+NEXUS_API_KEY = "sandbox-nexus-api-key"
+# Where `channel-bridge serve` mounts each simulator, under BRIDGE_PUBLIC_BASE_URL.
+MOUNTS = {"axp": "/sandbox/axp", "nexus": "/sandbox/nexus", "akixi": "/sandbox/akixi"}
 
 
 def sandbox_settings(settings: Settings) -> Settings:
@@ -54,6 +60,21 @@ def sandbox_settings(settings: Settings) -> Settings:
             "axp_app_key": SecretStr(AXP_APP_KEY),
             "nexus_base_url": NEXUS_HOST,
             "nexus_ccid": SANDBOX_CCID,
+        }
+    )
+
+
+def served_sandbox_settings(settings: Settings) -> Settings:
+    """For the operator commands in sandbox mode: the simulators `channel-bridge serve` mounts
+    under BRIDGE_PUBLIC_BASE_URL, so a command acts on the same state the server relays with."""
+    base = settings.public_base_url
+    served = akixi_sandbox.sandbox_settings(sandbox_settings(settings))
+    return served.model_copy(
+        update={
+            "axp_base_url": base + MOUNTS["axp"],
+            "nexus_base_url": base + MOUNTS["nexus"],
+            "nexus_api_key": settings.nexus_api_key or SecretStr(NEXUS_API_KEY),
+            "akixi_url": base + MOUNTS["akixi"] + "/CCS/WS",
         }
     )
 
@@ -89,8 +110,8 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
         base_url=NEXUS_HOST,
         timeout=settings.http_timeout_s,
     )
-    app.mount("/sandbox/axp", axp.app)
-    app.mount("/sandbox/nexus", nexus_app)
+    app.mount(MOUNTS["axp"], axp.app)
+    app.mount(MOUNTS["nexus"], nexus_app)
     # The AXP platform picks this transport up instead of the network.
     app.state.axp_transport = httpx.ASGITransport(app=axp.app)
     sandbox = Sandbox(axp=axp, nexus=nexus, nexus_http=nexus_http)
@@ -105,6 +126,15 @@ async def start_sandbox(
     stack.push_async_callback(sandbox.nexus_http.aclose)
     stack.push_async_callback(sandbox.axp.wait_idle)
     await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
+    await warn_undecryptable_channels(app.state.sessionmaker, app.state.secret_box)
+    if app.state.akixi_simulator is not None:  # built by the lifespan's Akixi step
+        app.mount(
+            MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator)
+        )
+    # Every channel the operator creates exists in the simulated Nexus too, with its secrets.
+    sandbox.nexus.resolver = partial(
+        channel_from_mappings, app.state.sessionmaker, app.state.secret_box
+    )
     sandbox.axp.add_subscription(
         channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
         callback_url=f"{settings.public_base_url}/axp/callbacks/"
@@ -113,10 +143,12 @@ async def start_sandbox(
     )
     log.warning(
         "SANDBOX MODE: AXP, Nexus and Akixi are simulated in this process "
-        "(see /sandbox/axp and /sandbox/nexus). Set BRIDGE_AXP_BASE_URL, "
+        "(see /sandbox/axp, /sandbox/nexus and /sandbox/akixi; the axp, nexus and akixi "
+        "commands act on them too). Set BRIDGE_AXP_BASE_URL, "
         "BRIDGE_AXP_ACCOUNT_ID, BRIDGE_AXP_CLIENT_ID, BRIDGE_AXP_CLIENT_SECRET, "
         "BRIDGE_AXP_APP_KEY, BRIDGE_NEXUS_BASE_URL, BRIDGE_NEXUS_CCID and BRIDGE_AKIXI_URL "
-        "to use real upstreams.",
+        "to use real upstreams. The admin API (/admin/v1, try it at /docs) takes "
+        "BRIDGE_ADMIN_TOKEN as its bearer token; README's settings table has its dev default.",
         demo_channel=DEMO_NEXUS_CHANNEL,
         webhook=f"{settings.public_base_url}/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook",
     )
@@ -141,7 +173,19 @@ async def seed_demo_channel(
                 )
             )
             await session.flush()
-        if await ChannelRepository(session).get_by_nexus_channel_id(DEMO_NEXUS_CHANNEL) is None:
+        existing = await ChannelRepository(session).get_by_nexus_channel_id(DEMO_NEXUS_CHANNEL)
+        if existing is not None and _secrets_of(existing, secret_box) is None:
+            # Seeded under another BRIDGE_SECRET_KEY (a .env copied from .env.example after a
+            # first run): the demo secrets are known, so encrypt them again under this one.
+            existing.webhook_secrets_encrypted = secret_box.encrypt_list([DEMO_WEBHOOK_SECRET])
+            existing.api_secret_encrypted = secret_box.encrypt(DEMO_API_SECRET)
+            existing.updated_at = utcnow()
+            log.warning(
+                "sandbox demo channel re-seeded: its secrets were encrypted with another "
+                "BRIDGE_SECRET_KEY",
+                channel=DEMO_NEXUS_CHANNEL,
+            )
+        if existing is None:
             session.add(
                 Channel(
                     nexus_channel_id=DEMO_NEXUS_CHANNEL,
@@ -157,3 +201,57 @@ async def seed_demo_channel(
                     updated_at=utcnow(),
                 )
             )
+
+
+def _secrets_of(channel: Channel, secret_box: SecretBox | None) -> tuple[list[str], str] | None:
+    """The channel's webhook secrets and API secret, or None if this key cannot read them."""
+    if secret_box is None:
+        return None
+    try:
+        webhooks = (
+            secret_box.decrypt_list(channel.webhook_secrets_encrypted)
+            if channel.webhook_secrets_encrypted
+            else []
+        )
+        api = (
+            secret_box.decrypt(channel.api_secret_encrypted).get_secret_value()
+            if channel.api_secret_encrypted
+            else ""
+        )
+    except SecretBoxError:
+        return None
+    return [value.get_secret_value() for value in webhooks], api
+
+
+async def warn_undecryptable_channels(
+    sessionmaker: async_sessionmaker[AsyncSession], secret_box: SecretBox | None
+) -> None:
+    """One warning per channel whose secrets this BRIDGE_SECRET_KEY cannot read, with the fix
+    (its webhooks would be refused and its sends fail until then)."""
+    async with sessionmaker() as session:
+        channels = await ChannelRepository(session).list_all()
+    for channel in channels:
+        if _secrets_of(channel, secret_box) is None:
+            log.warning(
+                "channel secrets cannot be decrypted with this BRIDGE_SECRET_KEY: restore the "
+                "key they were stored with, or set them again with `channel-bridge channels "
+                f"update {channel.nexus_channel_id} --webhook-secret ... --api-secret ...`",
+                channel=channel.nexus_channel_id,
+            )
+
+
+async def channel_from_mappings(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    secret_box: SecretBox | None,
+    channel_id: str,
+) -> SandboxChannel | None:
+    """The simulated Nexus's view of a channel mapping: same id, same secrets."""
+    async with sessionmaker() as session:
+        channel = await ChannelRepository(session).get_by_nexus_channel_id(channel_id)
+    found = _secrets_of(channel, secret_box) if channel is not None else None
+    if found is None:
+        return None
+    webhooks, api = found
+    return SandboxChannel(
+        channel_id, webhook_secret=webhooks[0] if webhooks else "", api_secret=api
+    )

@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,9 @@ class NexusSandbox:
     media: dict[str, StoredMedia] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    # Where channels the simulator was not told about are looked up (sandbox mode: the
+    # bridge's own channel mappings), so every channel an operator creates exists here too.
+    resolver: Callable[[str], Awaitable[SandboxChannel | None]] | None = None
 
     def add_channel(
         self, channel_id: str, *, webhook_secret: str, api_secret: str
@@ -86,6 +90,15 @@ class NexusSandbox:
         channel = SandboxChannel(channel_id, webhook_secret, api_secret)
         self.channels[channel_id] = channel
         return channel
+
+    async def resolve(self, channel_id: str) -> SandboxChannel | None:
+        """The channel as the resolver knows it now (registered here), else None."""
+        if self.resolver is None:
+            return None
+        found = await self.resolver(channel_id)
+        if found is not None:
+            self.channels[channel_id] = found
+        return found
 
     def calls(self, kind: str) -> list[ReceivedCall]:
         return [call for call in self.received if call.kind == kind]
@@ -159,26 +172,36 @@ def create_nexus_sandbox(sandbox: NexusSandbox, settings: Settings | None = None
             return _failure(faults.error_status, "Injected failure")
         return None
 
-    def authenticate(request: Request, channel_id: str, signed: bytes | None) -> Response | None:
+    async def authenticate(
+        request: Request, channel_id: str, signed: bytes | None
+    ) -> Response | None:
         if request.headers.get("x-ccid") != sandbox.ccid:
             return _failure(401, "Unknown or missing x-ccid")
         if sandbox.api_key is not None and request.headers.get("x-api-key") != sandbox.api_key:
             return _failure(401, "Invalid x-api-key")
-        channel = sandbox.channels.get(channel_id)
+        channel = sandbox.channels.get(channel_id) or await sandbox.resolve(channel_id)
         if channel is None:
             return _failure(404, f"Unknown channel {channel_id}")
-        if signed is not None and not verify(
-            signed,
-            request.headers.get(SIGNATURE_HEADER),
-            [channel.api_secret],
-            sandbox.signature_encoding,
-        ):
-            return _failure(401, "Invalid X-Hub-Signature")
+
+        def signed_with(channel: SandboxChannel) -> bool:
+            match = verify(
+                signed or b"",
+                request.headers.get(SIGNATURE_HEADER),
+                [channel.api_secret],
+                sandbox.signature_encoding,
+            )
+            return match is not None
+
+        if signed is not None and not signed_with(channel):
+            # The operator may have rotated the channel's API secret since it was looked up.
+            fresh = await sandbox.resolve(channel_id)
+            if fresh is None or not signed_with(fresh):
+                return _failure(401, "Invalid X-Hub-Signature")
         return None
 
     async def json_call(kind: str, channel_id: str, request: Request) -> Response:
         body = await request.body()
-        refused = authenticate(request, channel_id, body) or await faulted()
+        refused = await authenticate(request, channel_id, body) or await faulted()
         if refused is not None:
             return refused
         try:
@@ -209,7 +232,7 @@ def create_nexus_sandbox(sandbox: NexusSandbox, settings: Settings | None = None
     async def upload(channel_id: str, request: Request) -> Response:
         body = await request.body()
         signed = body if settings.nexus_multipart_signature == "body" else None
-        refused = authenticate(request, channel_id, signed) or await faulted()
+        refused = await authenticate(request, channel_id, signed) or await faulted()
         if refused is not None:
             return refused
         form = await request.form()

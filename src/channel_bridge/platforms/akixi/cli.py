@@ -52,9 +52,9 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings  # the root CLI imports this module
+    from channel_bridge.startup import load_upstream_settings
 
-    settings = load_settings()
+    settings = load_upstream_settings()
     # Logs go to stderr so the report on stdout stays clean; secrets are scrubbed.
     configure_logging(level="WARNING", fmt="console", secret_values=settings.secret_values())
     if not settings.akixi_url:

@@ -194,6 +194,10 @@ class AkixiClient:
             raise self._fail_error(operation, response, excerpt)
         return response
 
+    async def log_in(self) -> None:
+        """Open the session now (CreateSession, Authenticate): `check-config`'s credential test."""
+        await self._ensure_session()
+
     async def _ensure_session(self) -> AkixiSession:
         if self._session is not None:
             return self._session

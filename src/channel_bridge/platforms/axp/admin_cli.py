@@ -81,10 +81,10 @@ def register_admin_commands(axp_app: typer.Typer) -> None:
 @asynccontextmanager
 async def open_admin() -> AsyncIterator[AxpAdmin]:
     """The `AxpAdmin` every command uses (tests replace this to mock the HTTP edge)."""
-    from channel_bridge.cli import load_settings
     from channel_bridge.platforms.axp.auth import build_axp_http
+    from channel_bridge.startup import load_upstream_settings
 
-    settings = load_settings()
+    settings = load_upstream_settings()
     async with build_axp_http(settings) as http:
         yield AxpAdmin.from_settings(http, settings)
 

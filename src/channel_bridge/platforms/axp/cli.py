@@ -24,9 +24,9 @@ axp_app.add_typer(subscriptions_app, name="subscriptions")
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings
+    from channel_bridge.startup import load_upstream_settings
 
-    return load_settings()
+    return load_upstream_settings()
 
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:

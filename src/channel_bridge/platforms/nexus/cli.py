@@ -32,10 +32,12 @@ app = typer.Typer(
 )
 
 
-def _settings() -> Settings:
-    from channel_bridge.cli import load_settings
+def _settings(*, upstream: bool = False) -> Settings:
+    """The settings; with `upstream`, those of the Nexus to call (the served sandbox's in
+    sandbox mode)."""
+    from channel_bridge.startup import load_settings, load_upstream_settings
 
-    return load_settings()
+    return load_upstream_settings() if upstream else load_settings()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -79,7 +81,7 @@ def provision(
     ),
 ) -> None:
     """Create or replace the Async service from the enabled channels in the database."""
-    settings = _settings()
+    settings = _settings(upstream=not dry_run)
     missing = missing_settings(settings)
     if missing and not dry_run:
         raise _fail(f"{', '.join(missing)} must be set to provision Nexus services")
@@ -105,7 +107,7 @@ def provision_sms(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the body; send nothing"),
 ) -> None:
     """Create the SMS service that selects the Async provider."""
-    settings = _settings()
+    settings = _settings(upstream=not dry_run)
     missing = missing_settings(settings)
     if missing and not dry_run:
         raise _fail(f"{', '.join(missing)} must be set to provision Nexus services")

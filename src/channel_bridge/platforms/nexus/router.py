@@ -73,7 +73,8 @@ async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
     try:
         acks, duplicate = await _receive(channelId, request, trace_id)
     except BridgeError as exc:
-        metrics.webhooks.labels(SOURCE, exc.slug).inc()
+        # Outcome labels are snake_case on every source (problem slugs are kebab-case).
+        metrics.webhooks.labels(SOURCE, exc.slug.replace("-", "_")).inc()
         exc.headers = {**exc.headers, TRACE_HEADER: trace_id}
         log.info("nexus webhook refused", status=exc.status, reason=exc.detail)
         raise
