@@ -147,7 +147,11 @@ class Settings(BaseSettings):
     retry_jitter: float = 0.2
     # A throttled or timed-out upstream is given a minute before it is asked again.
     retry_throttled_min_s: float = 60.0
+    # Bodies (payload, raw body) of handled inbox events are kept this long...
     retention_inbox_days: int = 30
+    # ...and their dedupe keys (source, external id, ack) this long: Nexus messages carry no
+    # timestamp, so only a remembered key refuses a captured webhook replayed later.
+    retention_tombstone_days: int = Field(default=365, ge=1)
     retention_attempts_days: int = 90
     retention_interval_s: float = 3600.0
     replay_max_window_days: int = 14

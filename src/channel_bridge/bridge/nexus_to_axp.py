@@ -220,6 +220,25 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
     if payload.provider_dialog_id is None or payload.conversation_id is None:
         payload = await _open_at_send(bridge, channel, payload, ctx.delivery_id)
     assert payload.provider_dialog_id is not None and payload.conversation_id is not None
+    if payload.nexus_message_id:
+        # The inbox refuses a replay while its tombstone lives; past that (or under another
+        # dedupe key) the message link still knows the Nexus message was sent once.
+        async with bridge.sessionmaker() as session:
+            earlier = await MessageLinkRepository(session).find_sent_elsewhere(
+                nexus_message_id=payload.nexus_message_id,
+                channel_id=channel.id,
+                direction=DIRECTION,
+                delivery_id=ctx.delivery_id,
+            )
+        if earlier is not None:
+            log.warning(
+                "nexus message already sent to axp; not sent again",
+                nexus_message_id=payload.nexus_message_id,
+                axp_message_id=earlier.axp_message_id,
+            )
+            return Delivered(
+                result={"skipped": "already sent", "axp_message_id": earlier.axp_message_id}
+            )
 
     attachments: list[AttachmentContentIdMap] = []
     for index, item in enumerate(payload.media):

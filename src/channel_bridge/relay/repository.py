@@ -27,6 +27,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -154,15 +155,38 @@ class InboxRepository:
         return row.id, row.ack
 
     async def purge_handled(self, *, before: datetime) -> int:
-        """Delete events received before `before` whose deliveries are all finished."""
-        unfinished = exists().where(
-            delivery_table.c.inbox_event_id == inbox_table.c.id,
-            delivery_table.c.status.not_in(FINISHED_STATUSES),
-        )
+        """Strip the bodies of events received before `before` whose deliveries are finished.
+
+        The row stays as a tombstone (source, external id, ack): a replay of the webhook still
+        meets the unique key and gets the answer it got the first time.
+        """
         result = await self.session.execute(
-            delete(inbox_table).where(inbox_table.c.received_at < before, ~unfinished)
+            update(inbox_table)
+            .where(
+                inbox_table.c.received_at < before,
+                or_(inbox_table.c.payload.is_not(None), inbox_table.c.raw_body.is_not(None)),
+                _all_deliveries_finished(),
+            )
+            # SQL NULL, not JSON null: the column then matches IS NULL and is never rewritten.
+            .values(payload=null(), raw_body=null())
         )
         return cast(CursorResult[Any], result).rowcount or 0
+
+    async def purge_tombstones(self, *, before: datetime) -> int:
+        """Delete events (tombstones by now) received before `before`, deliveries finished."""
+        result = await self.session.execute(
+            delete(inbox_table).where(
+                inbox_table.c.received_at < before, _all_deliveries_finished()
+            )
+        )
+        return cast(CursorResult[Any], result).rowcount or 0
+
+
+def _all_deliveries_finished() -> Any:
+    return ~exists().where(
+        delivery_table.c.inbox_event_id == inbox_table.c.id,
+        delivery_table.c.status.not_in(FINISHED_STATUSES),
+    )
 
 
 class InboxBatchWriter:
