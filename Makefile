@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
-HOST ?= 0.0.0.0
+# Loopback: the dev defaults are refused on any other interface (HOST=0.0.0.0 needs real secrets).
+HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: run test lint typecheck demo bench bench-http drills migrate clean install

@@ -15,11 +15,11 @@ app = typer.Typer(
 )
 
 
-def load_settings() -> Settings:
+def load_settings(*, bind_host: str | None = None) -> Settings:
     """Settings, or exit 2 with one line naming the unusable variable."""
     try:
         settings = Settings()
-        settings.ensure_usable()
+        settings.ensure_usable(bind_host=bind_host)
     except ConfigError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -32,14 +32,15 @@ def load_settings() -> Settings:
 
 @app.command()
 def serve(
-    host: str = typer.Option("0.0.0.0", help="Interface to bind"),
+    # Loopback unless asked: the image passes --host 0.0.0.0 (with real secrets, prod).
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0: every interface)"),
     port: int = typer.Option(8080, help="Port to bind"),
     workers: int = typer.Option(1, help="Worker processes"),
 ) -> None:
     """Serve the bridge (HTTP API, webhooks, relay worker)."""
     import uvicorn
 
-    load_settings()
+    load_settings(bind_host=host)
     uvicorn.run(
         "channel_bridge.app:create_app_from_env",
         factory=True,
@@ -89,10 +90,11 @@ def demo() -> None:
 
 
 # --- command groups (each owned by its package) -------------------------------------
-from channel_bridge.mappings.cli import channels_app, integrations_app  # noqa: E402
+from channel_bridge.mappings.cli import channels_app, integrations_app, secrets_app  # noqa: E402
 
 app.add_typer(channels_app, name="channels")
 app.add_typer(integrations_app, name="integrations")
+app.add_typer(secrets_app, name="secrets")
 from channel_bridge.platforms.nexus.cli import app as nexus_app  # noqa: E402
 
 app.add_typer(nexus_app, name="nexus")

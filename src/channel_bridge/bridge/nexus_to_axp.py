@@ -242,9 +242,9 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
 
     attachments: list[AttachmentContentIdMap] = []
     for index, item in enumerate(payload.media):
-        content = await bridge.nexus.fetch_media(item.url)
         content_type = item.content_type or "application/octet-stream"
-        media_id = await bridge.axp.media.upload(content, _filename(item, index), content_type)
+        async with await bridge.nexus.fetch_media(item.url) as spool:
+            media_id = await bridge.axp.media.upload(spool, _filename(item, index), content_type)
         attachments.append(AttachmentContentIdMap(attachmentId=media_id))
 
     text = payload.text

@@ -109,8 +109,12 @@ class ChannelRepository:
         )
         return rows.all()
 
-    async def list_all(self, *, integration_id: str | None = None) -> Sequence[Channel]:
+    async def list_all(
+        self, *, integration_id: str | None = None, for_update: bool = False
+    ) -> Sequence[Channel]:
         statement = select(Channel).order_by(Channel.nexus_channel_id)
+        if for_update:
+            statement = statement.with_for_update()
         if integration_id is not None:
             statement = statement.where(Channel.axp_integration_id == integration_id)
         return (await self.session.scalars(statement)).all()
