@@ -10,11 +10,12 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from string import Formatter
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +82,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = SecretStr("dev-secret-key-change-me")
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None  # None: json in prod, console in dev
+    # Levels of named loggers, e.g. {"sqlalchemy.engine": "INFO"}. The SQL loggers
+    # (sqlalchemy, aiosqlite, asyncpg) stay at WARNING unless named here, whatever
+    # BRIDGE_LOG_LEVEL: below that they log statement parameters, i.e. raw webhook bodies.
+    log_levels: dict[str, str] = Field(default_factory=dict)
     # AXP and Nexus payloads are small JSON documents; media travels by URL, never inline.
     max_body_bytes: int = 1024 * 1024
     # The relay worker and the webhook routes share the pool. Keep db_pool_size above
@@ -539,8 +544,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "**********" if value.get_secret_value() else ""
-            elif name == "database_url":
-                value = _mask_url_password(value)
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url(value)
             shown[f"BRIDGE_{name.upper()}"] = value
         return shown
 
@@ -602,14 +607,39 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def _mask_url_password(url: str) -> str:
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}://{creds}@{host}"
+# Query parameters whose value is a credential (?password=, ?api_key=, ?sig=, ...).
+_CREDENTIAL_PARAM = re.compile(
+    r"(pass|pwd|secret|token|key|sig|auth|credential|session|^sid$|^code$)", re.IGNORECASE
+)
+
+
+def mask_url(url: str) -> str:
+    """The URL with every credential masked: the userinfo password (a lone userinfo, often a
+    token, entirely) and the value of every credential-like query or fragment parameter."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
+    return urlunsplit(
+        (parts.scheme, netloc, parts.path, _mask_params(parts.query), _mask_params(parts.fragment))
+    )
+
+
+def _mask_params(text: str) -> str:
+    if "=" not in text:
+        return text
+    pairs = []
+    for pair in text.split("&"):
+        key, equals, value = pair.partition("=")
+        if equals and value and _CREDENTIAL_PARAM.search(unquote_plus(key)):
+            value = "***"
+        pairs.append(f"{key}{equals}{value}")
+    return "&".join(pairs)
 
 
 def get_settings() -> Settings:
