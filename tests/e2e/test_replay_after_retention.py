@@ -35,7 +35,7 @@ async def test_a_replay_after_the_body_purge_gets_the_original_ack_and_sends_not
     assert counts.inbox_events >= 1 and counts.tombstones == 0
     assert await stack.deliveries(Delivery.destination == SEND) == []
     [tombstone] = await stack.rows(InboxEvent, InboxEvent.ack == {"messageId": ack_id})
-    assert (tombstone.payload, tombstone.raw_body) == (None, None)
+    assert (tombstone.payload, tombstone.raw_body, tombstone.status) == (None, None, "expired")
 
     replay = await stack.nexus_webhook(message)
     assert replay.status_code == 200

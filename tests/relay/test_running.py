@@ -130,14 +130,16 @@ async def test_retention_keeps_dead_and_recent_rows(sessionmaker, settings) -> N
         # dedupe tombstones; the dead one's event stays whole.
         events = (
             await session.execute(
-                select(InboxEvent.external_id, InboxEvent.payload).order_by(InboxEvent.external_id)
+                select(InboxEvent.external_id, InboxEvent.payload, InboxEvent.status).order_by(
+                    InboxEvent.external_id
+                )
             )
         ).all()
         assert [tuple(row) for row in events] == [
-            ("e0", None),
-            ("e1", {}),
-            ("e2", None),
-            ("e3", None),
+            ("e0", None, "expired"),
+            ("e1", {}, "received"),
+            ("e2", None, "expired"),
+            ("e3", None, "expired"),
         ]
     assert (counts.inbox_events, counts.tombstones) == (3, 0)
     # A second run finds nothing more to strip.

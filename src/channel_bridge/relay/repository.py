@@ -53,6 +53,8 @@ attempt_table = cast(Table, Attempt.__table__)
 BLOCKING_STATUSES = ("pending", "in_flight")
 # Statuses the retention task may delete once old enough; dead ones wait for an operator.
 FINISHED_STATUSES = ("delivered", "cancelled")
+# An inbox event whose body retention removed: only its dedupe key and ack are left.
+TOMBSTONE_STATUS = "expired"
 
 # Woken by NOTIFY after accept commits deliveries (PostgreSQL only).
 NOTIFY_CHANNEL = "bridge_deliveries"
@@ -164,11 +166,12 @@ class InboxRepository:
             update(inbox_table)
             .where(
                 inbox_table.c.received_at < before,
-                or_(inbox_table.c.payload.is_not(None), inbox_table.c.raw_body.is_not(None)),
+                inbox_table.c.status != TOMBSTONE_STATUS,
                 _all_deliveries_finished(),
             )
-            # SQL NULL, not JSON null: the column then matches IS NULL and is never rewritten.
-            .values(payload=null(), raw_body=null())
+            # SQL NULL, not JSON null. The status says the body is gone (and takes a held
+            # callback out of the review list, as deleting it did).
+            .values(payload=null(), raw_body=null(), status=TOMBSTONE_STATUS)
         )
         return cast(CursorResult[Any], result).rowcount or 0
 
