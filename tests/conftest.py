@@ -30,6 +30,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # Callbacks to a test app use this token; ≥ 32 characters like a real one.
 TEST_CALLBACK_TOKEN = "cb-test-token-6f1d0c2a9b8e7d6c5b4a3f2e1d0c9b8a"
 TEST_ADMIN_TOKEN = "admin-test-token-4b7c1e9a2f6d8c3b5a0e"
+TEST_SECRET_KEY = "test-secret-key-9c8b7a6f5e4d3c2b1a0f9e8d"
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +70,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "sandbox": False,
         "admin_token": TEST_ADMIN_TOKEN,
         "axp_callback_token": TEST_CALLBACK_TOKEN,
-        "secret_key": "test-secret-key-9c8b7a6f5e4d3c2b1a0f9e8d",
+        "secret_key": TEST_SECRET_KEY,
         "worker_enabled": False,
         "log_format": "console",
     }

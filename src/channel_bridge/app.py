@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         level=settings.log_level,
         fmt=settings.effective_log_format,
         secret_values=settings.secret_values(),
+        logger_levels=settings.log_levels,
     )
 
     @contextlib.asynccontextmanager

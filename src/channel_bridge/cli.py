@@ -28,14 +28,15 @@ __all__ = ["app", "load_settings", "main"]
 
 @app.command()
 def serve(
-    host: str = typer.Option("0.0.0.0", help="Interface to bind"),
+    # Loopback unless asked: the image passes --host 0.0.0.0 (with real secrets, prod).
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0: every interface)"),
     port: int = typer.Option(8080, help="Port to bind"),
     workers: int = typer.Option(1, help="Worker processes"),
 ) -> None:
     """Serve the bridge (HTTP API, webhooks, relay worker)."""
     import uvicorn
 
-    settings = load_settings()
+    settings = load_settings(bind_host=host)
     if settings.env == "dev" and "public_base_url" not in settings.model_fields_set:
         # Unset in dev: where this server really listens (callbacks, banner, sandbox URLs).
         os.environ["BRIDGE_PUBLIC_BASE_URL"] = f"http://localhost:{port}"
@@ -109,10 +110,11 @@ def demo() -> None:
 
 
 # --- command groups (each owned by its package) -------------------------------------
-from channel_bridge.mappings.cli import channels_app, integrations_app  # noqa: E402
+from channel_bridge.mappings.cli import channels_app, integrations_app, secrets_app  # noqa: E402
 
 app.add_typer(channels_app, name="channels")
 app.add_typer(integrations_app, name="integrations")
+app.add_typer(secrets_app, name="secrets")
 from channel_bridge.platforms.nexus.cli import app as nexus_app  # noqa: E402
 
 app.add_typer(nexus_app, name="nexus")

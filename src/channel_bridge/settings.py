@@ -6,12 +6,16 @@ Every tunable carries the reason for its default. Secrets are `SecretStr`: they 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from string import Formatter
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +30,12 @@ PLACEHOLDER_VALUES = ("xxx", "todo", "secret", "password", "changeit")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/bridge.db"
+
+# The upstreams the bridge calls: prod requires https for each, and in dev a configured one
+# that is not on loopback means real traffic, so the published dev secrets are refused.
+UPSTREAM_URL_SETTINGS = ("axp_base_url", "nexus_base_url", "akixi_url")
+# Published in this repository as dev defaults: never usable once the bridge is reachable.
+DEV_DEFAULT_SECRETS = ("admin_token", "secret_key", "axp_callback_token")
 
 AXP_EVENT_TYPES = (
     "MESSAGES",
@@ -75,6 +85,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = SecretStr("dev-secret-key-change-me")
     log_level: str = "INFO"
     log_format: Literal["json", "console"] | None = None  # None: json in prod, console in dev
+    # Levels of named loggers, e.g. {"sqlalchemy.engine": "INFO"}. The SQL loggers
+    # (sqlalchemy, aiosqlite, asyncpg) stay at WARNING unless named here, whatever
+    # BRIDGE_LOG_LEVEL: below that they log statement parameters, i.e. raw webhook bodies.
+    log_levels: dict[str, str] = Field(default_factory=dict)
     # AXP and Nexus payloads are small JSON documents; media travels by URL, never inline.
     max_body_bytes: int = 1024 * 1024
     # The relay worker and the webhook routes share the pool. Keep db_pool_size above
@@ -102,6 +116,17 @@ class Settings(BaseSettings):
     # Young-generation GC threshold for a serving process; start-up objects are frozen too.
     # 0 keeps Python's defaults (700). See ops/gc_tuning.py for the measurements.
     gc_gen0_threshold: int = Field(default=200_000, ge=0)
+
+    # Attachments stream through a spool (media.py): in memory up to this size, then on disk,
+    # so a 25 MiB file costs about 1 MiB of memory instead of three copies of itself.
+    media_spool_memory_bytes: int = Field(default=1024 * 1024, ge=0)
+    # Where spools past that size go; None: the temp directory (TMPDIR, /tmp: the pod's
+    # emptyDir, sized above media_max_in_flight_bytes in docker/k8s/deployment.yaml).
+    media_spool_dir: str | None = None
+    # Media bytes being transferred at once per process (reserved by declared size, else the
+    # platform's max): four 25 MiB attachments. Memory held is at most this and in practice
+    # the spools' in-memory parts; the rest waits its turn (docs/operations.md, memory sizing).
+    media_max_in_flight_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
 
     # Channel mappings are kept this long for the webhooks and the relay (0 turns the cache
     # off). Writes clear it at once in every process (NOTIFY on PostgreSQL); this bounds how
@@ -150,7 +175,11 @@ class Settings(BaseSettings):
     retry_jitter: float = 0.2
     # A throttled or timed-out upstream is given a minute before it is asked again.
     retry_throttled_min_s: float = 60.0
+    # Bodies (payload, raw body) of handled inbox events are kept this long...
     retention_inbox_days: int = 30
+    # ...and their dedupe keys (source, external id, ack) this long: Nexus messages carry no
+    # timestamp, so only a remembered key refuses a captured webhook replayed later.
+    retention_tombstone_days: int = Field(default=365, ge=1)
     retention_attempts_days: int = 90
     retention_interval_s: float = 3600.0
     replay_max_window_days: int = 14
@@ -162,7 +191,14 @@ class Settings(BaseSettings):
     axp_client_secret: SecretStr | None = None
     axp_app_key: SecretStr | None = None
     # The callback URL is the only protection AXP offers (it signs nothing): ≥ 32 chars.
+    # This one is in the Digital Notification subscription URL (/notifications).
     axp_callback_token: SecretStr = SecretStr("dev-callback-token-0000000000000000")
+    # Still accepted while AXP moves to the new token (a rotation without lost callbacks).
+    axp_callback_token_previous: SecretStr | None = None
+    # The lifecycle callback (/integrations) can disable channels: a token of its own. None
+    # keeps the notification token(s) for it, as before the two were separated.
+    axp_lifecycle_token: SecretStr | None = None
+    axp_lifecycle_token_previous: SecretStr | None = None
     axp_subscription_reconcile_s: float = 900.0
     axp_subscription_event_types: list[str] = Field(default_factory=lambda: list(AXP_EVENT_TYPES))
     # Refresh at 80 % of expires_in so no request carries a token about to expire.
@@ -376,6 +412,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_list(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            split_secret_keys(value.get_secret_value())  # a malformed list is refused here
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -405,34 +448,61 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
+        if self.secret_key is not None:
+            with contextlib.suppress(ValueError):
+                values += split_secret_keys(self.secret_key.get_secret_value())
         return values
 
-    def problems(self) -> list[str]:
-        """One line per setting that makes this configuration unusable."""
+    def callback_tokens(self, route: Literal["notifications", "lifecycle"]) -> list[SecretStr]:
+        """The tokens an AXP callback route accepts: the current one, then the previous."""
+        current, previous = self.axp_callback_token, self.axp_callback_token_previous
+        lifecycle = self.axp_lifecycle_token
+        if route == "lifecycle" and lifecycle is not None and lifecycle.get_secret_value():
+            current, previous = lifecycle, self.axp_lifecycle_token_previous
+        return [token for token in (current, previous) if token and token.get_secret_value()]
+
+    def problems(self, *, bind_host: str | None = None) -> list[str]:
+        """One line per setting that makes this configuration unusable (served on `bind_host`)."""
         found: list[str] = []
         if self.env != "prod":
-            return found
+            return self._exposed_dev_problems(bind_host)
         required = {
             "secret_key": self.secret_key,
             "admin_token": self.admin_token,
             "axp_callback_token": self.axp_callback_token,
         }
-        for name, secret in required.items():
+        optional_tokens = (
+            "axp_callback_token_previous",
+            "axp_lifecycle_token",
+            "axp_lifecycle_token_previous",
+        )
+        for name in (*required, *optional_tokens):
             var = f"BRIDGE_{name.upper()}"
+            secret = getattr(self, name)
             raw = secret.get_secret_value() if secret else ""
-            if not raw:
-                found.append(f"{var} is missing: it is required when BRIDGE_ENV=prod")
-            elif _is_placeholder(raw):
-                found.append(
-                    f"{var} holds a placeholder value: set a real secret for BRIDGE_ENV=prod"
-                )
-            elif len(raw) < 32:
-                found.append(f"{var} is too short: use at least 32 random characters")
+            if not raw and name in optional_tokens:
+                continue
+            try:
+                values = split_secret_keys(raw) if name == "secret_key" else [raw]
+            except ValueError:
+                found.append(f"{var} is neither one key nor a JSON list of keys")
+                continue
+            for index, value in enumerate(values or [""]):
+                label = f"{var} (key {index + 1} of {len(values)})" if len(values) > 1 else var
+                if not value:
+                    found.append(f"{label} is missing: it is required when BRIDGE_ENV=prod")
+                elif _is_placeholder(value):
+                    found.append(
+                        f"{label} holds a placeholder value: set a real secret for BRIDGE_ENV=prod"
+                    )
+                elif len(value) < 32:
+                    found.append(f"{label} is too short: use at least 32 random characters")
         # Optional secrets may be absent, but a value copied from .env.example is never real.
         for name in type(self).model_fields:
             value = getattr(self, name)
             if (
                 name not in required
+                and name not in optional_tokens
                 and isinstance(value, SecretStr)
                 and _is_placeholder(value.get_secret_value())
             ):
@@ -449,10 +519,50 @@ class Settings(BaseSettings):
             found.append("BRIDGE_SANDBOX=true is not allowed when BRIDGE_ENV=prod")
         if not self.public_base_url.startswith("https://"):
             found.append("BRIDGE_PUBLIC_BASE_URL must be an https:// URL when BRIDGE_ENV=prod")
+        for name in UPSTREAM_URL_SETTINGS:
+            url = getattr(self, name)
+            if url and urlsplit(url).scheme.lower() != "https":
+                # Credentials (the Akixi password, API keys, bearer tokens) would travel in clear.
+                found.append(f"BRIDGE_{name.upper()} must be an https:// URL when BRIDGE_ENV=prod")
         return found
 
-    def ensure_usable(self) -> None:
-        problems = self.problems()
+    def real_upstreams(self) -> list[str]:
+        """The upstream URL settings that reach beyond this machine (not loopback, not sandbox)."""
+        simulated = {"axp_base_url", "nexus_base_url"} if self.sandbox_mode else set()
+        return [
+            name
+            for name in UPSTREAM_URL_SETTINGS
+            if name not in simulated
+            and getattr(self, name)
+            and not is_loopback_host(urlsplit(getattr(self, name)).hostname)
+        ]
+
+    def _exposed_dev_problems(self, bind_host: str | None) -> list[str]:
+        """dev: the published dev secrets are fine only on loopback with no real upstream."""
+        real = self.real_upstreams()
+        if real:
+            reason = f"BRIDGE_{real[0].upper()} names a real upstream"
+        elif bind_host is not None and not is_loopback_host(bind_host):
+            reason = f"the bridge binds {bind_host}, not loopback"
+        else:
+            return []
+        found = []
+        for name in DEV_DEFAULT_SECRETS:
+            secret = getattr(self, name)
+            raw = secret.get_secret_value() if secret is not None else ""
+            try:
+                values = split_secret_keys(raw) if name == "secret_key" else [raw]
+            except ValueError:
+                values = [raw]
+            if any(_is_placeholder(value) for value in values):
+                found.append(
+                    f"BRIDGE_{name.upper()} holds a placeholder value and {reason}: set a real "
+                    "secret (placeholders are accepted only on loopback with simulated upstreams)"
+                )
+        return found
+
+    def ensure_usable(self, *, bind_host: str | None = None) -> None:
+        problems = self.problems(bind_host=bind_host)
         if problems:
             raise ConfigError(problems[0])
 
@@ -463,8 +573,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "**********" if value.get_secret_value() else ""
-            elif name == "database_url":
-                value = _mask_url_password(value)
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url(value)
             shown[f"BRIDGE_{name.upper()}"] = value
         return shown
 
@@ -503,14 +613,62 @@ def _is_placeholder(value: str) -> bool:
     )
 
 
-def _mask_url_password(url: str) -> str:
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}://{creds}@{host}"
+def split_secret_keys(value: str) -> list[str]:
+    """BRIDGE_SECRET_KEY: one key, or a JSON list of keys (newest first) during a rotation."""
+    if not value.lstrip().startswith("["):
+        return [value] if value else []
+    keys = json.loads(value)
+    if not isinstance(keys, list) or not all(isinstance(key, str) and key for key in keys):
+        raise ValueError("BRIDGE_SECRET_KEY must be a key or a JSON list of non-empty keys")
+    return keys
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1; anything else (0.0.0.0, a name, an address) is not."""
+    if not host:
+        return False
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# Query parameters whose value is a credential (?password=, ?api_key=, ?sig=, ...).
+_CREDENTIAL_PARAM = re.compile(
+    r"(pass|pwd|secret|token|key|sig|auth|credential|session|^sid$|^code$)", re.IGNORECASE
+)
+
+
+def mask_url(url: str) -> str:
+    """The URL with every credential masked: the userinfo password (a lone userinfo, often a
+    token, entirely) and the value of every credential-like query or fragment parameter."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
+    return urlunsplit(
+        (parts.scheme, netloc, parts.path, _mask_params(parts.query), _mask_params(parts.fragment))
+    )
+
+
+def _mask_params(text: str) -> str:
+    if "=" not in text:
+        return text
+    pairs = []
+    for pair in text.split("&"):
+        key, equals, value = pair.partition("=")
+        if equals and value and _CREDENTIAL_PARAM.search(unquote_plus(key)):
+            value = "***"
+        pairs.append(f"{key}{equals}{value}")
+    return "&".join(pairs)
 
 
 def get_settings() -> Settings:

@@ -76,13 +76,13 @@ def example_values(settings: Settings) -> list[str]:
     return found
 
 
-def load_settings(*, usable: bool = True) -> Settings:
-    """The settings (usable for this environment unless `usable=False`); else one line naming
-    the variable, exit 2."""
+def load_settings(*, usable: bool = True, bind_host: str | None = None) -> Settings:
+    """The settings (usable for this environment, served on `bind_host`, unless
+    `usable=False`); else one line naming the variable, exit 2."""
     try:
         settings = Settings()
         if usable:
-            settings.ensure_usable()
+            settings.ensure_usable(bind_host=bind_host)
             examples = example_values(settings)
             if examples:
                 raise ConfigError(examples[0])

@@ -24,7 +24,13 @@ from channel_bridge.sandbox.akixi import (
 )
 from channel_bridge.settings import Settings
 from tests.akixi.conftest import AKIXI_URL, fixture_bytes, simulator_http
-from tests.conftest import make_settings, truncate_all
+from tests.conftest import (
+    TEST_ADMIN_TOKEN,
+    TEST_CALLBACK_TOKEN,
+    TEST_SECRET_KEY,
+    make_settings,
+    truncate_all,
+)
 
 runner = CliRunner()
 
@@ -75,6 +81,10 @@ def _use_client(
         "BRIDGE_AKIXI_USER": SANDBOX_USER,
         "BRIDGE_AKIXI_PASSWORD": SANDBOX_PASSWORD,
         "BRIDGE_AKIXI_PARTITION_GUID": SEED_PARTITION_GUID,
+        # A real upstream URL: the dev placeholders of these would be refused.
+        "BRIDGE_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+        "BRIDGE_AXP_CALLBACK_TOKEN": TEST_CALLBACK_TOKEN,
+        "BRIDGE_SECRET_KEY": TEST_SECRET_KEY,
         **env,
     }.items():
         monkeypatch.setenv(name, value)

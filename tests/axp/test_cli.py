@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from channel_bridge.cli import app
 from tests.axp.conftest import ACCOUNT_ID, APP_KEY, AXP_BASE_URL, CLIENT_ID, CLIENT_SECRET
+from tests.conftest import TEST_ADMIN_TOKEN, TEST_CALLBACK_TOKEN, TEST_SECRET_KEY
 
 SUBS = f"{AXP_BASE_URL}/api/digital/webhook/v1/accounts/{ACCOUNT_ID}/subscriptions"
 TOKEN = f"{AXP_BASE_URL}/api/auth/v1/{ACCOUNT_ID}/protocol/openid-connect/token"
@@ -27,6 +28,10 @@ def axp_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         "AXP_APP_KEY": APP_KEY,
         "ENV": "dev",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        # A real upstream URL: the dev placeholders of these would be refused.
+        "ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+        "AXP_CALLBACK_TOKEN": TEST_CALLBACK_TOKEN,
+        "SECRET_KEY": TEST_SECRET_KEY,
     }.items():
         monkeypatch.setenv(f"BRIDGE_{name}", value)
 

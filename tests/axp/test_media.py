@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import httpx
 import pytest
 import respx
 
+from channel_bridge.media import MediaSpool
 from channel_bridge.platforms.axp.media import AxpMediaStore
 from channel_bridge.platforms.axp.platform import AxpPlatform
 from channel_bridge.relay.errors import PermanentError
@@ -47,6 +48,11 @@ async def test_upload_from_a_stream_is_spooled_and_sized(
     assert sim.media[media_id]["content"] == b"x" * 10_000
 
 
+async def content_of(spool_coroutine: Awaitable[MediaSpool]) -> bytes:
+    with await spool_coroutine as spool:
+        return spool.read()
+
+
 async def test_upload_above_the_limit_is_refused_before_any_request(sim: AxpSimulator) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=sim.app), base_url=AXP_BASE_URL
@@ -61,8 +67,12 @@ async def test_download_resolves_relative_signed_urls(
     platform: AxpPlatform, sim: AxpSimulator
 ) -> None:
     media_id = sim.store_media(b"picture", name="my-picture.png", content_type="image/png")
-    content, content_type, filename = await platform.media.download(sim.signed_media_path(media_id))
-    assert (content, content_type, filename) == (b"picture", "image/png", "my-picture.png")
+    with await platform.media.download(sim.signed_media_path(media_id)) as spool:
+        assert (spool.read(), spool.content_type, spool.filename) == (
+            b"picture",
+            "image/png",
+            "my-picture.png",
+        )
     assert sim.recorded()[-1].path == f"/api/media-store/v1/media/{media_id}"
 
 
@@ -73,7 +83,7 @@ async def test_signed_downloads_carry_no_credentials(
     presigned URL refuses a request with a second authentication method."""
     media_id = sim.store_media(b"picture", name="p.png", content_type="image/png")
     path = sim.signed_media_path(media_id)
-    assert (await platform.media.download(path))[0] == b"picture"
+    assert await content_of(platform.media.download(path)) == b"picture"
     assert b"".join([chunk async for chunk in platform.media.iter_download(path)]) == b"picture"
     downloads = sim.recorded(method="GET", path_contains="/v1/media/")
     assert len(downloads) == 2
@@ -112,10 +122,10 @@ async def test_download_accepts_absolute_urls_on_the_axp_host(
 ) -> None:
     media_id = sim.store_media(b"doc", name="d.txt", content_type="text/plain")
     url = f"{AXP_BASE_URL}/api/media-store{sim.signed_media_path(media_id)}"
-    assert (await platform.media.download(url))[0] == b"doc"
+    assert await content_of(platform.media.download(url)) == b"doc"
     fresh = await platform.media.signed_download_uri(media_id)
     assert fresh.startswith(f"/v1/media/{media_id}?ttl=")
-    assert (await platform.media.download(fresh))[0] == b"doc"
+    assert await content_of(platform.media.download(fresh)) == b"doc"
 
 
 @pytest.mark.parametrize(
@@ -167,6 +177,35 @@ async def test_declared_oversize_is_refused_from_the_header(respx_mock: respx.Mo
         store = AxpMediaStore(http, ACCOUNT_ID, AXP_BASE_URL, max_bytes=1000)
         with pytest.raises(PermanentError):
             await store.download("/v1/media/m2")
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 304, 307, 308])
+@respx.mock
+async def test_a_redirect_on_a_media_download_is_an_error_not_an_empty_file(
+    status: int, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.get(f"{AXP_BASE_URL}/api/media-store/v1/media/m3").mock(
+        return_value=httpx.Response(status, headers={"location": "https://elsewhere.test/x"})
+    )
+    async with httpx.AsyncClient(base_url=AXP_BASE_URL) as http:
+        store = AxpMediaStore(http, ACCOUNT_ID, AXP_BASE_URL, max_bytes=1000)
+        with pytest.raises(PermanentError, match=f"HTTP {status}"):
+            await store.download("/v1/media/m3")
+        with pytest.raises(PermanentError, match=f"HTTP {status}"):
+            [chunk async for chunk in store.iter_download("/v1/media/m3")]
+
+
+async def test_a_large_download_is_spooled_to_disk_and_uploaded_from_the_spool(
+    platform: AxpPlatform, sim: AxpSimulator
+) -> None:
+    content = bytes(range(256)) * 12_000  # 3 MB: past the 1 MiB spool threshold
+    media_id = sim.store_media(content, name="video.mp4", content_type="video/mp4")
+    async with await platform.media.download(sim.signed_media_path(media_id)) as spool:
+        assert spool.on_disk and spool.size == len(content)
+        uploaded = await platform.media.upload(spool, "copy.mp4", "video/mp4")
+    assert sim.media[uploaded]["content"] == content
+    [signed] = [r for r in sim.recorded() if r.path.endswith("/signed-upload-uri")]
+    assert signed.json["mediaSize"] == len(content)
 
 
 async def test_expired_signature_is_a_permanent_error(

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from channel_bridge import cli as root_cli
 from tests.axp_admin.conftest import ACCOUNT, BASE_URL, INVENTORY, example
+from tests.conftest import TEST_ADMIN_TOKEN, TEST_CALLBACK_TOKEN, TEST_SECRET_KEY
 
 ENV = {
     "BRIDGE_AXP_BASE_URL": BASE_URL,
@@ -15,6 +16,10 @@ ENV = {
     "BRIDGE_AXP_CLIENT_ID": "bridge-client",
     "BRIDGE_AXP_CLIENT_SECRET": "client-secret-4f9a8b7c6d5e",
     "BRIDGE_AXP_APP_KEY": "app-key-1a2b3c4d5e6f",
+    # A real upstream URL: the dev placeholders of these would be refused.
+    "BRIDGE_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    "BRIDGE_AXP_CALLBACK_TOKEN": TEST_CALLBACK_TOKEN,
+    "BRIDGE_SECRET_KEY": TEST_SECRET_KEY,
 }
 
 

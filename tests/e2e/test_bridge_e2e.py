@@ -325,6 +325,8 @@ async def test_nexus_receipts_for_agent_messages_are_recorded_on_the_link(stack:
         await eventually(lambda expected=status: link_status(expected), what=f"link {status}")
     # A receipt is stored, never relayed to AXP (AXP has no API for it).
     assert len(stack.sends()) == 1
+    # The link is written inside the handler, the delivery's outcome just after it.
+    await settled(stack)
     receipts = await stack.deliveries(Delivery.destination == "bridge.nexus_receipt")
     assert [d.status for d in receipts] == ["delivered", "delivered"]
 

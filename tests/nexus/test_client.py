@@ -212,6 +212,42 @@ async def test_upload_media_signs_the_multipart_body_sent() -> None:
     assert request.headers["x-ccid"] == CCID and request.headers["x-b3-traceid"] == TRACE
 
 
+@pytest.mark.parametrize("mode", ["body", "file"])
+@respx.mock
+async def test_upload_media_streams_a_spool_from_disk_and_signs_what_is_sent(mode: str) -> None:
+    settings = make(nexus_multipart_signature=mode)
+    example = json.loads((FIXTURES / "nexus" / "upload_response.json").read_text())
+    route = respx.post(f"{BASE}/nexus/v3/channels/{CHANNEL}/media").mock(
+        return_value=httpx.Response(200, json=example)
+    )
+    content = bytes(range(256)) * 12_000  # 3 MB: past the 1 MiB spool threshold
+    respx.get(f"{BASE}/nexus/v3/media/big").mock(
+        return_value=httpx.Response(200, content=content, headers={"content-type": "video/mp4"})
+    )
+    async with httpx.AsyncClient() as http:
+        client = NexusClient(http, settings)
+        async with await client.fetch_media("genesys://nexus/big") as spool:
+            assert spool.on_disk and spool.size == len(content)
+            assert spool.content_type == "video/mp4"
+            await client.upload_media(CHANNEL, API_SECRET, spool, "clip.mp4", "video/mp4")
+    request = route.calls.last.request
+    assert int(request.headers["content-length"]) == len(request.content) > len(content)
+    assert content in request.content
+    signed = request.content if mode == "body" else content
+    assert verify(signed, request.headers["x-hub-signature"], [API_SECRET])
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307])
+@respx.mock
+async def test_a_redirect_on_a_media_fetch_is_an_error(status: int) -> None:
+    respx.get(f"{BASE}/nexus/v3/media/moved").mock(
+        return_value=httpx.Response(status, headers={"location": f"{BASE}/elsewhere"})
+    )
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(PermanentError, match=f"HTTP {status}"):
+            await NexusClient(http, make()).fetch_media("genesys://nexus/moved")
+
+
 @respx.mock
 async def test_fetch_media_only_from_nexus_and_size_limited() -> None:
     settings = make(nexus_media_max_bytes=10)
@@ -222,7 +258,8 @@ async def test_fetch_media_only_from_nexus_and_size_limited() -> None:
     elsewhere = respx.get("https://attacker.test/steal")
     async with httpx.AsyncClient() as http:
         client = NexusClient(http, settings)
-        assert await client.fetch_media("genesys://nexus/abc") == b"0123456789"
+        with await client.fetch_media("genesys://nexus/abc") as spool:
+            assert spool.read() == b"0123456789"
         with pytest.raises(PermanentError, match="MEDIA_MAX_BYTES"):
             await client.fetch_media(f"{BASE}/files/big")
         for url in (
@@ -253,7 +290,8 @@ async def test_simulator_accepts_signed_calls_and_refuses_a_wrong_secret() -> No
         client = NexusClient(http, settings)
         await client.send_inbound_message(CHANNEL, API_SECRET, message(settings), trace_id=TRACE)
         uploaded = await client.upload_media(CHANNEL, API_SECRET, b"PNG...", "a.png", "image/png")
-        assert await client.fetch_media(uploaded.url) == b"PNG..."
+        with await client.fetch_media(uploaded.url) as spool:
+            assert spool.read() == b"PNG..."
         with pytest.raises(AuthError):
             await client.send_inbound_message(CHANNEL, SecretStr("wrong-secret"), {"text": "x"})
     [received] = sandbox.calls("message")

@@ -70,6 +70,9 @@ def cli_env(monkeypatch, database_url):
         "BRIDGE_ENV": "dev",
         "BRIDGE_PUBLIC_BASE_URL": PUBLIC,
         "BRIDGE_SECRET_KEY": settings.secret_key.get_secret_value(),
+        # A real upstream URL: the dev placeholders of these would be refused.
+        "BRIDGE_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
+        "BRIDGE_AXP_CALLBACK_TOKEN": settings.axp_callback_token.get_secret_value(),
         "BRIDGE_NEXUS_BASE_URL": BASE,
         "BRIDGE_NEXUS_CCID": CCID,
         "BRIDGE_NEXUS_API_KEY": API_KEY,

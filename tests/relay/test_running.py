@@ -126,10 +126,25 @@ async def test_retention_keeps_dead_and_recent_rows(sessionmaker, settings) -> N
         left = sorted((await session.execute(select(Delivery.id))).scalars())
         assert left == [ids[1], ids[3]]
         assert list((await session.execute(select(Attempt.id))).scalars()) == []
-        # Old events whose deliveries are finished (or purged) go; the dead one's event stays.
-        events = (await session.execute(select(InboxEvent.external_id))).scalars()
-        assert list(events) == ["e1"]
-    assert counts.inbox_events == 3
+        # Old events whose deliveries are finished (or purged) lose their bodies but stay as
+        # dedupe tombstones; the dead one's event stays whole.
+        events = (
+            await session.execute(
+                select(InboxEvent.external_id, InboxEvent.payload, InboxEvent.status).order_by(
+                    InboxEvent.external_id
+                )
+            )
+        ).all()
+        assert [tuple(row) for row in events] == [
+            ("e0", None, "expired"),
+            ("e1", {}, "received"),
+            ("e2", None, "expired"),
+            ("e3", None, "expired"),
+        ]
+    assert (counts.inbox_events, counts.tombstones) == (3, 0)
+    # A second run finds nothing more to strip.
+    again = await purge_expired(sessionmaker, settings)
+    assert (again.inbox_events, again.tombstones) == (0, 0)
 
 
 async def test_gauges_reflect_the_outbox(sessionmaker) -> None:

@@ -410,14 +410,14 @@ async def deliver_agent_message(
     api_secret = bridge.nexus_api_secret(channel)
     media: list[MediaItem] = []
     for attachment in event.attachments or ():
-        content, content_type, filename = await bridge.axp.media.download(attachment.url)
-        uploaded = await bridge.nexus.upload_media(
-            channel.nexus_channel_id,
-            api_secret,
-            content,
-            filename or attachment.name,
-            content_type or attachment.contentType,
-        )
+        async with await bridge.axp.media.download(attachment.url) as spool:
+            uploaded = await bridge.nexus.upload_media(
+                channel.nexus_channel_id,
+                api_secret,
+                spool,
+                spool.filename or attachment.name,
+                spool.content_type or attachment.contentType,
+            )
         media.append(
             MediaItem(
                 url=uploaded.url,

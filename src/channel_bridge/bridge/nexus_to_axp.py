@@ -220,12 +220,31 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
     if payload.provider_dialog_id is None or payload.conversation_id is None:
         payload = await _open_at_send(bridge, channel, payload, ctx.delivery_id)
     assert payload.provider_dialog_id is not None and payload.conversation_id is not None
+    if payload.nexus_message_id:
+        # The inbox refuses a replay while its tombstone lives; past that (or under another
+        # dedupe key) the message link still knows the Nexus message was sent once.
+        async with bridge.sessionmaker() as session:
+            earlier = await MessageLinkRepository(session).find_sent_elsewhere(
+                nexus_message_id=payload.nexus_message_id,
+                channel_id=channel.id,
+                direction=DIRECTION,
+                delivery_id=ctx.delivery_id,
+            )
+        if earlier is not None:
+            log.warning(
+                "nexus message already sent to axp; not sent again",
+                nexus_message_id=payload.nexus_message_id,
+                axp_message_id=earlier.axp_message_id,
+            )
+            return Delivered(
+                result={"skipped": "already sent", "axp_message_id": earlier.axp_message_id}
+            )
 
     attachments: list[AttachmentContentIdMap] = []
     for index, item in enumerate(payload.media):
-        content = await bridge.nexus.fetch_media(item.url)
         content_type = item.content_type or "application/octet-stream"
-        media_id = await bridge.axp.media.upload(content, _filename(item, index), content_type)
+        async with await bridge.nexus.fetch_media(item.url) as spool:
+            media_id = await bridge.axp.media.upload(spool, _filename(item, index), content_type)
         attachments.append(AttachmentContentIdMap(attachmentId=media_id))
 
     text = payload.text

@@ -124,7 +124,8 @@ def register_destinations(
         secret_box=app.state.secret_box,
         channels=app.state.channel_cache,
         axp=axp,
-        nexus=NexusClient(nexus_http or app.state.http, settings),
+        # One media budget per process, both directions.
+        nexus=NexusClient(nexus_http or app.state.http, settings, transfers=axp.media.transfers),
         nexus_fields=FieldMap.from_settings(settings),
     )
     nexus_circuit = circuit(settings, "nexus", settings.nexus_base_url, settings.nexus_ccid)

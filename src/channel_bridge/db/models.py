@@ -127,7 +127,8 @@ class InboxEvent(Base):
     raw_body: Mapped[str | None] = mapped_column(Text)
     # The answer given to the sender; a duplicate gets exactly this answer again.
     ack: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
-    # received | handled | ignored
+    # received | handled | ignored | needs_review | resolved | dismissed; expired once retention
+    # stripped the body (a dedupe tombstone)
     status: Mapped[str] = mapped_column(String(16), default="received")
     note: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

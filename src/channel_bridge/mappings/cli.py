@@ -26,6 +26,7 @@ from channel_bridge.mappings.schemas import (
     IntegrationCreate,
     IntegrationOut,
 )
+from channel_bridge.mappings.secret_rotation import RotationReport, rotate_stored_secrets
 from channel_bridge.mappings.service import ChannelService, IntegrationService
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.security import SecretBox
@@ -36,6 +37,9 @@ channels_app = typer.Typer(
 )
 integrations_app = typer.Typer(
     help="AXP messaging integrations (the manual path)", no_args_is_help=True
+)
+secrets_app = typer.Typer(
+    help="Secrets stored in the database (encrypted with BRIDGE_SECRET_KEY)", no_args_is_help=True
 )
 
 T = TypeVar("T")
@@ -571,3 +575,30 @@ def integrations_dismiss(
 
     held = _run(work)
     console.print(f"held callback {held_id} dismissed ({held.note})", highlight=False)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret under the first BRIDGE_SECRET_KEY (docs/operations.md)."""
+
+    async def work(
+        sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None
+    ) -> tuple[RotationReport, int]:
+        if box is None:
+            _print_error("BRIDGE_SECRET_KEY is not set: there is no key to encrypt with", [])
+            raise typer.Exit(2)
+        return await rotate_stored_secrets(sessionmaker, box), box.key_count
+
+    report, keys = _run(work)
+    if report.unreadable:
+        _print_error(
+            "nothing changed: no configured BRIDGE_SECRET_KEY decrypts the secrets of "
+            + ", ".join(report.unreadable),
+            [],
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"re-encrypted {report.secrets} secrets of {report.channels} channels "
+        f"with the first of {keys} keys",
+        highlight=False,
+    )

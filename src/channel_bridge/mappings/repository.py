@@ -108,8 +108,12 @@ class ChannelRepository:
         )
         return rows.all()
 
-    async def list_all(self, *, integration_id: str | None = None) -> Sequence[Channel]:
+    async def list_all(
+        self, *, integration_id: str | None = None, for_update: bool = False
+    ) -> Sequence[Channel]:
         statement = select(Channel).order_by(Channel.nexus_channel_id)
+        if for_update:
+            statement = statement.with_for_update()
         if integration_id is not None:
             statement = statement.where(Channel.axp_integration_id == integration_id)
         return (await self.session.scalars(statement)).all()
@@ -446,6 +450,24 @@ class MessageLinkRepository:
 
     async def find_by_axp_message_id(self, axp_message_id: str) -> MessageLink | None:
         return await self._first(MessageLink.axp_message_id == axp_message_id)
+
+    async def find_sent_elsewhere(
+        self, *, nexus_message_id: str, channel_id: int, direction: str, delivery_id: int
+    ) -> MessageLink | None:
+        """A link of this channel's upstream message that another delivery already sent."""
+        return await self.session.scalar(
+            select(MessageLink)
+            .join(Conversation, Conversation.id == MessageLink.conversation_id)
+            .where(
+                MessageLink.nexus_message_id == nexus_message_id,
+                MessageLink.direction == direction,
+                MessageLink.axp_message_id.is_not(None),
+                or_(MessageLink.delivery_id.is_(None), MessageLink.delivery_id != delivery_id),
+                Conversation.channel_id == channel_id,
+            )
+            .order_by(MessageLink.id)
+            .limit(1)
+        )
 
     async def find_by_delivery_id(self, delivery_id: int) -> MessageLink | None:
         return await self._first(MessageLink.delivery_id == delivery_id)

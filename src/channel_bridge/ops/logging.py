@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -21,6 +21,10 @@ SENSITIVE_KEY = re.compile(
     r"(secret|password|passwd|token|authorization|api[_-]?key|apikey|appkey|signature|cookie)",
     re.IGNORECASE,
 )
+# At DEBUG (and SQLAlchemy's engine at INFO) these log statements with their parameters: raw
+# webhook bodies, payloads. WARNING whatever the root level, unless a logger is named in
+# BRIDGE_LOG_LEVELS.
+QUIET_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg")
 # Keys that contain a sensitive word but hold no secret (ids, counters, flags).
 _NOT_SENSITIVE = {"token_requests", "invoke_id", "signature_encoding", "signature_matched"}
 
@@ -136,7 +140,11 @@ def _configure_structlog() -> None:
 
 
 def configure_logging(
-    *, level: str = "INFO", fmt: str = "console", secret_values: Iterable[str] = ()
+    *,
+    level: str = "INFO",
+    fmt: str = "console",
+    secret_values: Iterable[str] = (),
+    logger_levels: Mapping[str, str] | None = None,
 ) -> None:
     secrets.add(*secret_values)
     shared = _SHARED
@@ -166,7 +174,13 @@ def configure_logging(
         lib_logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(tuple(f"{quiet}." for quiet in QUIET_LOGGERS)):
+            logging.getLogger(name).setLevel(logging.NOTSET)  # a level asked for earlier
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, named_level in (logger_levels or {}).items():
+        logging.getLogger(name).setLevel(named_level.upper())
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -26,7 +26,9 @@ GAUGE_REFRESH_S = 15.0
 @dataclass(frozen=True, slots=True)
 class PurgeCounts:
     deliveries: int
+    # Events whose bodies were stripped (they stay as dedupe tombstones).
     inbox_events: int
+    tombstones: int = 0
 
 
 async def purge_expired(
@@ -35,16 +37,20 @@ async def purge_expired(
     *,
     clock: Clock | None = None,
 ) -> PurgeCounts:
-    """Delete finished deliveries (with attempts) and handled inbox events past their retention."""
+    """Delete finished deliveries (with attempts), strip handled inbox events past their
+    retention down to tombstones, and delete tombstones past theirs."""
     now = (clock or SystemClock()).now()
+    tombstone_days = max(settings.retention_tombstone_days, settings.retention_inbox_days)
     async with sessionmaker() as session, session.begin():
         deliveries = await DeliveryRepository(session).purge_finished(
             before=now - timedelta(days=settings.retention_attempts_days)
         )
-        events = await InboxRepository(session).purge_handled(
+        inbox = InboxRepository(session)
+        tombstones = await inbox.purge_tombstones(before=now - timedelta(days=tombstone_days))
+        events = await inbox.purge_handled(
             before=now - timedelta(days=settings.retention_inbox_days)
         )
-    return PurgeCounts(deliveries=deliveries, inbox_events=events)
+    return PurgeCounts(deliveries=deliveries, inbox_events=events, tombstones=tombstones)
 
 
 async def refresh_gauges(
@@ -89,11 +95,12 @@ class Housekeeping:
 
     async def _purge(self) -> None:
         counts = await purge_expired(self._sessionmaker, self._settings)
-        if counts.deliveries or counts.inbox_events:
+        if counts.deliveries or counts.inbox_events or counts.tombstones:
             log.info(
                 "retention purged rows",
                 deliveries=counts.deliveries,
                 inbox_events=counts.inbox_events,
+                tombstones=counts.tombstones,
             )
 
     async def _gauges(self) -> None:

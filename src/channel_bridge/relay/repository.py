@@ -27,6 +27,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -57,6 +58,8 @@ attempt_table = cast(Table, Attempt.__table__)
 BLOCKING_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.IN_FLIGHT)
 # Statuses the retention task may delete once old enough; dead ones wait for an operator.
 FINISHED_STATUSES = (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED)
+# An inbox event whose body retention removed: only its dedupe key and ack are left.
+TOMBSTONE_STATUS = "expired"
 
 # Woken by NOTIFY after accept commits deliveries (PostgreSQL only).
 NOTIFY_CHANNEL = "bridge_deliveries"
@@ -159,15 +162,39 @@ class InboxRepository:
         return row.id, row.ack
 
     async def purge_handled(self, *, before: datetime) -> int:
-        """Delete events received before `before` whose deliveries are all finished."""
-        unfinished = exists().where(
-            delivery_table.c.inbox_event_id == inbox_table.c.id,
-            delivery_table.c.status.not_in(FINISHED_STATUSES),
-        )
+        """Strip the bodies of events received before `before` whose deliveries are finished.
+
+        The row stays as a tombstone (source, external id, ack): a replay of the webhook still
+        meets the unique key and gets the answer it got the first time.
+        """
         result = await self.session.execute(
-            delete(inbox_table).where(inbox_table.c.received_at < before, ~unfinished)
+            update(inbox_table)
+            .where(
+                inbox_table.c.received_at < before,
+                inbox_table.c.status != TOMBSTONE_STATUS,
+                _all_deliveries_finished(),
+            )
+            # SQL NULL, not JSON null. The status says the body is gone (and takes a held
+            # callback out of the review list, as deleting it did).
+            .values(payload=null(), raw_body=null(), status=TOMBSTONE_STATUS)
         )
         return cast(CursorResult[Any], result).rowcount or 0
+
+    async def purge_tombstones(self, *, before: datetime) -> int:
+        """Delete events (tombstones by now) received before `before`, deliveries finished."""
+        result = await self.session.execute(
+            delete(inbox_table).where(
+                inbox_table.c.received_at < before, _all_deliveries_finished()
+            )
+        )
+        return cast(CursorResult[Any], result).rowcount or 0
+
+
+def _all_deliveries_finished() -> Any:
+    return ~exists().where(
+        delivery_table.c.inbox_event_id == inbox_table.c.id,
+        delivery_table.c.status.not_in(FINISHED_STATUSES),
+    )
 
 
 class InboxBatchWriter:

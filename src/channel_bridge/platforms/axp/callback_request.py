@@ -9,22 +9,30 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channel_bridge.errors import BadRequest, PayloadTooLarge, Unprocessable
 from channel_bridge.jsondoc import why_unstorable
-from channel_bridge.security import tokens_equal
+from channel_bridge.security import any_token_equal
 from channel_bridge.settings import Settings
 
 # Counts one outcome of the calling route (bridge_webhooks_total{source, outcome}).
 CountOutcome = Callable[[str], None]
 
 
-def check_callback_token(token: str, settings: Settings, count: CountOutcome) -> None:
-    if not tokens_equal(token, settings.axp_callback_token):
+def check_callback_token(
+    token: str,
+    settings: Settings,
+    count: CountOutcome,
+    *,
+    route: Literal["notifications", "lifecycle"] = "notifications",
+) -> None:
+    # Each route has its own token (the lifecycle one can disable channels), and each accepts
+    # its previous value during a rotation.
+    if not any_token_equal(token, settings.callback_tokens(route)):
         count("bad_token")
         raise StarletteHTTPException(status_code=404)
 

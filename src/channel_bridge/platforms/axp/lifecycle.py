@@ -69,7 +69,7 @@ async def _receive(
 ) -> JSONResponse:
     started = time.perf_counter()
     settings = request.app.state.settings
-    check_callback_token(token, settings, _count)
+    check_callback_token(token, settings, _count, route="lifecycle")
     body = await read_json_document(request, _count, allow_empty=True)
     method = request.method
     query = dict(request.query_params)

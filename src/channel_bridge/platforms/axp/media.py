@@ -10,21 +10,22 @@ media operations declare no security, so neither direction sends the bearer toke
 app key: the signature authorises the request, and object storage behind a presigned URL
 refuses a request that carries a second authentication method. An absolute URL is fetched
 only when its host is the configured AXP host, so a callback can never make us fetch from an
-arbitrary host. The size limit is enforced while the body streams in, so an oversize file is
-never buffered whole.
+arbitrary host. A download streams into a spool (channel_bridge.media) within the
+process's media budget, the size limit enforced as it arrives, and an upload streams from one:
+no attachment is ever held whole in memory. Any status of 300 or more on a media call is an
+error (redirects are never followed, so a 3xx would otherwise pass for an empty file).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from email.message import Message
-from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from channel_bridge.media import MediaSpool, MediaTransfers, declared_length
 from channel_bridge.platforms.axp.errors import (
     AxpPermanentError,
     AxpRetryableError,
@@ -40,8 +41,8 @@ from channel_bridge.platforms.axp.schemas import (
 
 # Where relative signed URLs live (inferred from the spec servers; a setting documents it).
 DEFAULT_MEDIA_STORE_PATH = "/api/media-store"
-# Uploads from an async iterator are spooled (size is needed up front); RAM use is capped here.
-SPOOL_IN_MEMORY_BYTES = 1024 * 1024
+# Without settings (tools, tests): spool past 1 MiB, no process budget.
+DEFAULT_TRANSFERS = MediaTransfers(budget=None, memory_bytes=1024 * 1024)
 
 
 class AxpMediaStore:
@@ -53,6 +54,7 @@ class AxpMediaStore:
         max_bytes: int,
         *,
         media_store_path: str = DEFAULT_MEDIA_STORE_PATH,
+        transfers: MediaTransfers | None = None,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -64,31 +66,32 @@ class AxpMediaStore:
         self._media_root = self._base_url + "/" + media_store_path.strip("/")
         self._account_path = f"{self._media_root}/v1/accounts/{quote(account_id, safe='')}"
         self.max_bytes = max_bytes
+        self.transfers = transfers or DEFAULT_TRANSFERS
 
     # --- upload ------------------------------------------------------------------------
 
     async def upload(
         self,
-        content: bytes | AsyncIterable[bytes],
+        content: bytes | MediaSpool | AsyncIterable[bytes],
         filename: str,
         content_type: str,
     ) -> str:
         """Store a file in the AXP media store; returns its mediaId (the attachmentId)."""
+        if isinstance(content, MediaSpool):
+            self._check_size(content.size)
+            return await self._upload(content, filename, content_type)
         if isinstance(content, bytes | bytearray):
             self._check_size(len(content))
-            return await self._upload(bytes(content), len(content), filename, content_type)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
-            size = 0
-            async for chunk in content:
-                size += len(chunk)
-                self._check_size(size)
-                spool.write(chunk)
-            spool.seek(0)
-            return await self._upload(spool, size, filename, content_type)
+            with MediaSpool.of(bytes(content)) as spool:
+                return await self._upload(spool, filename, content_type)
+        # The size is needed up front (mediaSize): spool the stream first.
+        async with await self.transfers.spool(
+            aiter(content), declared=None, limit=self.max_bytes, too_large=self._too_large
+        ) as spool:
+            return await self._upload(spool, filename, content_type)
 
-    async def _upload(
-        self, content: bytes | IO[bytes], size: int, filename: str, content_type: str
-    ) -> str:
+    async def _upload(self, spool: MediaSpool, filename: str, content_type: str) -> str:
+        size = spool.size
         if size < 1:
             raise AxpPermanentError("AXP media upload refused locally: the file is empty")
         signed = SignedMediaUploadRequest(
@@ -108,7 +111,7 @@ class AxpMediaStore:
             upload_url,
             operation="media upload",
             auth=None,
-            files={"mediaFile": (signed.mediaName, content, content_type)},
+            files={"mediaFile": (signed.mediaName, spool.reader(), content_type)},
         )
         try:
             answer = UploadMediaResponse.model_validate(uploaded.json())
@@ -140,36 +143,30 @@ class AxpMediaStore:
             )
         return url
 
-    async def download(self, url: str) -> tuple[bytes, str | None, str | None]:
-        """(content, content type, filename) of a media URL, at most `max_bytes` long."""
+    async def download(self, url: str) -> MediaSpool:
+        """A media URL's content in a spool (content type and filename set), at most
+        `max_bytes` long; the caller closes it."""
         target = self.resolve(url)
-        chunks: list[bytes] = []
         try:
             async with self._signed_get(target) as response:
-                if response.is_error:
-                    await response.aread()
-                    raise error_from_response(response, operation="media download")
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit():
-                    self._check_size(int(declared))
-                received = 0
-                async for chunk in response.aiter_bytes():
-                    received += len(chunk)
-                    self._check_size(received)
-                    chunks.append(chunk)
-                content_type = response.headers.get("content-type")
-                filename = _filename(response.headers.get("content-disposition"))
+                await _raise_unless_2xx(response)
+                spool = await self.transfers.spool(
+                    response.aiter_bytes(),
+                    declared=declared_length(response.headers),
+                    limit=self.max_bytes,
+                    too_large=self._too_large,
+                )
+                spool.content_type = response.headers.get("content-type")
+                spool.filename = _filename(response.headers.get("content-disposition"))
         except httpx.TransportError as exc:
             raise error_from_transport(exc, operation="media download") from exc
-        return b"".join(chunks), content_type, filename
+        return spool
 
     async def iter_download(self, url: str) -> AsyncIterator[bytes]:
         """The media as chunks, for relaying without holding it whole (limit enforced)."""
         target = self.resolve(url)
         async with self._signed_get(target) as response:
-            if response.is_error:
-                await response.aread()
-                raise error_from_response(response, operation="media download")
+            await _raise_unless_2xx(response)
             received = 0
             async for chunk in response.aiter_bytes():
                 received += len(chunk)
@@ -184,9 +181,12 @@ class AxpMediaStore:
 
     def _check_size(self, size: int) -> None:
         if size > self.max_bytes:
-            raise AxpPermanentError(
-                f"AXP media exceeds BRIDGE_AXP_MEDIA_MAX_BYTES ({self.max_bytes} bytes)"
-            )
+            raise self._too_large(size)
+
+    def _too_large(self, size: int) -> AxpPermanentError:
+        return AxpPermanentError(
+            f"AXP media of {size} bytes exceeds BRIDGE_AXP_MEDIA_MAX_BYTES ({self.max_bytes} bytes)"
+        )
 
     async def _send(
         self, method: str, url: str, *, operation: str, **kwargs: object
@@ -195,13 +195,20 @@ class AxpMediaStore:
             response = await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
         except httpx.TransportError as exc:
             raise error_from_transport(exc, operation=operation) from exc
-        if response.is_error:
+        if response.status_code >= 300:
             raise error_from_response(response, operation=operation)
         if method == "POST" and response.status_code not in (200, 201, 202):
             raise AxpRetryableError(
                 f"AXP {operation} answered unexpected HTTP {response.status_code}"
             )
         return response
+
+
+async def _raise_unless_2xx(response: httpx.Response) -> None:
+    # A 3xx is no file: redirects are not followed, and its (empty) body is not the media.
+    if response.status_code >= 300:
+        await response.aread()
+        raise error_from_response(response, operation="media download")
 
 
 def _filename(content_disposition: str | None) -> str | None:

@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from channel_bridge.mappings.repository import IntegrationRepository
+from channel_bridge.media import MediaTransfers
 from channel_bridge.platforms.axp.auth import TokenCache, axp_configured, build_axp_http
 from channel_bridge.platforms.axp.client import AxpMessagingClient
 from channel_bridge.platforms.axp.media import AxpMediaStore
@@ -52,7 +53,8 @@ class AxpPlatform:
             messaging=AxpMessagingClient(http, account_id),
             media=AxpMediaStore(http, account_id, settings.axp_base_url,
                                 settings.axp_media_max_bytes,
-                                media_store_path=settings.axp_media_store_path),
+                                media_store_path=settings.axp_media_store_path,
+                                transfers=MediaTransfers.from_settings(settings)),
             subscriptions=AxpSubscriptions(http, account_id),
         )
 

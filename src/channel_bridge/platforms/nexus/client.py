@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
 from channel_bridge.ids import random_hex_id
+from channel_bridge.media import MediaSpool, MediaTransfers, declared_length
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.nexus.errors import (
     NexusApiError,
@@ -24,7 +26,7 @@ from channel_bridge.platforms.nexus.errors import (
     error_for_response,
 )
 from channel_bridge.platforms.nexus.schemas import Envelope, UploadResult
-from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, sign
+from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, sign, sign_chunks
 from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -52,9 +54,16 @@ def encode_json(document: Any) -> bytes:
 class NexusClient:
     """Signed calls to BRIDGE_NEXUS_BASE_URL with x-ccid, X-B3-TraceId and x-api-key headers."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        *,
+        transfers: MediaTransfers | None = None,
+    ) -> None:
         self._http = http
         self._settings = settings
+        self._transfers = transfers or MediaTransfers.from_settings(settings)
 
     # --- calls ------------------------------------------------------------------------
 
@@ -115,24 +124,36 @@ class NexusClient:
         self,
         channel_id: str,
         api_secret: SecretStr,
-        content: bytes,
+        content: bytes | MediaSpool,
         filename: str,
         content_type: str,
         trace_id: str | None = None,
     ) -> UploadResult:
-        """(read) `POST /channels/{channelId}/media` with form field `file`."""
-        if len(content) > self._settings.nexus_media_max_bytes:
+        """(read) `POST /channels/{channelId}/media` with form field `file`, from the spool."""
+        spool = MediaSpool.of(content) if isinstance(content, bytes) else content
+        if spool.size > self._settings.nexus_media_max_bytes:
             raise NexusRejectedError(
-                f"media of {len(content)} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES"
+                f"media of {spool.size} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES"
             )
         url = self._url(self._settings.nexus_media_path, channelId=channel_id)
-        # Encode the multipart body once, so what is signed is exactly what is sent.
-        encoded = httpx.Request("POST", url, files={"file": (filename, content, content_type)})
-        body = encoded.read()
+        # One request, one boundary: the multipart body is streamed from the spool once to
+        # sign it and once more on the wire, so what is signed is exactly what is sent.
+        request = self._http.build_request(
+            "POST", url, files={"file": (filename, spool.reader(), content_type)}
+        )
         mode = self._settings.nexus_multipart_signature
-        signed = body if mode == "body" else content if mode == "file" else None
-        headers = self._headers(signed, api_secret, trace_id, encoded.headers["content-type"])
-        response = await self._send("upload media", url, body, headers)
+        encoding = _wire_encoding(self._settings.nexus_signature_encoding)
+        signature = (
+            sign_chunks(cast(Iterable[bytes], request.stream), api_secret, encoding)
+            if mode == "body"
+            else sign_chunks(spool.chunks(), api_secret, encoding)
+            if mode == "file"
+            else None
+        )
+        request.headers.update(
+            self._headers(signature, api_secret, trace_id, request.headers["content-type"])
+        )
+        response = await self._send_request("upload media", request)
         data = self._data(response, "upload media")
         try:
             return UploadResult.model_validate(data)
@@ -143,8 +164,9 @@ class NexusClient:
                 response_excerpt=response.text[:500],
             ) from exc
 
-    async def fetch_media(self, url: str) -> bytes:
-        """Download media Nexus referenced, only from the configured Nexus host, size-limited."""
+    async def fetch_media(self, url: str) -> MediaSpool:
+        """Download media Nexus referenced, only from the configured Nexus host, size-limited,
+        into a spool (the caller closes it)."""
         target = self._media_url(url)
         limit = self._settings.nexus_media_max_bytes
         headers = {CCID_HEADER: self._settings.nexus_ccid or ""}
@@ -155,21 +177,17 @@ class NexusClient:
                 if response.status_code >= 300:
                     await response.aread()
                     raise error_for_response(response, "fetch media")
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise NexusRejectedError(
-                        f"media of {declared} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES"
-                    )
-                chunks = []
-                received = 0
-                async for chunk in response.aiter_bytes():
-                    received += len(chunk)
-                    if received > limit:
-                        raise NexusRejectedError(
-                            f"media exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES ({limit} bytes)"
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                spool = await self._transfers.spool(
+                    response.aiter_bytes(),
+                    declared=declared_length(response.headers),
+                    limit=limit,
+                    too_large=lambda size: NexusRejectedError(
+                        f"media of {size} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES "
+                        f"({limit} bytes)"
+                    ),
+                )
+                spool.content_type = response.headers.get("content-type")
+                return spool
         except httpx.TimeoutException as exc:
             raise NexusThrottledError(f"Nexus fetch media timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
@@ -205,7 +223,7 @@ class NexusClient:
 
     def _headers(
         self,
-        signed_body: bytes | None,
+        signature: str | None,
         api_secret: SecretStr,
         trace_id: str | None,
         content_type: str,
@@ -219,10 +237,8 @@ class NexusClient:
             CCID_HEADER: self._settings.nexus_ccid,
             TRACE_HEADER: safe_trace_id(trace_id),
         }
-        if signed_body is not None:
-            headers[SIGNATURE_HEADER] = sign(
-                signed_body, api_secret, _wire_encoding(self._settings.nexus_signature_encoding)
-            )
+        if signature is not None:
+            headers[SIGNATURE_HEADER] = signature
         if (
             self._settings.nexus_api_key is not None
             and self._settings.nexus_api_key.get_secret_value()
@@ -241,16 +257,16 @@ class NexusClient:
     ) -> dict[str, Any]:
         url = self._url(template, channelId=channel_id)
         body = encode_json(document)
-        headers = self._headers(body, api_secret, trace_id, "application/json")
-        response = await self._send(operation, url, body, headers)
+        signature = sign(body, api_secret, _wire_encoding(self._settings.nexus_signature_encoding))
+        headers = self._headers(signature, api_secret, trace_id, "application/json")
+        request = self._http.build_request("POST", url, content=body, headers=headers)
+        response = await self._send_request(operation, request)
         data = self._data(response, operation)
         return data if isinstance(data, dict) else {"data": data}
 
-    async def _send(
-        self, operation: str, url: str, body: bytes, headers: dict[str, str]
-    ) -> httpx.Response:
+    async def _send_request(self, operation: str, request: httpx.Request) -> httpx.Response:
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            response = await self._http.send(request)
         except httpx.TimeoutException as exc:
             raise NexusThrottledError(f"Nexus {operation} timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
@@ -259,7 +275,7 @@ class NexusClient:
             "nexus call",
             operation=operation,
             status=response.status_code,
-            trace_id=headers.get(TRACE_HEADER),
+            trace_id=request.headers.get(TRACE_HEADER),
         )
         if response.status_code >= 300:
             raise error_for_response(response, operation)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +29,10 @@ def _secret_bytes(secret: str | SecretStr) -> bytes:
 
 
 def digest(body: bytes, secret: str | SecretStr, encoding: Encoding = "hex") -> str:
-    mac = hmac.new(_secret_bytes(secret), body, hashlib.sha1).digest()
+    return _encoded(hmac.new(_secret_bytes(secret), body, hashlib.sha1).digest(), encoding)
+
+
+def _encoded(mac: bytes, encoding: Encoding) -> str:
     if encoding == "base64":
         return base64.b64encode(mac).decode("ascii")
     return mac.hex()
@@ -38,6 +41,16 @@ def digest(body: bytes, secret: str | SecretStr, encoding: Encoding = "hex") -> 
 def sign(body: bytes, secret: str | SecretStr, encoding: Encoding = "hex") -> str:
     """The X-Hub-Signature value for `body`."""
     return PREFIX + digest(body, secret, encoding)
+
+
+def sign_chunks(
+    chunks: Iterable[bytes], secret: str | SecretStr, encoding: Encoding = "hex"
+) -> str:
+    """The X-Hub-Signature value for the body made of `chunks` (never joined in memory)."""
+    mac = hmac.new(_secret_bytes(secret), digestmod=hashlib.sha1)
+    for chunk in chunks:
+        mac.update(chunk)
+    return PREFIX + _encoded(mac.digest(), encoding)
 
 
 @dataclass(frozen=True, slots=True)
