@@ -127,10 +127,36 @@ register_admin_commands(axp_app)
 from channel_bridge.platforms.akixi.cli import akixi_app  # noqa: E402
 
 app.add_typer(akixi_app, name="akixi")
-from channel_bridge.relay.cli import deliveries_app, worker_command  # noqa: E402
+from channel_bridge.relay.cli import deliveries_app, run_event_loop  # noqa: E402
 
 app.add_typer(deliveries_app, name="deliveries")
-app.command("worker")(worker_command)
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the relay worker alone (no HTTP): same destinations and housekeeping as `serve`."""
+    import signal
+
+    from rich.console import Console
+
+    settings = load_settings().model_copy(update={"worker_enabled": True})
+    asyncio.run(check_database(settings))  # an unreachable or unmigrated database: one line
+
+    async def run() -> None:
+        # The app's lifespan builds the registry and every component that registers a
+        # destination, so a separate worker delivers exactly what `serve` would.
+        from channel_bridge.app import create_app
+
+        app = create_app(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with app.router.lifespan_context(app):
+            Console().print(f"relay worker {app.state.worker.worker_id} running; Ctrl-C to stop")
+            await stop.wait()
+
+    run_event_loop(run())
 
 
 def main() -> None:

@@ -215,29 +215,3 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
     else:
         uvloop.run(main)
-
-
-def worker_command() -> None:
-    """Run the relay worker alone (no HTTP): same destinations and housekeeping as `serve`."""
-    import signal
-
-    from channel_bridge.startup import check_database
-
-    settings = _settings().model_copy(update={"worker_enabled": True})
-    asyncio.run(check_database(settings))  # an unreachable or unmigrated database: one line
-
-    async def run() -> None:
-        # The app's lifespan builds the registry and every component that registers a
-        # destination, so a separate worker delivers exactly what `serve` would.
-        from channel_bridge.app import create_app
-
-        app = create_app(settings)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with app.router.lifespan_context(app):
-            _console().print(f"relay worker {app.state.worker.worker_id} running; Ctrl-C to stop")
-            await stop.wait()
-
-    run_event_loop(run())
