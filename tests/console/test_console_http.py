@@ -300,3 +300,18 @@ async def test_no_secret_value_appears_in_any_page(
     channels_page = texts[4]
     assert "webhook secret: set (1)" in channels_page and "API secret: set" in channels_page
     assert "/nexus/channels/+15550100300/webhook" in channels_page
+
+
+async def test_channels_page_lists_callbacks_that_need_review(
+    app_client: httpx.AsyncClient,
+) -> None:
+    # An AXP lifecycle callback naming no integration: held for review, never refused.
+    held = await app_client.post(
+        f"/axp/callbacks/{TEST_CALLBACK_TOKEN}/integrations", json={"event": "CREATED"}
+    )
+    assert held.status_code == 200 and held.json()["needsReview"] is True
+    await log_in(app_client)
+    page = (await app_client.get(f"{UI}/channels")).text
+    assert "Held callbacks, oldest first (1)" in page
+    assert "body.integrationId" in page
+    assert "None: every lifecycle callback was applied." not in page
