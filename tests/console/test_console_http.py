@@ -315,3 +315,14 @@ async def test_channels_page_lists_callbacks_that_need_review(
     assert "Held callbacks, oldest first (1)" in page
     assert "body.integrationId" in page
     assert "None: every lifecycle callback was applied." not in page
+
+
+async def test_logging_out_removes_the_session_cookie(app_client: httpx.AsyncClient) -> None:
+    await log_in(app_client)
+    response = await app_client.post(
+        f"{UI}/logout", data={"csrf_token": await page_csrf(app_client)}
+    )
+    assert response.status_code == 303 and response.headers["location"] == f"{UI}/login"
+    cleared = [h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)]
+    assert cleared and "max-age=0" in cleared[0].lower()
+    assert (await app_client.get(UI)).status_code == 303
