@@ -16,6 +16,7 @@ from structlog.contextvars import bound_contextvars
 
 from channel_bridge import __version__
 from channel_bridge.bridge.wiring import install_planners, register_destinations
+from channel_bridge.console import router as console_router
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.db.notifications import DatabaseNotifications
 from channel_bridge.errors import (
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(nexus_router.router)
     app.include_router(relay_router.router)
     app.include_router(relay_router.destinations_router)
+    app.include_router(console_router.router)
 
     # Middleware order: the last added runs first. The webhook routes are called directly
     # (ops/fast_path.py), inside the request id, metrics and body limit.

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # stale another process can be while its LISTEN connection is down.
     channel_cache_ttl_s: float = 5.0
 
+    # An operator console login (/admin/ui) lasts one working shift (8 h); then log in again.
+    console_session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
+
     # --- relay ------------------------------------------------------------------------
     worker_enabled: bool = True
     # Calls in flight per process. Upstream calls are I/O bound: against a 10 ms upstream one

@@ -24,8 +24,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel, Conversation
-from channel_bridge.mappings.repository import ConversationRepository
+from channel_bridge.db.models import Channel, Conversation, MessageLink
+from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
 from channel_bridge.ops.logging import get_logger
 
 log = get_logger(__name__)
@@ -40,6 +40,11 @@ def _part(value: str) -> str:
     if _VERBATIM_PART.fullmatch(value):
         return value
     return "~" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def dialog_id_part(value: str) -> str:
+    """How a channel id or customer address is written inside a providerDialogId."""
+    return _part(value)
 
 
 def provider_dialog_id(nexus_channel_id: str, customer_address: str, generation: int) -> str:
@@ -190,6 +195,30 @@ class ConversationService:
     ) -> list[tuple[Conversation, str]]:
         """Conversations by providerDialogId, each with its channel's Nexus channel id."""
         return await ConversationRepository(session).find_many_with_channel(provider_dialog_ids)
+
+    async def search(
+        self,
+        session: AsyncSession,
+        *,
+        customer_address: str | None = None,
+        nexus_channel_id: str | None = None,
+        provider_dialog_id: str | None = None,
+        limit: int = 50,
+    ) -> list[tuple[Conversation, str]]:
+        """Conversations matching every given value, most recently active first."""
+        return await ConversationRepository(session).search(
+            customer_address=customer_address,
+            nexus_channel_id=nexus_channel_id,
+            provider_dialog_id=provider_dialog_id,
+            limit=limit,
+        )
+
+    async def get(self, session: AsyncSession, conversation_id: int) -> Conversation | None:
+        return await ConversationRepository(session).get(conversation_id)
+
+    async def messages(self, session: AsyncSession, conversation_id: int) -> list[MessageLink]:
+        """The conversation's message links both ways, oldest first."""
+        return await MessageLinkRepository(session).list_for_conversation(conversation_id)
 
     async def find_by_provider_dialog_id(
         self, session: AsyncSession, provider_dialog_id: str

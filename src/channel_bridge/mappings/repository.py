@@ -356,6 +356,32 @@ class ConversationRepository:
         )
         return [(conversation, nexus_channel_id) for conversation, nexus_channel_id in rows]
 
+    async def search(
+        self,
+        *,
+        customer_address: str | None = None,
+        nexus_channel_id: str | None = None,
+        provider_dialog_id: str | None = None,
+        limit: int = 50,
+    ) -> list[tuple[Conversation, str]]:
+        """Conversations matching all the given values, most recently active first, each with
+        its channel's Nexus channel id."""
+        query = select(Conversation, Channel.nexus_channel_id).join(
+            Channel, Channel.id == Conversation.channel_id
+        )
+        if customer_address:
+            query = query.where(Conversation.customer_address == customer_address)
+        if nexus_channel_id:
+            query = query.where(Channel.nexus_channel_id == nexus_channel_id)
+        if provider_dialog_id:
+            query = query.where(Conversation.provider_dialog_id == provider_dialog_id)
+        rows = await self.session.execute(
+            query.order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(
+                limit
+            )
+        )
+        return [(conversation, nexus_channel_id) for conversation, nexus_channel_id in rows]
+
     async def record_activity(self, rows: Sequence[dict[str, Any]]) -> None:
         """After sends: AXP's engagement and dialog ids (when given), activity never backwards.
 
@@ -468,6 +494,15 @@ class MessageLinkRepository:
             .order_by(MessageLink.id)
             .limit(1)
         )
+
+    async def list_for_conversation(self, conversation_id: int) -> list[MessageLink]:
+        """The conversation's messages both ways, in the order the bridge took them in."""
+        rows = await self.session.scalars(
+            select(MessageLink)
+            .where(MessageLink.conversation_id == conversation_id)
+            .order_by(MessageLink.created_at, MessageLink.id)
+        )
+        return list(rows)
 
     async def find_by_delivery_id(self, delivery_id: int) -> MessageLink | None:
         return await self._first(MessageLink.delivery_id == delivery_id)

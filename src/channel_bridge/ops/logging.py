@@ -92,6 +92,11 @@ def redact_processor(
     return event_dict
 
 
+def redact_document(value: Any) -> Any:
+    """A JSON-like document with sensitive keys and known secret values masked (for display)."""
+    return _redact(value)
+
+
 def redact_text(text: str) -> str:
     """Mask known secrets in free text (e.g. an upstream response kept in an attempt row)."""
     return secrets.scrub(text)

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -160,6 +160,14 @@ class InboxRepository:
             )
         ).one()
         return row.id, row.ack
+
+    async def get_many(self, event_ids: Collection[int]) -> dict[int, InboxEvent]:
+        if not event_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(InboxEvent).where(among(self.session, InboxEvent.id, list(event_ids)))
+        )
+        return {event.id: event for event in rows}
 
     async def purge_handled(self, *, before: datetime) -> int:
         """Strip the bodies of events received before `before` whose deliveries are finished.
@@ -639,12 +647,18 @@ class DeliveryRepository:
         status: str | None = None,
         destination: str | None = None,
         partition_key: str | None = None,
+        partition_keys: Sequence[str] | None = None,
+        partition_patterns: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[Delivery]:
-        """Newest first; `before_id` continues a previous page."""
+        """Newest first; `before_id` continues a previous page.
+
+        `partition_keys` matches any of those keys exactly; `partition_patterns` any of those
+        LIKE patterns (with `\\` as the escape character).
+        """
         query = select(Delivery)
         if status:
             query = query.where(Delivery.status == status)
@@ -652,6 +666,16 @@ class DeliveryRepository:
             query = query.where(Delivery.destination == destination)
         if partition_key:
             query = query.where(Delivery.partition_key == partition_key)
+        if partition_keys is not None or partition_patterns is not None:
+            query = query.where(
+                or_(
+                    Delivery.partition_key.in_(list(partition_keys or ())),
+                    *(
+                        Delivery.partition_key.like(pattern, escape="\\")
+                        for pattern in partition_patterns or ()
+                    ),
+                )
+            )
         if since:
             query = query.where(Delivery.created_at >= since)
         if until:
@@ -660,6 +684,64 @@ class DeliveryRepository:
             query = query.where(Delivery.id < before_id)
         rows = await self.session.execute(query.order_by(Delivery.id.desc()).limit(limit))
         return list(rows.scalars())
+
+    async def get_many(self, delivery_ids: Collection[int]) -> dict[int, Delivery]:
+        if not delivery_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(Delivery).where(among(self.session, Delivery.id, list(delivery_ids)))
+        )
+        return {delivery.id: delivery for delivery in rows}
+
+    async def destination_stats(self) -> list[Any]:
+        """Per destination: open deliveries, dead ones, the oldest pending one's creation."""
+        d = delivery_table.c
+        is_open = d.status.in_(BLOCKING_STATUSES)
+        rows = await self.session.execute(
+            select(
+                d.destination,
+                func.count().filter(is_open).label("backlog"),
+                func.count().filter(d.status == "dead").label("dead"),
+                func.min(d.created_at).filter(d.status == "pending").label("oldest_pending_at"),
+            )
+            .group_by(d.destination)
+            .order_by(d.destination)
+        )
+        return list(rows)
+
+    async def last_errors(self) -> dict[str, tuple[datetime, str]]:
+        """Per destination: the most recent attempt error and when it happened."""
+        a, d = attempt_table.c, delivery_table.c
+        latest = (
+            select(d.destination, func.max(a.id).label("attempt_id"))
+            .select_from(attempt_table.join(delivery_table, a.delivery_id == d.id))
+            .where(a.error.is_not(None))
+            .group_by(d.destination)
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(latest.c.destination, a.started_at, a.error).join(
+                attempt_table, a.id == latest.c.attempt_id
+            )
+        )
+        return {row.destination: (row.started_at, row.error) for row in rows}
+
+    async def attempt_counts(self, *, since: datetime, bucket_s: int) -> list[Any]:
+        """Attempts started since `since` per (destination, outcome, bucket of `bucket_s`)."""
+        a, d = attempt_table.c, delivery_table.c
+        epoch: Any
+        if is_postgres(self.session):
+            epoch = func.extract("epoch", a.started_at)
+        else:
+            epoch = func.cast(func.strftime("%s", a.started_at), Integer)
+        bucket = func.floor(epoch / bucket_s).label("bucket")
+        rows = await self.session.execute(
+            select(d.destination, a.outcome, bucket, func.count().label("count"))
+            .select_from(attempt_table.join(delivery_table, a.delivery_id == d.id))
+            .where(a.started_at >= since)
+            .group_by(d.destination, a.outcome, bucket)
+        )
+        return list(rows)
 
     async def reschedule(self, delivery_id: int, *, now: datetime) -> None:
         """Back to pending, due now, attempts counted from zero again."""

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Attempt, Delivery, DeliveryStatus
+from channel_bridge.db.models import Attempt, Delivery, DeliveryStatus, InboxEvent
 from channel_bridge.errors import BadRequest, Conflict, NotFound
-from channel_bridge.relay.repository import CircuitRepository, DeliveryRepository
+from channel_bridge.relay.repository import (
+    CircuitRepository,
+    DeliveryRepository,
+    InboxRepository,
+)
 
 MAX_PAGE_SIZE = 500
 
@@ -63,12 +68,17 @@ async def list_deliveries(
     status: str | None = None,
     destination: str | None = None,
     partition_key: str | None = None,
+    partition_keys: Sequence[str] | None = None,
+    partition_patterns: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> DeliveryPage:
-    """Deliveries matching the filters, newest first, one page at a time."""
+    """Deliveries matching the filters, newest first, one page at a time.
+
+    `partition_keys` / `partition_patterns` (LIKE, `\\` escapes): any of them matches.
+    """
     if status is not None and status not in set(DeliveryStatus):
         raise BadRequest(
             f"Unknown status {status!r}",
@@ -81,6 +91,8 @@ async def list_deliveries(
         status=status,
         destination=destination,
         partition_key=partition_key,
+        partition_keys=partition_keys,
+        partition_patterns=partition_patterns,
         since=since,
         until=until,
         before_id=decode_cursor(cursor) if cursor else None,
@@ -98,6 +110,18 @@ async def get_delivery(session: AsyncSession, delivery_id: int) -> tuple[Deliver
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} does not exist")
     return delivery, await repository.attempts_for(delivery_id)
+
+
+async def get_deliveries(
+    session: AsyncSession, delivery_ids: Collection[int]
+) -> dict[int, Delivery]:
+    """Deliveries by id (the ones that still exist)."""
+    return await DeliveryRepository(session).get_many(delivery_ids)
+
+
+async def inbox_events(session: AsyncSession, event_ids: Collection[int]) -> dict[int, InboxEvent]:
+    """Accepted inbound events by id (the ones retention has not removed)."""
+    return await InboxRepository(session).get_many(event_ids)
 
 
 async def replay_delivery(
@@ -229,6 +253,69 @@ async def circuit_statuses(
             )
         )
     return statuses
+
+
+@dataclass(slots=True)
+class DestinationActivity:
+    """One destination's outbox now, and its attempts per time bucket over a recent window."""
+
+    destination: str
+    backlog: int = 0
+    dead: int = 0
+    oldest_pending_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    # One count per bucket, oldest first: attempts that delivered, and that gave up (dead).
+    delivered: list[int] = field(default_factory=list)
+    died: list[int] = field(default_factory=list)
+
+
+async def destination_activity(
+    session: AsyncSession,
+    *,
+    destinations: Sequence[str],
+    window: timedelta = timedelta(hours=1),
+    bucket: timedelta = timedelta(minutes=1),
+    now: datetime | None = None,
+) -> list[DestinationActivity]:
+    """Backlog, dead letters, last error and recent outcomes of these destinations (and of any
+    other destination that has deliveries stored), in name order."""
+    now = now or utcnow()
+    bucket_s = int(bucket.total_seconds())
+    buckets = int(window / bucket)
+    first = int(now.timestamp()) // bucket_s - buckets + 1
+    repository = DeliveryRepository(session)
+    found: dict[str, DestinationActivity] = {
+        name: DestinationActivity(name, delivered=[0] * buckets, died=[0] * buckets)
+        for name in destinations
+    }
+
+    def entry(name: str) -> DestinationActivity:
+        if name not in found:
+            found[name] = DestinationActivity(name, delivered=[0] * buckets, died=[0] * buckets)
+        return found[name]
+
+    for row in await repository.destination_stats():
+        item = entry(row.destination)
+        item.backlog, item.dead, item.oldest_pending_at = (
+            row.backlog,
+            row.dead,
+            row.oldest_pending_at,
+        )
+    for name, (at, error) in (await repository.last_errors()).items():
+        item = entry(name)
+        item.last_error, item.last_error_at = error, at
+    since = datetime.fromtimestamp(first * bucket_s, UTC)
+    for row in await repository.attempt_counts(since=since, bucket_s=bucket_s):
+        index = int(row.bucket) - first
+        if not 0 <= index < buckets:
+            continue
+        item = entry(row.destination)
+        if row.outcome == "delivered":
+            item.delivered[index] += row.count
+        elif row.outcome == "dead":
+            item.died[index] += row.count
+    return [found[name] for name in sorted(found)]
 
 
 async def readiness_detail(session: AsyncSession) -> dict[str, Any]:

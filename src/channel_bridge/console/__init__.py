@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages at /admin/ui over the admin services."""
