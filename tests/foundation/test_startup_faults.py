@@ -131,7 +131,14 @@ def test_check_config_fails_prod_without_the_platforms_it_relays_to(tmp_path: Pa
 
 
 def test_check_config_in_dev_warns_that_half_configured_relaying_is_off(tmp_path: Path) -> None:
-    env = {"BRIDGE_AXP_BASE_URL": "https://axp.test", "BRIDGE_SANDBOX": "false"}
+    env = {
+        "BRIDGE_AXP_BASE_URL": "https://axp.test",
+        "BRIDGE_SANDBOX": "false",
+        # A real upstream URL refuses the dev placeholders (fail closed): real secrets here.
+        "BRIDGE_ADMIN_TOKEN": random_secret(),
+        "BRIDGE_SECRET_KEY": random_secret(),
+        "BRIDGE_AXP_CALLBACK_TOKEN": random_secret(),
+    }
     result = run(["check-config", "--offline"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "warning: BRIDGE_NEXUS_BASE_URL is not set" in result.stderr
