@@ -44,7 +44,7 @@ def served_sandbox(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded CI machine starts slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{env['BRIDGE_PUBLIC_BASE_URL']}/readyz").status_code == 200:

@@ -110,6 +110,14 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
         base_url=NEXUS_HOST,
         timeout=settings.http_timeout_s,
     )
+    # Before the lifespan starts the subscription reconcile, so it finds this one and does
+    # not create a second.
+    axp.add_subscription(
+        channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
+        callback_url=f"{settings.public_base_url}/axp/callbacks/"
+        f"{settings.axp_callback_token.get_secret_value()}/notifications",
+        event_types=list(settings.axp_subscription_event_types),
+    )
     app.mount(MOUNTS["axp"], axp.app)
     app.mount(MOUNTS["nexus"], nexus_app)
     # The AXP platform picks this transport up instead of the network.
@@ -122,7 +130,7 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
 async def start_sandbox(
     app: FastAPI, settings: Settings, sandbox: Sandbox, stack: AsyncExitStack
 ) -> None:
-    """Lifespan step: seed the demo integration and channel, subscribe, print the banner."""
+    """Lifespan step: seed the demo integration and channel, print the banner."""
     stack.push_async_callback(sandbox.nexus_http.aclose)
     stack.push_async_callback(sandbox.axp.wait_idle)
     await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
@@ -134,12 +142,6 @@ async def start_sandbox(
     # Every channel the operator creates exists in the simulated Nexus too, with its secrets.
     sandbox.nexus.resolver = partial(
         channel_from_mappings, app.state.sessionmaker, app.state.secret_box
-    )
-    sandbox.axp.add_subscription(
-        channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
-        callback_url=f"{settings.public_base_url}/axp/callbacks/"
-        f"{settings.axp_callback_token.get_secret_value()}/notifications",
-        event_types=list(settings.axp_subscription_event_types),
     )
     log.warning(
         "SANDBOX MODE: AXP, Nexus and Akixi are simulated in this process "
