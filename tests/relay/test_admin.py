@@ -95,6 +95,9 @@ async def test_list_rejects_bad_input_with_problem_json(admin) -> None:
         {"limit": 0},
         {"since": "2026-11-24T10:00:00Z", "until": "2026-11-24T09:00:00Z"},
         {"since": "2026-11-24T10:00:00"},  # no offset: ambiguous
+        # PostgreSQL text cannot hold NUL: refused here, never a failed query (500).
+        {"destination": "\x00"},
+        {"partition": "a\x00b"},
     ]
     for params in cases:
         response = await client.get("/admin/v1/deliveries", params=params, headers=AUTH)

@@ -73,6 +73,7 @@ class OpenConversations:
     async def before_deliveries(
         self, session: AsyncSession, events: Sequence[AcceptedEvent]
     ) -> None:
+        await _drop_sent_before(session, events)
         sends: set[ConversationKey] = set()
         typing: set[ConversationKey] = set()
         for event in events:
@@ -113,6 +114,40 @@ class OpenConversations:
             if isinstance(request.payload, AxpSendPayload)
         ]
         await MessageLinkRepository(session).insert_many(links)
+
+
+async def _drop_sent_before(session: AsyncSession, events: Sequence[AcceptedEvent]) -> None:
+    """Drop the send of a Nexus message this channel already sent to AXP.
+
+    The inbox refuses a replay while its tombstone lives; past that (or under another dedupe
+    key) the message link still knows the message went out. One query per accepted batch.
+    """
+    wanted = {
+        (event.context.channel_id, request.payload.nexus_message_id)
+        for event in events
+        for request in event.deliveries
+        if isinstance(request.payload, AxpSendPayload) and request.payload.nexus_message_id
+    }
+    if not wanted:
+        return
+    sent = await MessageLinkRepository(session).sent_nexus_message_ids(wanted, direction=DIRECTION)
+    if not sent:
+        return
+    for event in events:
+        kept = [
+            request
+            for request in event.deliveries
+            if not (
+                isinstance(request.payload, AxpSendPayload)
+                and (event.context.channel_id, request.payload.nexus_message_id) in sent
+            )
+        ]
+        if len(kept) != len(event.deliveries):
+            log.warning(
+                "nexus message already sent to axp; not sent again",
+                inbox_event_id=event.inbox_event_id,
+            )
+            event.deliveries = kept
 
 
 def _with_conversation(request: DeliveryRequest, conversation: Any) -> DeliveryRequest:
@@ -220,25 +255,6 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
     if payload.provider_dialog_id is None or payload.conversation_id is None:
         payload = await _open_at_send(bridge, channel, payload, ctx.delivery_id)
     assert payload.provider_dialog_id is not None and payload.conversation_id is not None
-    if payload.nexus_message_id:
-        # The inbox refuses a replay while its tombstone lives; past that (or under another
-        # dedupe key) the message link still knows the Nexus message was sent once.
-        async with bridge.sessionmaker() as session:
-            earlier = await MessageLinkRepository(session).find_sent_elsewhere(
-                nexus_message_id=payload.nexus_message_id,
-                channel_id=channel.id,
-                direction=DIRECTION,
-                delivery_id=ctx.delivery_id,
-            )
-        if earlier is not None:
-            log.warning(
-                "nexus message already sent to axp; not sent again",
-                nexus_message_id=payload.nexus_message_id,
-                axp_message_id=earlier.axp_message_id,
-            )
-            return Delivered(
-                result={"skipped": "already sent", "axp_message_id": earlier.axp_message_id}
-            )
 
     attachments: list[AttachmentContentIdMap] = []
     for index, item in enumerate(payload.media):

@@ -477,23 +477,22 @@ class MessageLinkRepository:
     async def find_by_axp_message_id(self, axp_message_id: str) -> MessageLink | None:
         return await self._first(MessageLink.axp_message_id == axp_message_id)
 
-    async def find_sent_elsewhere(
-        self, *, nexus_message_id: str, channel_id: int, direction: str, delivery_id: int
-    ) -> MessageLink | None:
-        """A link of this channel's upstream message that another delivery already sent."""
-        return await self.session.scalar(
-            select(MessageLink)
+    async def sent_nexus_message_ids(
+        self, keys: Collection[tuple[int, str]], *, direction: str
+    ) -> set[tuple[int, str]]:
+        """Which (channel id, Nexus message id) pairs already have a link sent to AXP."""
+        if not keys:
+            return set()
+        rows = await self.session.execute(
+            select(Conversation.channel_id, MessageLink.nexus_message_id)
             .join(Conversation, Conversation.id == MessageLink.conversation_id)
             .where(
-                MessageLink.nexus_message_id == nexus_message_id,
+                MessageLink.nexus_message_id.in_({message_id for _channel, message_id in keys}),
                 MessageLink.direction == direction,
                 MessageLink.axp_message_id.is_not(None),
-                or_(MessageLink.delivery_id.is_(None), MessageLink.delivery_id != delivery_id),
-                Conversation.channel_id == channel_id,
             )
-            .order_by(MessageLink.id)
-            .limit(1)
         )
+        return {(row.channel_id, row.nexus_message_id) for row in rows} & set(keys)
 
     async def list_for_conversation(self, conversation_id: int) -> list[MessageLink]:
         """The conversation's messages both ways, in the order the bridge took them in."""

@@ -12,6 +12,8 @@ from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
 from channel_bridge.relay import service
 
+NO_NUL = r"^[^\x00]*$"
+
 router = APIRouter(prefix="/admin/v1/deliveries", tags=["deliveries"], dependencies=[AdminDep])
 destinations_router = APIRouter(
     prefix="/admin/v1/destinations", tags=["deliveries"], dependencies=[AdminDep]
@@ -88,8 +90,9 @@ def _wake_worker(request: Request) -> None:
 async def list_deliveries(
     session: SessionDep,
     status: DeliveryStatus | None = None,
-    destination: str | None = None,
-    partition: str | None = None,
+    # PostgreSQL text holds no NUL: such a filter is a 422, not a failed query.
+    destination: str | None = Query(None, max_length=64, pattern=NO_NUL),
+    partition: str | None = Query(None, max_length=255, pattern=NO_NUL),
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     cursor: str | None = None,
