@@ -259,8 +259,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sqlalchemy.exc.DBAPIError)
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-        # A connection dropped mid-statement (asyncpg's ConnectionDoesNotExistError) arrives as a
-        # plain DBAPIError with connection_invalidated set: an outage, not a bug (the database-outage drill).
+        # A connection dropped mid-statement (asyncpg's ConnectionDoesNotExistError) arrives as
+        # a plain DBAPIError with connection_invalidated set: an outage, not a bug (the
+        # database-outage drill).
         if getattr(exc, "connection_invalidated", False):
             return await _database_unavailable(request, exc)
         return await _unexpected(request, exc)

@@ -4,7 +4,8 @@ A webhook route is the bridge's hot path: it is hit at the upstream's rate and m
 within the upstream's limit (AXP 5 s, Nexus 10 s). FastAPI 0.16x resolves a request through
 nested included routers, "effective route contexts", an exit stack and dependency solving
 before the endpoint runs; for a route whose only inputs are one path parameter and the
-`Request`, that is about as much CPU as our own work (docs/performance.md, "The acknowledgement path").
+`Request`, that is about as much CPU as our own work (docs/performance.md, "The
+acknowledgement path").
 
 So a route marked with `@fast_path` is matched here by its own compiled regex and its
 endpoint is awaited with the `Request` and the path parameters, exactly as FastAPI would

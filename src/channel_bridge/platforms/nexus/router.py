@@ -17,7 +17,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from channel_bridge.db.models import Channel
+from channel_bridge.db.models import CHANNEL_BACKEND_NEXUS, Channel
 from channel_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -91,7 +91,7 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
         raise NotFound("No Nexus channel with this id")
     structlog.contextvars.bind_contextvars(nexus_channel_id=channel_id)
     channel = await state.channel_cache.get_enabled(channel_id)
-    if channel is None:
+    if channel is None or channel.backend != CHANNEL_BACKEND_NEXUS:
         raise NotFound("No enabled Nexus channel with this id")
     secrets = _webhook_secrets(state, channel)
 
