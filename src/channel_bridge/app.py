@@ -39,6 +39,7 @@ from channel_bridge.platforms.axp import admin_router as axp_admin_router
 from channel_bridge.platforms.axp import lifecycle as axp_lifecycle
 from channel_bridge.platforms.axp import router as axp_router
 from channel_bridge.platforms.axp.platform import start_axp_platform
+from channel_bridge.platforms.genesys_cloud import router as genesys_cloud_router
 from channel_bridge.platforms.nexus import router as nexus_router
 from channel_bridge.relay import router as relay_router
 from channel_bridge.relay import service as relay_service
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Until set, an inbound event is stored and acknowledged but not relayed.
             app.state.axp_event_planner = None
             app.state.nexus_message_planner = None
+            app.state.genesys_cloud_message_planner = None
             # --- components (each adds itself here; keep one line or block each) ---------
             await start_axp_platform(app, settings, stack)
             # Akixi mirror: the configured service, else the in-process simulator in sandbox mode.
@@ -182,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(axp_router.router)
     app.include_router(axp_admin_router.router)
     app.include_router(nexus_router.router)
+    app.include_router(genesys_cloud_router.router)
     app.include_router(relay_router.router)
     app.include_router(relay_router.destinations_router)
 
@@ -189,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (ops/fast_path.py), inside the request id, metrics and body limit.
     webhook_routes = [
         *fast_routes(nexus_router.router.routes),
+        *fast_routes(genesys_cloud_router.router.routes),
         *fast_routes(axp_router.router.routes),
     ]
     app.add_middleware(FastPathMiddleware, routes=webhook_routes)
