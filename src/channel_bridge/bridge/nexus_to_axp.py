@@ -21,7 +21,7 @@ from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.bridge.payloads import AxpSendPayload, AxpTypingPayload, NexusReceiptRecord
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel
+from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD, Channel
 from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
 from channel_bridge.mappings.conversations import ConversationKey, ConversationService
 from channel_bridge.mappings.repository import MessageLinkRepository
@@ -223,7 +223,10 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
 
     attachments: list[AttachmentContentIdMap] = []
     for index, item in enumerate(payload.media):
-        content = await bridge.nexus.fetch_media(item.url)
+        if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD:
+            content = await bridge.genesys_cloud_client().fetch_media(item.url)
+        else:
+            content = await bridge.nexus.fetch_media(item.url)
         content_type = item.content_type or "application/octet-stream"
         media_id = await bridge.axp.media.upload(content, _filename(item, index), content_type)
         attachments.append(AttachmentContentIdMap(attachmentId=media_id))

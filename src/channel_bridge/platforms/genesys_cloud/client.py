@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -21,6 +21,7 @@ from channel_bridge.outbound import build_client
 from channel_bridge.platforms.genesys_cloud.auth import GenesysCloudTokenAuth
 from channel_bridge.platforms.genesys_cloud.errors import (
     GenesysCloudConfigError,
+    GenesysCloudRejectedError,
     GenesysCloudRetryableError,
     error_for_response,
     error_for_transport,
@@ -108,10 +109,57 @@ class GenesysCloudHttpClient(httpx.AsyncClient):
 
 
 class GenesysCloudClient:
-    """Calls to the Open Messaging API; failures raise the relay's error classes."""
+    """Calls to the Open Messaging API; failures raise the relay's error classes.
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    `media_http` downloads the attachments of agent messages: their URLs are pre-signed
+    (inferred), so that client carries no credentials and the bearer token never leaves
+    the API host.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        media_http: httpx.AsyncClient | None = None,
+        media_max_bytes: int = 25 * 1024 * 1024,
+        allow_http_media: bool = False,
+    ) -> None:
         self._http = http
+        self._media_http = media_http
+        self._media_max_bytes = media_max_bytes
+        self._allow_http_media = allow_http_media
+
+    async def fetch_media(self, url: str) -> bytes:
+        """The bytes of an agent message's attachment, at most `media_max_bytes`."""
+        operation = "media download"
+        scheme = urlsplit(url).scheme.lower()
+        if self._media_http is None or not (
+            scheme == "https" or (scheme == "http" and self._allow_http_media)
+        ):
+            raise GenesysCloudConfigError(
+                f"Genesys Cloud {operation}: refused URL scheme {scheme!r}"
+            )
+        limit = self._media_max_bytes
+        try:
+            async with self._media_http.stream("GET", url) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise error_for_response(response, operation)
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise GenesysCloudRejectedError(
+                        f"attachment of {declared} bytes exceeds {limit}"
+                    )
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    if received > limit:
+                        raise GenesysCloudRejectedError(f"attachment exceeds {limit} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, operation) from exc
 
     async def send_message(
         self, integration_id: str, message: InboundMessage
