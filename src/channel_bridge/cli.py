@@ -96,6 +96,9 @@ app.add_typer(integrations_app, name="integrations")
 from channel_bridge.platforms.nexus.cli import app as nexus_app  # noqa: E402
 
 app.add_typer(nexus_app, name="nexus")
+from channel_bridge.platforms.genesys_cloud.cli import app as genesys_cloud_app  # noqa: E402
+
+app.add_typer(genesys_cloud_app, name="genesys-cloud")
 from channel_bridge.platforms.axp.cli import axp_app  # noqa: E402
 
 app.add_typer(axp_app, name="axp")

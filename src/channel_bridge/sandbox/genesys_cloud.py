@@ -256,6 +256,24 @@ def create_genesys_cloud_sandbox(state: GenesysCloudSandbox) -> FastAPI:
             }
         )
 
+    @app.patch("/api/v2/conversations/messaging/integrations/open/{integration_id}")
+    async def update_integration(integration_id: str, request: Request) -> Response:
+        if not _authorized(request):
+            return _problem(401, "Invalid login credentials.", "bad.credentials")
+        integration = state.integrations.get(integration_id)
+        if integration is None:
+            return _problem(404, "Integration not found", "not.found")
+        url = json.loads(await request.body()).get("outboundNotificationWebhookUrl")
+        if isinstance(url, str):
+            integration.webhook_url = url
+        return JSONResponse(
+            {
+                "id": integration_id,
+                "name": integration.name,
+                "outboundNotificationWebhookUrl": integration.webhook_url,
+            }
+        )
+
     @app.get("/media/{media_id}")
     async def media(media_id: str) -> Response:
         stored = state.media.get(media_id)

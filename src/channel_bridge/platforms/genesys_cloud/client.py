@@ -188,6 +188,19 @@ class GenesysCloudClient:
             "create integration", INTEGRATIONS_PATH, request, IntegrationResponse
         )
 
+    async def update_webhook_url(self, integration_id: str, url: str) -> IntegrationResponse:
+        """Point the integration's outbound webhook at `url` (inferred: PATCH by id)."""
+        path = f"{INTEGRATIONS_PATH}/{quote(integration_id, safe='')}"
+        document = await self._send(
+            "PATCH", "update integration", path, {"outboundNotificationWebhookUrl": url}
+        )
+        try:
+            return IntegrationResponse.model_validate(document)
+        except ValidationError as exc:
+            raise GenesysCloudRetryableError(
+                "Genesys Cloud update integration answered 2xx with an unreadable body"
+            ) from exc
+
     @staticmethod
     def _inbound(integration_id: str, kind: str) -> str:
         return INBOUND_PATH.format(integrationId=quote(integration_id, safe=""), kind=kind)
@@ -202,8 +215,13 @@ class GenesysCloudClient:
             ) from exc
 
     async def _post_raw(self, operation: str, path: str, body: BaseModel) -> dict[str, Any]:
+        return await self._send("POST", operation, path, dump(body))
+
+    async def _send(
+        self, method: str, operation: str, path: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
-            response = await self._http.post(path, json=dump(body))
+            response = await self._http.request(method, path, json=body)
         except httpx.TransportError as exc:
             raise error_for_transport(exc, operation) from exc
         if response.is_error:
