@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 axp=app.state.axp,
                 akixi=akixi,
                 nexus_http=sandbox.nexus_http if sandbox else None,
+                genesys_cloud_transport=sandbox.genesys_cloud_transport if sandbox else None,
             )
             await notifications.ensure_connected()
             listening = asyncio.create_task(notifications.keep_connected(), name="db-listen")

@@ -81,11 +81,18 @@ def check_config() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    backend: str = typer.Option(
+        "nexus", "--backend", help="The Genesys side: nexus | genesys-cloud"
+    ),
+) -> None:
     """Run a scripted conversation through the bridge with simulated upstreams, hop by hop."""
     from channel_bridge.sandbox.demo import main as run_demo
 
-    raise typer.Exit(run_demo())
+    if backend not in ("nexus", "genesys-cloud"):
+        typer.echo("error: --backend is nexus or genesys-cloud", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(run_demo(backend=backend))
 
 
 # --- command groups (each owned by its package) -------------------------------------

@@ -25,6 +25,7 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptRecord,
 )
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.outbound import build_client
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.akixi.mirror import akixi_destinations
 from channel_bridge.platforms.axp.platform import AxpPlatform
@@ -189,9 +190,14 @@ def _genesys_cloud_client(
     http = build_genesys_cloud_http(settings, transport=transport)
     app.state.exit_stack.push_async_callback(http.aclose)
     api_is_http = api_base_url(settings).startswith("http://")
+    media_http: httpx.AsyncClient = app.state.http
+    if transport is not None:
+        # The sandbox serves attachments from its simulator, in process.
+        media_http = build_client(settings, transport=transport)
+        app.state.exit_stack.push_async_callback(media_http.aclose)
     return GenesysCloudClient(
         http,
-        media_http=app.state.http,
+        media_http=media_http,
         media_max_bytes=settings.axp_media_max_bytes,
         # Plain-http attachment URLs only where the API itself is plain http (the sandbox).
         allow_http_media=api_is_http,
