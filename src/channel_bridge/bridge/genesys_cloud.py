@@ -65,10 +65,6 @@ def plan_genesys_cloud_message(
     channel: Channel, message: OpenNormalizedMessage, ack_id: str
 ) -> Plan:
     """The deliveries one accepted Genesys Cloud webhook event becomes."""
-    if (message.direction or "").lower() == "inbound":
-        # The loop guard: a customer message is one we sent into Genesys.
-        metrics.bridge_events.labels("genesys_cloud.message", "echo").inc()
-        return Plan([])
     if message.type == "Receipt":
         # (inferred) Genesys may name the message by our id (channel.messageId) or its own.
         ours = message.channel.messageId or ""
@@ -79,6 +75,11 @@ def plan_genesys_cloud_message(
             status=message.status,
         )
         return Plan([DeliveryRequest(nexus_to_axp.RECEIPT_DESTINATION, record)])
+    if (message.direction or "").lower() == "inbound":
+        # The loop guard: a customer message is one we sent into Genesys. (A receipt names
+        # the direction of the message it is about, so it is read before this.)
+        metrics.bridge_events.labels("genesys_cloud.message", "echo").inc()
+        return Plan([])
     address = message.customer_id
     if not address:
         log.warning("genesys cloud message without a recipient is not relayed", ack_id=ack_id)
