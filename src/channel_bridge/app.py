@@ -41,6 +41,7 @@ from channel_bridge.platforms.axp import admin_router as axp_admin_router
 from channel_bridge.platforms.axp import lifecycle as axp_lifecycle
 from channel_bridge.platforms.axp import router as axp_router
 from channel_bridge.platforms.axp.platform import start_axp_platform
+from channel_bridge.platforms.genesys_cloud import router as genesys_cloud_router
 from channel_bridge.platforms.nexus import router as nexus_router
 from channel_bridge.relay import router as relay_router
 from channel_bridge.relay import service as relay_service
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Until set, an inbound event is stored and acknowledged but not relayed.
             app.state.axp_event_planner = None
             app.state.nexus_message_planner = None
+            app.state.genesys_cloud_message_planner = None
             # --- components (each adds itself here; keep one line or block each) ---------
             await start_axp_platform(app, settings, stack)
             # Akixi mirror: the configured service, else the in-process simulator in sandbox mode.
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 axp=app.state.axp,
                 akixi=akixi,
                 nexus_http=sandbox.nexus_http if sandbox else None,
+                genesys_cloud_transport=sandbox.genesys_cloud_transport if sandbox else None,
             )
             await notifications.ensure_connected()
             listening = asyncio.create_task(notifications.keep_connected(), name="db-listen")
@@ -188,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(axp_router.router)
     app.include_router(axp_admin_router.router)
     app.include_router(nexus_router.router)
+    app.include_router(genesys_cloud_router.router)
     app.include_router(relay_router.router)
     app.include_router(relay_router.destinations_router)
     app.include_router(console_router.router)
@@ -196,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (ops/fast_path.py), inside the request id, metrics and body limit.
     webhook_routes = [
         *fast_routes(nexus_router.router.routes),
+        *fast_routes(genesys_cloud_router.router.routes),
         *fast_routes(axp_router.router.routes),
     ]
     app.add_middleware(FastPathMiddleware, routes=webhook_routes)

@@ -102,11 +102,18 @@ def check_config(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    backend: str = typer.Option(
+        "nexus", "--backend", help="The Genesys side: nexus | genesys-cloud"
+    ),
+) -> None:
     """Run a scripted conversation through the bridge with simulated upstreams, hop by hop."""
     from channel_bridge.sandbox.demo import main as run_demo
 
-    raise typer.Exit(run_demo())
+    if backend not in ("nexus", "genesys-cloud"):
+        typer.echo("error: --backend is nexus or genesys-cloud", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(run_demo(backend=backend))
 
 
 # --- command groups (each owned by its package) -------------------------------------
@@ -118,6 +125,9 @@ app.add_typer(secrets_app, name="secrets")
 from channel_bridge.platforms.nexus.cli import app as nexus_app  # noqa: E402
 
 app.add_typer(nexus_app, name="nexus")
+from channel_bridge.platforms.genesys_cloud.cli import app as genesys_cloud_app  # noqa: E402
+
+app.add_typer(genesys_cloud_app, name="genesys-cloud")
 from channel_bridge.platforms.axp.cli import axp_app  # noqa: E402
 
 app.add_typer(axp_app, name="axp")

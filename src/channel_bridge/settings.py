@@ -304,6 +304,18 @@ class Settings(BaseSettings):
             raise ValueError("must start with / and contain {mediaId}")
         return value
 
+    # --- Genesys Cloud (Open Messaging) -------------------------------------------------
+    # (read) The region's domain, e.g. mypurecloud.com (us-east-1) or mypurecloud.de: the API
+    # is https://api.<region> and OAuth is https://login.<region> (docs/genesys-cloud-contract.md).
+    genesys_cloud_region: str = "mypurecloud.com"
+    # Overrides of the two hosts, for the sandbox and tests; unset: derived from the region.
+    genesys_cloud_api_base_url: str | None = None
+    genesys_cloud_login_base_url: str | None = None
+    genesys_cloud_client_id: str | None = None
+    genesys_cloud_client_secret: SecretStr | None = None
+    # Refresh at 80 % of expires_in, as for AXP: no request carries a token about to expire.
+    genesys_cloud_token_refresh_ratio: float = Field(default=0.8, gt=0, le=1)
+
     # --- Akixi ------------------------------------------------------------------------
     akixi_url: str | None = None
     akixi_user: str | None = None

@@ -14,8 +14,10 @@ from tests.drills.harness import (
     SCALE,
     BridgeProcess,
     LoopbackServer,
+    Side,
     make_axp_simulator,
     seed_database,
+    side_for,
 )
 from tests.support.postgres import PostgresServer
 
@@ -66,3 +68,9 @@ def bridges(tmp_path: Path) -> Iterator[list[BridgeProcess]]:
     yield started
     for process in started:
         process.stop()
+
+
+@pytest.fixture(params=["nexus", "genesys-cloud"])
+def side(request: pytest.FixtureRequest) -> Side:
+    """Which Genesys backend's webhook carries the drill's load (both, one run each)."""
+    return side_for(request.param)

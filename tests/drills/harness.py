@@ -29,9 +29,12 @@ from pydantic import SecretStr
 
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.sandbox.axp import AxpSimulator
+from channel_bridge.sandbox.genesys_cloud import GenesysCloudSandbox
 from channel_bridge.sandbox.mode import (
     AXP_APP_KEY,
     AXP_CLIENT_SECRET,
+    DEMO_GENESYS_CLOUD_INTEGRATION,
+    DEMO_GENESYS_CLOUD_SECRET_TOKEN,
     DEMO_NEXUS_CHANNEL,
     DEMO_WEBHOOK_SECRET,
     SANDBOX_ACCOUNT,
@@ -335,12 +338,54 @@ class BridgeProcess:
 # --- Nexus's side of the webhook ------------------------------------------------------------
 
 
-def nexus_signer() -> NexusSandbox:
-    nexus = NexusSandbox(ccid="00000000-0000-4000-8000-00000000cc1d")
-    nexus.add_channel(
-        CHANNEL, webhook_secret=DEMO_WEBHOOK_SECRET, api_secret="unused-api-secret-000000"
-    )
-    return nexus
+NEXUS_PATH = f"/nexus/channels/{CHANNEL}/webhook"
+GENESYS_CLOUD_PATH = f"/genesys-cloud/integrations/{DEMO_GENESYS_CLOUD_INTEGRATION}/webhook"
+
+
+class NexusSide:
+    """Nexus posting the drill's agent messages (the seeded demo Nexus channel)."""
+
+    backend = "nexus"
+    path = NEXUS_PATH
+
+    def __init__(self) -> None:
+        self.sim = NexusSandbox(ccid="00000000-0000-4000-8000-00000000cc1d")
+        self.sim.add_channel(
+            CHANNEL, webhook_secret=DEMO_WEBHOOK_SECRET, api_secret="unused-api-secret-000000"
+        )
+
+    def signed(self, mid: str, to: str, text: str) -> tuple[bytes, dict[str, str]]:
+        document = {"id": mid, "channelId": CHANNEL, "from": CHANNEL, "to": to, "text": text}
+        return self.sim.signed_webhook(CHANNEL, document)
+
+
+class GenesysCloudSide:
+    """Genesys Cloud posting them instead (the seeded demo Open Messaging channel)."""
+
+    backend = "genesys-cloud"
+    path = GENESYS_CLOUD_PATH
+
+    def __init__(self) -> None:
+        self.sim = GenesysCloudSandbox(client_id="unused", client_secret="unused")
+        self.sim.add_integration(
+            DEMO_GENESYS_CLOUD_INTEGRATION, secret_token=DEMO_GENESYS_CLOUD_SECRET_TOKEN
+        )
+
+    def signed(self, mid: str, to: str, text: str) -> tuple[bytes, dict[str, str]]:
+        document = self.sim.agent_message(DEMO_GENESYS_CLOUD_INTEGRATION, to, text)
+        document["id"] = document["channel"]["messageId"] = mid
+        return self.sim.signed_webhook(DEMO_GENESYS_CLOUD_INTEGRATION, document)
+
+
+Side = NexusSide | GenesysCloudSide
+
+
+def nexus_signer() -> NexusSide:
+    return NexusSide()
+
+
+def side_for(backend: str) -> Side:
+    return GenesysCloudSide() if backend == "genesys-cloud" else NexusSide()
 
 
 def message_id(run: str, conversation: int, sequence: int) -> str:
@@ -352,18 +397,11 @@ def customer(conversation: int) -> str:
 
 
 def webhook(
-    nexus: NexusSandbox, run: str, conversation: int, sequence: int
+    side: Side, run: str, conversation: int, sequence: int
 ) -> tuple[str, bytes, dict[str, str]]:
     mid = message_id(run, conversation, sequence)
-    body, headers = nexus.signed_webhook(
-        CHANNEL,
-        {
-            "id": mid,
-            "channelId": CHANNEL,
-            "from": CHANNEL,
-            "to": customer(conversation),
-            "text": f"message {sequence} of conversation {conversation}",
-        },
+    body, headers = side.signed(
+        mid, customer(conversation), f"message {sequence} of conversation {conversation}"
     )
     return mid, body, headers
 
@@ -388,12 +426,14 @@ class Outcome:
 
 
 async def post_webhook(
-    client: httpx.AsyncClient, base_url: str, body: bytes, headers: dict[str, str]
+    client: httpx.AsyncClient,
+    base_url: str,
+    body: bytes,
+    headers: dict[str, str],
+    path: str = NEXUS_PATH,
 ) -> int | str:
     try:
-        response = await client.post(
-            f"{base_url}/nexus/channels/{CHANNEL}/webhook", content=body, headers=headers
-        )
+        response = await client.post(f"{base_url}{path}", content=body, headers=headers)
     except httpx.HTTPError as exc:
         return type(exc).__name__
     return response.status_code
@@ -406,7 +446,7 @@ async def send_conversations(
     conversations: int,
     per_conversation: int,
     outcome: Outcome,
-    nexus: NexusSandbox,
+    nexus: Side,
     stop: asyncio.Event | None = None,
     pause_s: float = 0.0,
     redeliveries: int = 0,
@@ -426,13 +466,13 @@ async def send_conversations(
                 mid, body, headers = webhook(nexus, run, conversation, sequence)
                 url = urls[counter % len(urls)]
                 counter += 1
-                result = await post_webhook(client, url, body, headers)
+                result = await post_webhook(client, url, body, headers, nexus.path)
                 for _ in range(redeliveries):
                     if not isinstance(result, str):
                         break
                     # Nexus redelivers what got no answer (e.g. a keep-alive connection the
                     # server closed just as it was reused); the bridge's dedupe absorbs it.
-                    result = await post_webhook(client, url, body, headers)
+                    result = await post_webhook(client, url, body, headers, nexus.path)
                 outcome.results[mid] = result
                 if pause_s:
                     await asyncio.sleep(pause_s)

@@ -13,7 +13,6 @@ from tests.drills.harness import (
     count_rows,
     delivered_ids,
     new_run,
-    nexus_signer,
     scaled,
     settled_statuses,
     wait_until,
@@ -23,14 +22,14 @@ from tests.drills.harness import (
 
 
 async def test_each_webhook_sent_three_times_concurrently_is_delivered_once(
-    seeded_database, axp, bridges, tmp_path
+    seeded_database, axp, bridges, tmp_path, side
 ) -> None:
     sim, upstream = axp
     bridge = BridgeProcess(seeded_database, upstream.url, tmp_path)
     bridges.append(bridge)
     await bridge.start()
-    nexus, run = nexus_signer(), new_run()
-    messages = [webhook(nexus, run, conversation, 0) for conversation in range(scaled(100))]
+    run = new_run()
+    messages = [webhook(side, run, conversation, 0) for conversation in range(scaled(100))]
 
     answers: dict[str, list[tuple[int | str, str | None]]] = {}
     async with httpx.AsyncClient(timeout=10.0) as client:
@@ -39,7 +38,7 @@ async def test_each_webhook_sent_three_times_concurrently_is_delivered_once(
             async def once() -> tuple[int | str, str | None]:
                 try:
                     response = await client.post(
-                        f"{bridge.url}/nexus/channels/+15550100200/webhook",
+                        f"{bridge.url}{side.path}",
                         content=body,
                         headers=headers,
                     )

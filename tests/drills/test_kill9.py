@@ -33,7 +33,7 @@ from tests.drills.harness import (
 
 
 async def test_sigkill_under_load_loses_and_doubles_nothing(
-    seeded_database, axp, bridges, tmp_path
+    seeded_database, axp, bridges, tmp_path, side
 ) -> None:
     sim, upstream = axp
     # A killed process's leases come back after 3 s here (production keeps 60 s).
@@ -42,7 +42,7 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(
     )
     bridges.append(bridge)
     await bridge.start()
-    nexus, run = nexus_signer(), new_run()
+    nexus, run = side, new_run()
     conversations, per_conversation = 20, scaled(25)
     total = conversations * per_conversation
     outcome = Outcome()
@@ -72,7 +72,9 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(
             webhook(nexus, run, c, s) for c in range(conversations) for s in range(per_conversation)
         ):
             if mid not in outcome.acknowledged():
-                outcome.results[mid] = await post_webhook(client, bridge.url, body, headers)
+                outcome.results[mid] = await post_webhook(
+                    client, bridge.url, body, headers, side.path
+                )
     acknowledged = outcome.acknowledged()
     assert acknowledged == set(outcome.results), outcome.statuses()
 

@@ -18,7 +18,6 @@ from tests.drills.harness import (
     count_rows,
     delivered_ids,
     new_run,
-    nexus_signer,
     order_violations,
     scaled,
     send_conversations,
@@ -30,7 +29,7 @@ SCHEDULE = [0.05, 0.1, 0.2, 0.4] + [0.5] * 16
 
 
 async def test_axp_outage_then_recovery_delivers_everything_in_order(
-    seeded_database, axp, bridges, tmp_path
+    seeded_database, axp, bridges, tmp_path, side
 ) -> None:
     sim, upstream = axp
     bridge = BridgeProcess(
@@ -44,7 +43,7 @@ async def test_axp_outage_then_recovery_delivers_everything_in_order(
     )
     bridges.append(bridge)
     await bridge.start()
-    nexus, run = nexus_signer(), new_run()
+    nexus, run = side, new_run()
     conversations, per_conversation = 10, scaled(10)
     outage_s = min(2.0 * SCALE, 6.0)
 

@@ -323,9 +323,9 @@ async def test_nexus_receipts_for_agent_messages_are_recorded_on_the_link(stack:
         response = await stack.nexus_webhook({"messageId": relayed_id, "status": status})
         assert response.status_code == 200, response.text
         await eventually(lambda expected=status: link_status(expected), what=f"link {status}")
-    # A receipt is stored, never relayed to AXP (AXP has no API for it).
+    # A receipt is stored, never relayed to AXP (AXP has no API for it). The link changes
+    # inside the handler, before its delivery's outcome commits: wait for that too.
     assert len(stack.sends()) == 1
-    # The link is written inside the handler, the delivery's outcome just after it.
     await settled(stack)
     receipts = await stack.deliveries(Delivery.destination == "bridge.nexus_receipt")
     assert [d.status for d in receipts] == ["delivered", "delivered"]

@@ -19,7 +19,9 @@ PACKAGE = "channel_bridge"
 
 # The programs: only these may import the application or the root CLI.
 ENTRY_POINTS = {"channel_bridge.__main__", "channel_bridge.cli", "channel_bridge.sandbox.demo"}
-PLATFORMS = ("axp", "nexus", "akixi")
+PLATFORMS = tuple(
+    sorted(p.name for p in (SRC / PACKAGE / "platforms").iterdir() if (p / "__init__.py").exists())
+)
 VENDOR_AND_WIRING = (
     *(f"channel_bridge.platforms.{name}" for name in PLATFORMS),
     "channel_bridge.bridge",
@@ -88,6 +90,7 @@ def _violations(sources: tuple[str, ...], forbidden: tuple[str, ...]) -> list[st
 
 def test_the_graph_is_read() -> None:
     # A broken walk would make every rule below pass vacuously.
+    assert {"axp", "nexus", "akixi", "genesys_cloud"} <= set(PLATFORMS)
     assert len(GRAPH) > 50
     assert "channel_bridge.relay.repository" in GRAPH["channel_bridge.relay.worker"]
     nexus_router = GRAPH["channel_bridge.platforms.nexus.router"]
@@ -104,9 +107,9 @@ def test_a_platform_never_imports_another(platform: str) -> None:
     assert _violations((f"channel_bridge.platforms.{platform}",), others) == []
 
 
-def test_platforms_and_mappings_never_import_the_wiring() -> None:
+def test_platforms_and_mappings_never_import_the_wiring_or_the_simulators() -> None:
     sources = (*(f"channel_bridge.platforms.{p}" for p in PLATFORMS), "channel_bridge.mappings")
-    assert _violations(sources, ("channel_bridge.bridge",)) == []
+    assert _violations(sources, ("channel_bridge.bridge", "channel_bridge.sandbox")) == []
 
 
 def test_mappings_import_no_vendor_code() -> None:

@@ -346,3 +346,45 @@ async def test_moving_a_channel_to_another_integration_takes_its_coordinates(cli
     assert unknown.json()["errors"][0]["field"] == "body.axp_integration_id"
     still = (await client.get("/admin/v1/channels/+15559870000", headers=ADMIN)).json()
     assert still["axp_integration_id"] == "second-integration"
+
+
+async def test_a_channel_names_its_backend(client, sessionmaker) -> None:
+    await add_integration(client)
+    nexus = await add_channel(client)
+    assert nexus["backend"] == "nexus"
+    gc = await add_channel(
+        client,
+        nexus_channel_id="c6b0e62f-8487-44fd-a218-c16e006a7a23",
+        backend="genesys-cloud",
+        webhook_secret="gc-signature-secret-token-5e1b",
+        api_secret=None,
+    )
+    assert gc["backend"] == "genesys-cloud"
+    assert gc["has_webhook_secret"] is True
+    assert "gc-signature-secret-token-5e1b" not in str(gc)
+    listed = await client.get("/admin/v1/channels", headers=ADMIN)
+    assert sorted(c["backend"] for c in listed.json()) == ["genesys-cloud", "nexus"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"backend": "genesys"}, "backend"),
+        ({"backend": "genesys-cloud", "webhook_secret": "short-secret"}, None),
+    ],
+)
+async def test_a_bad_backend_or_a_short_genesys_cloud_secret_is_refused(
+    client, changes, field
+) -> None:
+    await add_integration(client)
+    body = {
+        "nexus_channel_id": "c6b0e62f-8487-44fd-a218-c16e006a7a23",
+        "axp_integration_id": INTEGRATION_ID,
+        **changes,
+    }
+    response = await client.post("/admin/v1/channels", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    text = response.text
+    assert (field or "16 characters") in text
+    assert "short-secret" not in text

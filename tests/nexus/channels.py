@@ -20,6 +20,7 @@ async def add_channel(
     api_secret: str | None = "api-secret-one-7c1a",
     enabled: bool = True,
     integration_id: str = "integration-1",
+    backend: str = "nexus",
 ) -> Channel:
     assert settings.secret_key is not None
     box = SecretBox(settings.secret_key)
@@ -40,6 +41,7 @@ async def add_channel(
             axp_channel_provider_id="provider-1",
             axp_integration_id=integration_id,
             enabled=enabled,
+            backend=backend,
             webhook_secrets_encrypted=box.encrypt_list(list(webhook_secrets))
             if webhook_secrets
             else None,

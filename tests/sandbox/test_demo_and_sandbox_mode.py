@@ -22,6 +22,18 @@ async def test_demo_conversation_crosses_every_hop(tmp_path) -> None:
     assert "1 attachment" in hops[2].detail
 
 
+async def test_demo_with_a_genesys_cloud_channel_crosses_every_hop(tmp_path) -> None:
+    hops = await demo.run_demo(
+        Console(file=io.StringIO()), workdir=tmp_path, backend="genesys-cloud"
+    )
+    assert [hop.ok for hop in hops] == [True] * 6
+    names = [hop.name for hop in hops]
+    assert names[0].startswith("Genesys Cloud → bridge webhook")
+    assert "AXP agent reply → Genesys Cloud inbound message" in names
+    assert names[-1] == "Genesys Cloud agent typing → AXP typing"
+    assert "1 attachment" in hops[2].detail
+
+
 def test_demo_command_exit_code_and_transcript(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()

@@ -13,11 +13,12 @@ their Nexus requests from the payload and the cached channel.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channel_bridge.bridge import partitions
+from channel_bridge.bridge import genesys_cloud, partitions
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.bridge.nexus_to_axp import NEXUS_ID_PREFIX
 from channel_bridge.bridge.payloads import (
@@ -27,8 +28,13 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptPayload,
 )
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel, Conversation, MessageLink
-from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
+from channel_bridge.db.models import (
+    CHANNEL_BACKEND_GENESYS_CLOUD,
+    Channel,
+    Conversation,
+    MessageLink,
+)
+from channel_bridge.mappings.bookkeeping import agent_message_relayed
 from channel_bridge.mappings.conversations import ConversationService
 from channel_bridge.mappings.repository import ChannelRepository, MessageLinkRepository
 from channel_bridge.ops import metrics
@@ -50,7 +56,6 @@ from channel_bridge.platforms.nexus.schemas import (
 from channel_bridge.relay.destinations import (
     Delivered,
     DeliveryContext,
-    Write,
     delivery_id_from_idempotency_key,
     idempotency_key_for,
 )
@@ -139,6 +144,7 @@ class ResolveAxpEvents:
                 else:
                     kept.append(request)
             event.deliveries = kept
+        await _route_by_backend(session, events)
 
     async def after_deliveries(
         self, session: AsyncSession, events: Sequence[AcceptedEvent]
@@ -154,6 +160,41 @@ class ResolveAxpEvents:
 
 
 RESOLVE_AXP_EVENTS = ResolveAxpEvents()
+
+# The destination of a genesys-cloud channel's delivery: same handler, its own circuit.
+_GENESYS_CLOUD_DESTINATIONS = {
+    MESSAGE_DESTINATION: genesys_cloud.SEND_DESTINATION,
+    RECEIPT_DESTINATION: genesys_cloud.RECEIPT_DESTINATION,
+}
+
+
+def _channel_of(payload: Any) -> str | None:
+    if isinstance(payload, AgentMessagePayload) and payload.conversation is not None:
+        return payload.conversation.nexus_channel_id
+    if isinstance(payload, NexusReceiptPayload):
+        return payload.nexus_channel_id
+    return None
+
+
+async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEvent]) -> None:
+    """Deliveries for a genesys-cloud channel go to the Genesys Cloud destinations."""
+    channel_ids = {
+        channel_id
+        for event in events
+        for request in event.deliveries
+        if (channel_id := _channel_of(request.payload)) is not None
+    }
+    if not channel_ids:
+        return
+    backends = await ChannelRepository(session).backends_of(channel_ids)
+    for event in events:
+        event.deliveries = [
+            replace(request, destination=_GENESYS_CLOUD_DESTINATIONS[request.destination])
+            if backends.get(_channel_of(request.payload) or "") == CHANNEL_BACKEND_GENESYS_CLOUD
+            and request.destination in _GENESYS_CLOUD_DESTINATIONS
+            else request
+            for request in event.deliveries
+        ]
 
 
 def _agent_link(payload: AgentMessagePayload, delivery_id: int, now: Any) -> dict[str, Any]:
@@ -280,7 +321,13 @@ class _StatusLinks:
         if channel is None:
             metrics.bridge_events.labels("axp.status", "unroutable").inc()
             return None
-        return NexusReceiptPayload(nexus_channel_id=channel, receipt_for=link.ack_id, status=status)
+        return NexusReceiptPayload(
+            nexus_channel_id=channel,
+            receipt_for=link.ack_id,
+            status=status,
+            remote_message_id=link.nexus_message_id,
+            conversation_id=link.conversation_id,
+        )
 
 
 def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEvent], Plan]:
@@ -407,6 +454,16 @@ async def deliver_agent_message(
         metrics.bridge_events.labels("axp.message", "channel_disabled").inc()
         return {"skipped": f"channel {conversation.nexus_channel_id} disabled"}
 
+    if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD:
+        return await genesys_cloud.send_agent_message(
+            bridge,
+            ctx,
+            event=event,
+            conversation=conversation,
+            channel=channel,
+            message_id=nexus_message_id_for(event, ctx.delivery_id),
+            text=_text_of(event),
+        )
     api_secret = bridge.nexus_api_secret(channel)
     media: list[MediaItem] = []
     for attachment in event.attachments or ():
@@ -446,23 +503,14 @@ async def deliver_agent_message(
         nexus_message_id=relayed_id,
         attachments=len(media),
     )
-    now = utcnow()
     return Delivered(
         result={"nexus_message_id": relayed_id, "attachments": len(media)},
-        writes=(
-            Write(
-                CONVERSATION_ACTIVITY,
-                {
-                    "conversation_id": conversation.id,
-                    "engagement_id": event.engagementId,
-                    "dialog_id": event.dialogId,
-                    "at": now,
-                },
-            ),
-            Write(
-                LINK_SENT,
-                {"delivery_id": ctx.delivery_id, "nexus_message_id": relayed_id, "at": now},
-            ),
+        writes=agent_message_relayed(
+            delivery_id=ctx.delivery_id,
+            conversation_id=conversation.id,
+            engagement_id=event.engagementId,
+            dialog_id=event.dialogId,
+            remote_message_id=relayed_id,
         ),
     )
 
@@ -502,6 +550,8 @@ async def deliver_receipt(
     channel = await bridge.channel(payload.nexus_channel_id)
     if channel is None:
         return {"skipped": "channel gone"}
+    if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD:
+        return await genesys_cloud.send_receipt(bridge, payload, channel)
     status = payload.status or ""
     receipt = build_receipt(bridge.nexus_fields, message_id=payload.receipt_for, status=status)
     await bridge.nexus.send_receipt(
@@ -520,6 +570,13 @@ async def deliver_typing(
     if found is None:
         return {"skipped": "unknown conversation"}
     conversation, channel = found
+    if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD:
+        return await genesys_cloud.send_typing(
+            bridge, channel=channel, customer_address=conversation.customer_address
+        )
+    if not bridge.settings.nexus_typing_enabled:
+        # Typing is planned for Genesys Cloud channels; Nexus typing stays off unless enabled.
+        return {"skipped": "BRIDGE_NEXUS_TYPING_ENABLED is false"}
     indicator = build_typing(
         bridge.nexus_fields,
         channel_id=channel.nexus_channel_id,

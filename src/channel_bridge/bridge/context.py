@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from channel_bridge.db.models import Channel
 from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.platforms.axp.platform import AxpPlatform
+from channel_bridge.platforms.genesys_cloud.client import GenesysCloudClient
 from channel_bridge.platforms.nexus.client import NexusClient
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.relay.errors import PermanentError
@@ -26,6 +27,8 @@ class BridgeContext:
     axp: AxpPlatform
     nexus: NexusClient
     nexus_fields: FieldMap
+    # None when BRIDGE_GENESYS_CLOUD_* is not configured.
+    genesys_cloud: GenesysCloudClient | None = None
 
     async def channel(self, nexus_channel_id: str) -> Channel | None:
         """The channel mapping from the cache (see mappings/channel_cache.py for staleness)."""
@@ -51,3 +54,12 @@ class BridgeContext:
                 "`channel-bridge channels update`"
             )
         return self.channels.secret(channel.api_secret_encrypted, self.secret_box)
+
+    def genesys_cloud_client(self) -> GenesysCloudClient:
+        """The Open Messaging client; a permanent error when Genesys Cloud is not configured."""
+        if self.genesys_cloud is None:
+            raise PermanentError(
+                "Genesys Cloud is not configured: set BRIDGE_GENESYS_CLOUD_CLIENT_ID and "
+                "BRIDGE_GENESYS_CLOUD_CLIENT_SECRET"
+            )
+        return self.genesys_cloud

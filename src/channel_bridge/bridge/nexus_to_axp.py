@@ -21,7 +21,7 @@ from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.bridge.payloads import AxpSendPayload, AxpTypingPayload, NexusReceiptRecord
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel
+from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD, Channel
 from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
 from channel_bridge.mappings.conversations import ConversationKey, ConversationService
 from channel_bridge.mappings.repository import MessageLinkRepository
@@ -259,8 +259,15 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
     attachments: list[AttachmentContentIdMap] = []
     for index, item in enumerate(payload.media):
         content_type = item.content_type or "application/octet-stream"
-        async with await bridge.nexus.fetch_media(item.url) as spool:
-            media_id = await bridge.axp.media.upload(spool, _filename(item, index), content_type)
+        filename = _filename(item, index)
+        if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD:
+            # Not spooled yet: a Genesys Cloud attachment is held in memory, outside the
+            # per-process media budget (docs/genesys-cloud-contract.md, known gaps).
+            content = await bridge.genesys_cloud_client().fetch_media(item.url)
+            media_id = await bridge.axp.media.upload(content, filename, content_type)
+        else:
+            async with await bridge.nexus.fetch_media(item.url) as spool:
+                media_id = await bridge.axp.media.upload(spool, filename, content_type)
         attachments.append(AttachmentContentIdMap(attachmentId=media_id))
 
     text = payload.text

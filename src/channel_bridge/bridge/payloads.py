@@ -110,6 +110,10 @@ class NexusReceiptPayload(_FromAxpEvent):
     receipt_for: str | None = None
     status: str | None = None
     event: MessageEvent | None = None
+    # For a Genesys Cloud channel: the message's id there and its conversation (the receipt
+    # names the customer it was addressed to).
+    remote_message_id: str | None = None
+    conversation_id: int | None = None
 
 
 class ConversationEventPayload(

@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channel_bridge.bridge import axp_to_nexus, nexus_to_axp
+from channel_bridge.bridge import axp_to_nexus, genesys_cloud, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.bridge.payloads import (
     AgentMessagePayload,
@@ -28,12 +28,19 @@ from channel_bridge.bridge.payloads import (
 )
 from channel_bridge.ops.health import ReadinessDetail
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.outbound import build_client
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.akixi.mirror import akixi_destinations
 from channel_bridge.platforms.axp.auth import AxpNotConfigured, require_axp_settings
 from channel_bridge.platforms.axp.platform import AxpPlatform
 from channel_bridge.platforms.axp.schemas import TypingEvent
 from channel_bridge.platforms.axp.subscriptions import subscription_destination
+from channel_bridge.platforms.genesys_cloud.client import (
+    GenesysCloudClient,
+    api_base_url,
+    build_genesys_cloud_http,
+    genesys_cloud_configured,
+)
 from channel_bridge.platforms.nexus.client import NexusClient
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.relay.circuits import Circuit
@@ -47,20 +54,27 @@ def install_planners(app: FastAPI, settings: Settings) -> None:
     """Inbound events always queue their deliveries, even before an upstream is configured:
     they wait in the outbox until a process with that upstream delivers them."""
     app.state.nexus_message_planner = nexus_to_axp.plan_nexus_message
+    app.state.genesys_cloud_message_planner = genesys_cloud.plan_genesys_cloud_message
+    # Genesys Cloud takes typing (read); Nexus typing stays off unless enabled (the handler
+    # skips it for Nexus channels).
     app.state.axp_event_planner = axp_to_nexus.make_axp_event_planner(
-        typing_enabled=settings.nexus_typing_enabled
+        typing_enabled=settings.nexus_typing_enabled or genesys_cloud_configured(settings)
     )
 
 
 def relaying_gaps(settings: Settings, *, secret_box: bool = True) -> list[str]:
-    """Why this process cannot relay between AXP and Nexus, one line per missing setting."""
+    """Why this process cannot relay between AXP and a Genesys backend (Nexus or Genesys
+    Cloud), one line per missing setting."""
     gaps = []
     try:
         require_axp_settings(settings)
     except AxpNotConfigured as exc:
         gaps.append(str(exc))
-    if not settings.nexus_base_url:
-        gaps.append("BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured")
+    if not settings.nexus_base_url and not genesys_cloud_configured(settings):
+        gaps.append(
+            "BRIDGE_NEXUS_BASE_URL is not set and Genesys Cloud is not configured: "
+            "no Genesys backend to relay to"
+        )
     if not secret_box:
         gaps.append("BRIDGE_SECRET_KEY is not set: channel secrets cannot be read")
     return gaps
@@ -100,6 +114,7 @@ def register_destinations(
     axp: AxpPlatform | None,
     akixi: tuple[AkixiClient, Settings] | None,
     nexus_http: httpx.AsyncClient | None = None,
+    genesys_cloud_transport: httpx.AsyncBaseTransport | None = None,
 ) -> BridgeContext | None:
     """Every destination this process can deliver to; the bridge context when it relays."""
     registry: DestinationRegistry = app.state.destinations
@@ -127,6 +142,13 @@ def register_destinations(
         # One media budget per process, both directions.
         nexus=NexusClient(nexus_http or app.state.http, settings, transfers=axp.media.transfers),
         nexus_fields=FieldMap.from_settings(settings),
+        genesys_cloud=_genesys_cloud_client(app, settings, genesys_cloud_transport),
+    )
+    genesys_cloud_circuit = circuit(
+        settings,
+        "genesys-cloud",
+        api_base_url(settings),
+        settings.genesys_cloud_client_id,
     )
     nexus_circuit = circuit(settings, "nexus", settings.nexus_base_url, settings.nexus_ccid)
     # (name, handler, payload model, circuit: None for what only writes our own database)
@@ -157,6 +179,20 @@ def register_destinations(
             nexus_circuit,
         ),
         (axp_to_nexus.TYPING_DESTINATION, axp_to_nexus.deliver_typing, TypingEvent, nexus_circuit),
+        # A genesys-cloud channel's deliveries: the same handlers, Genesys Cloud's circuit
+        # (its rate limit, 300 requests a minute per OAuth client, is this circuit's limit).
+        (
+            genesys_cloud.SEND_DESTINATION,
+            axp_to_nexus.deliver_agent_message,
+            AgentMessagePayload,
+            genesys_cloud_circuit,
+        ),
+        (
+            genesys_cloud.RECEIPT_DESTINATION,
+            axp_to_nexus.deliver_receipt,
+            NexusReceiptPayload,
+            genesys_cloud_circuit,
+        ),
         (
             axp_to_nexus.CONVERSATION_DESTINATION,
             axp_to_nexus.deliver_conversation_event,
@@ -172,3 +208,26 @@ def register_destinations(
         )
     app.state.bridge = bridge
     return bridge
+
+
+def _genesys_cloud_client(
+    app: FastAPI, settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> GenesysCloudClient | None:
+    """The Open Messaging client when configured; its HTTP clients close with the app."""
+    if not genesys_cloud_configured(settings):
+        return None
+    http = build_genesys_cloud_http(settings, transport=transport)
+    app.state.exit_stack.push_async_callback(http.aclose)
+    api_is_http = api_base_url(settings).startswith("http://")
+    media_http: httpx.AsyncClient = app.state.http
+    if transport is not None:
+        # The sandbox serves attachments from its simulator, in process.
+        media_http = build_client(settings, transport=transport)
+        app.state.exit_stack.push_async_callback(media_http.aclose)
+    return GenesysCloudClient(
+        http,
+        media_http=media_http,
+        media_max_bytes=settings.axp_media_max_bytes,
+        # Plain-http attachment URLs only where the API itself is plain http (the sandbox).
+        allow_http_media=api_is_http,
+    )

@@ -1,7 +1,8 @@
 """The bridge's tables. Repositories (never routes) read and write them.
 
 integrations    AXP messaging integrations (lifecycle callback or admin), mirrored to Akixi
-channels        a Nexus channel <-> an AXP integration/channel provider, with encrypted secrets
+channels        a Nexus channel (or Genesys Cloud Open Messaging integration) <-> an AXP
+                integration/channel provider, with encrypted secrets
 conversations   (channel, customer) <-> providerDialogId and AXP engagement/dialog ids
 inbox_events    every accepted webhook, deduplicated by UNIQUE(source, external_id)
 deliveries      the outbox: one row per outbound call, leased by workers
@@ -34,6 +35,12 @@ from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
 OPEN_DELIVERY_CONDITION = "status IN ('pending', 'in_flight')"
 PENDING_CONDITION = "status = 'pending'"
 IN_FLIGHT_CONDITION = "status = 'in_flight'"
+
+
+# The Genesys backend of a channel (`channels.backend`).
+CHANNEL_BACKEND_NEXUS = "nexus"
+CHANNEL_BACKEND_GENESYS_CLOUD = "genesys-cloud"
+CHANNEL_BACKENDS = (CHANNEL_BACKEND_NEXUS, CHANNEL_BACKEND_GENESYS_CLOUD)
 
 
 class DeliveryStatus(StrEnum):
@@ -76,6 +83,11 @@ class Channel(Base):
         String(256), ForeignKey("integrations.integration_id", ondelete="RESTRICT"), index=True
     )
     axp_channel_id: Mapped[str] = mapped_column(String(64), default="Messaging")
+    # nexus | genesys-cloud. For genesys-cloud, nexus_channel_id holds the Open Messaging
+    # integration id (the id in its webhook URL).
+    backend: Mapped[str] = mapped_column(
+        String(32), default=CHANNEL_BACKEND_NEXUS, server_default=CHANNEL_BACKEND_NEXUS
+    )
     customer_identifier_key: Mapped[str] = mapped_column(String(64), default="phoneNumbers")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)

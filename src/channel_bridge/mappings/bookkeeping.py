@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channel_bridge.db.base import utcnow
 from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
+from channel_bridge.relay.destinations import Write
 
 
 class ConversationActivity:
@@ -36,3 +38,31 @@ class LinkSent:
 
 CONVERSATION_ACTIVITY = ConversationActivity()
 LINK_SENT = LinkSent()
+
+
+def agent_message_relayed(
+    *,
+    delivery_id: int,
+    conversation_id: int,
+    engagement_id: str | None,
+    dialog_id: str | None,
+    remote_message_id: str,
+) -> tuple[Write, Write]:
+    """The writes of an AXP agent message delivered to the Genesys side: the conversation's
+    activity, and the link's id over there."""
+    now = utcnow()
+    return (
+        Write(
+            CONVERSATION_ACTIVITY,
+            {
+                "conversation_id": conversation_id,
+                "engagement_id": engagement_id,
+                "dialog_id": dialog_id,
+                "at": now,
+            },
+        ),
+        Write(
+            LINK_SENT,
+            {"delivery_id": delivery_id, "nexus_message_id": remote_message_id, "at": now},
+        ),
+    )

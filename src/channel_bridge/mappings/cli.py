@@ -125,6 +125,7 @@ def _channel_table(channels: list[ChannelOut]) -> Table:
         "channel provider",
         "AXP channel",
         "identifier key",
+        "backend",
         "enabled",
         "secrets",
     ):
@@ -137,6 +138,7 @@ def _channel_table(channels: list[ChannelOut]) -> Table:
             channel.axp_channel_provider_id,
             channel.axp_channel_id,
             channel.customer_identifier_key,
+            channel.backend,
             "yes" if channel.enabled else f"no ({channel.disabled_reason or 'disabled'})",
             _secret_summary(channel),
         )
@@ -196,8 +198,13 @@ def channels_add(
         False, "--prompt-secrets", help="Ask for the secrets (hidden)"
     ),
     disabled: bool = typer.Option(False, "--disabled", help="Create it disabled"),
+    backend: str = typer.Option(
+        "nexus",
+        "--backend",
+        help="nexus | genesys-cloud (then the id is the Open Messaging integration id)",
+    ),
 ) -> None:
-    """Map a Nexus channel to an AXP integration."""
+    """Map a Nexus channel (or Genesys Cloud Open Messaging integration) to an AXP integration."""
     values: dict[str, Any] = {
         "nexus_channel_id": nexus_channel_id,
         "axp_integration_id": integration,
@@ -206,6 +213,7 @@ def channels_add(
         "axp_channel_id": axp_channel_id,
         "customer_identifier_key": identifier_key,
         "enabled": not disabled,
+        "backend": backend,
         **_secrets(webhook_secret, api_secret, prompt_secrets),
     }
     data = _validate(ChannelCreate, values)

@@ -139,6 +139,17 @@ class ChannelRepository:
         )
         return {conversation_id: nexus_channel_id for conversation_id, nexus_channel_id in rows}
 
+    async def backends_of(self, nexus_channel_ids: Collection[str]) -> dict[str, str]:
+        """Channel id -> its backend (nexus | genesys-cloud)."""
+        if not nexus_channel_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Channel.nexus_channel_id, Channel.backend).where(
+                Channel.nexus_channel_id.in_(list(nexus_channel_ids))
+            )
+        )
+        return {channel_id: backend for channel_id, backend in rows}
+
     async def disable_for_integration(
         self, integration_id: str, *, reason: str, at: datetime
     ) -> list[str]:

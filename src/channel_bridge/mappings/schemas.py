@@ -29,6 +29,11 @@ ACCOUNT_ID_PATTERN = r"^[a-zA-Z]{6}$"
 # text refuses it; pydantic already refuses an unpaired surrogate).
 PATH_SAFE_ID_PATTERN = r"^[^\s/\x00]+$"
 STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
+# The Genesys backend a channel talks to; for genesys-cloud, nexus_channel_id is the Open
+# Messaging integration id (the id in /genesys-cloud/integrations/{id}/webhook).
+Backend = Literal["nexus", "genesys-cloud"]
+# (read) Genesys Cloud wants an outbound webhook signature secret of more than 15 characters.
+GENESYS_CLOUD_MIN_SECRET_LENGTH = 16
 # Enough overlap for a rotation (new, current, previous); more is a configuration smell.
 MAX_WEBHOOK_SECRETS = 5
 
@@ -103,8 +108,24 @@ class ChannelCreate(_SecretsInput):
     axp_channel_id: AxpChannelId = "Messaging"
     customer_identifier_key: IdentifierKey = "phoneNumbers"
     enabled: bool = True
+    backend: Backend = "nexus"
 
     _nexus_channel_id = field_validator("nexus_channel_id")(check_nexus_channel_id)
+
+    @model_validator(mode="after")
+    def _genesys_cloud_secret_length(self) -> ChannelCreate:
+        if self.backend == "genesys-cloud":
+            short = [
+                secret
+                for secret in self.webhook_secret_values() or []
+                if len(secret) < GENESYS_CLOUD_MIN_SECRET_LENGTH
+            ]
+            if short:
+                raise ValueError(
+                    "a genesys-cloud webhook secret (the integration's signature secret token) "
+                    f"must be at least {GENESYS_CLOUD_MIN_SECRET_LENGTH} characters"
+                )
+        return self
 
 
 class ChannelUpdate(_SecretsInput):
@@ -149,6 +170,7 @@ class ChannelOut(BaseModel):
     axp_integration_id: str
     axp_channel_id: str
     customer_identifier_key: str
+    backend: str
     enabled: bool
     disabled_reason: str | None
     has_webhook_secret: bool

@@ -127,6 +127,7 @@ class ChannelService:
             axp_integration_id=data.axp_integration_id,
             axp_channel_id=data.axp_channel_id,
             customer_identifier_key=data.customer_identifier_key,
+            backend=data.backend,
             enabled=data.enabled,
             disabled_reason=None if data.enabled else f"created disabled at {_stamp(now)}",
             webhook_secrets_encrypted=self._encrypt_list(data.webhook_secret_values()),
@@ -149,6 +150,7 @@ class ChannelService:
             "channel created",
             nexus_channel_id=channel.nexus_channel_id,
             integration_id=channel.axp_integration_id,
+            backend=channel.backend,
         )
         return channel
 
@@ -243,6 +245,7 @@ class ChannelService:
             axp_integration_id=channel.axp_integration_id,
             axp_channel_id=channel.axp_channel_id,
             customer_identifier_key=channel.customer_identifier_key,
+            backend=channel.backend,
             enabled=channel.enabled,
             disabled_reason=channel.disabled_reason,
             has_webhook_secret=count != 0,

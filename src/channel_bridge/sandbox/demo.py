@@ -26,7 +26,12 @@ from rich.table import Table
 from channel_bridge.app import create_app
 from channel_bridge.db.migrate import upgrade
 from channel_bridge.platforms.nexus.client import SYNTHETIC_MEDIA_PREFIX
-from channel_bridge.sandbox.mode import DEMO_NEXUS_CHANNEL, Sandbox
+from channel_bridge.sandbox.mode import (
+    DEMO_GENESYS_CLOUD_INTEGRATION,
+    DEMO_NEXUS_CHANNEL,
+    GENESYS_CLOUD_HOST,
+    Sandbox,
+)
 from channel_bridge.sandbox.nexus import StoredMedia
 from channel_bridge.settings import Settings
 
@@ -67,7 +72,9 @@ async def _wait_for(condition: Callable[[], Any], timeout_s: float = HOP_TIMEOUT
     return None
 
 
-async def run_demo(console: Console, *, workdir: Path | None = None) -> list[Hop]:
+async def run_demo(
+    console: Console, *, workdir: Path | None = None, backend: str = "nexus"
+) -> list[Hop]:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bridge-demo-"))
     database_url = f"sqlite+aiosqlite:///{workdir / 'demo.db'}"
     upgrade(database_url)
@@ -94,20 +101,28 @@ async def run_demo(console: Console, *, workdir: Path | None = None) -> list[Hop
     try:
         if not await _wait_for(lambda: server.started, 15):
             raise DemoFailed("the bridge did not start")
-        return await _conversation(app.state.sandbox, f"http://127.0.0.1:{port}")
+        conversation = _gc_conversation if backend == "genesys-cloud" else _conversation
+        return await conversation(app.state.sandbox, f"http://127.0.0.1:{port}")
     finally:
         server.should_exit = True
         await serving
 
 
-async def _conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
-    hops: list[Hop] = []
+def _recorder(hops: list[Hop]) -> Callable[[str, str, bool], None]:
+    """Records each hop with the time since the start; a failed hop ends the demo."""
     started = time.monotonic()
 
     def hop(name: str, detail: str, ok: bool) -> None:
         hops.append(Hop(name, detail, (time.monotonic() - started) * 1000 if ok else None, ok))
         if not ok:
             raise DemoFailed(f"{name}: {detail}")
+
+    return hop
+
+
+async def _conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
+    hops: list[Hop] = []
+    hop = _recorder(hops)
 
     media_id = str(uuid.uuid4())
     sandbox.nexus.media[media_id] = StoredMedia(
@@ -163,6 +178,70 @@ async def _conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
     return hops
 
 
+async def _gc_conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
+    """The same conversation with a Genesys Cloud Open Messaging channel as the Genesys side."""
+    hops: list[Hop] = []
+    hop = _recorder(hops)
+
+    gc = sandbox.genesys_cloud
+    attachment = gc.attachment(
+        GENESYS_CLOUD_HOST, PIXEL_PNG, "image/png", "damaged-box.png"
+    )
+    message = gc.agent_message(
+        DEMO_GENESYS_CLOUD_INTEGRATION,
+        CUSTOMER,
+        "Hello, my parcel arrived damaged",
+        attachments=[attachment],
+    )
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        response = await gc.emit_webhook(client, DEMO_GENESYS_CLOUD_INTEGRATION, message)
+        ack_id = response.json().get("messageId") if response.status_code == 200 else None
+        hop(
+            "Genesys Cloud → bridge webhook (X-Hub-Signature-256)",
+            f"HTTP {response.status_code}, messageId {ack_id}",
+            bool(ack_id),
+        )
+        axp = sandbox.axp
+        uploaded = await _wait_for(lambda: next(iter(axp.media.values()), None))
+        detail = "image uploaded" if uploaded else "no upload"
+        hop("bridge → AXP media store", detail, bool(uploaded))
+        sent = await _wait_for(
+            lambda: next(
+                (m for m in axp.messages if m.get("providerMessageId") == message["id"]), None
+            )
+        )
+        hop(
+            "bridge → AXP send message",
+            f"providerDialogId {sent.get('providerDialogId')}, "
+            f"{len(sent.get('attachments') or [])} attachment"
+            if sent
+            else "AXP received nothing",
+            bool(sent),
+        )
+        receipt = await _wait_for(lambda: gc.calls("receipt"))
+        hop(
+            "AXP DELIVERED → Genesys Cloud inbound receipt",
+            f"status {receipt[0].document.get('status')}" if receipt else "no receipt",
+            bool(receipt),
+        )
+        reply = await _wait_for(lambda: gc.calls("message"))
+        text = _reply_text(reply[0].document) if reply else None
+        hop(
+            "AXP agent reply → Genesys Cloud inbound message",
+            f"“{text}” from {CUSTOMER}" if reply else "no reply",
+            bool(reply),
+        )
+        typing = gc.agent_typing(DEMO_GENESYS_CLOUD_INTEGRATION, CUSTOMER)
+        response = await gc.emit_webhook(client, DEMO_GENESYS_CLOUD_INTEGRATION, typing)
+        indicator = await _wait_for(lambda: axp.typing)
+        hop(
+            "Genesys Cloud agent typing → AXP typing",
+            "typing shown in AXP" if indicator else f"HTTP {response.status_code}, nothing",
+            bool(indicator),
+        )
+    return hops
+
+
 def _reply_text(document: Any) -> str | None:
     return document.get("text") if isinstance(document, dict) else None
 
@@ -185,12 +264,12 @@ def print_transcript(console: Console, hops: list[Hop], error: str | None = None
         console.print("[green]every hop succeeded[/]")
 
 
-def main(console: Console | None = None) -> int:
+def main(console: Console | None = None, backend: str = "nexus") -> int:
     # A transcript wide enough to read when piped (CI logs, README).
     console = console or Console(width=110)
     hops: list[Hop] = []
     try:
-        hops = asyncio.run(run_demo(console))
+        hops = asyncio.run(run_demo(console, backend=backend))
     except DemoFailed as exc:
         print_transcript(console, hops, str(exc))
         return 1

@@ -1,4 +1,4 @@
-"""Sandbox mode: the bridge with simulated AXP and Nexus upstreams, in one process.
+"""Sandbox mode: the bridge with simulated AXP, Nexus and Genesys Cloud upstreams, in one process.
 
 Used by `make run` on a laptop (env=dev and no AXP/Nexus base URL configured) and by
 `channel-bridge demo`. Never in prod (Settings.problems refuses it). The simulators are
@@ -24,6 +24,7 @@ from channel_bridge.mappings.repository import ChannelRepository, IntegrationRep
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.sandbox import akixi as akixi_sandbox
 from channel_bridge.sandbox.axp import AxpSimulator
+from channel_bridge.sandbox.genesys_cloud import GenesysCloudSandbox, create_genesys_cloud_sandbox
 from channel_bridge.sandbox.nexus import NexusSandbox, SandboxChannel, create_nexus_sandbox
 from channel_bridge.security import SecretBox, SecretBoxError
 from channel_bridge.settings import Settings
@@ -32,11 +33,17 @@ log = get_logger(__name__)
 
 AXP_HOST = "https://axp.sandbox.test"
 NEXUS_HOST = "https://nexus.sandbox.test"
+GENESYS_CLOUD_HOST = "https://genesys-cloud.sandbox.test"
 SANDBOX_ACCOUNT = "SANDBX"
 SANDBOX_CCID = "00000000-0000-4000-8000-00000000cc1d"
 DEMO_INTEGRATION_ID = "sandbox-integration-0001"
 DEMO_CHANNEL_PROVIDER_ID = "sandbox-messaging-provider"
 DEMO_NEXUS_CHANNEL = "+15550100200"
+# The demo Open Messaging integration (a genesys-cloud channel) and its OAuth client.
+DEMO_GENESYS_CLOUD_INTEGRATION = "5a0d1b2c-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+DEMO_GENESYS_CLOUD_SECRET_TOKEN = "sandbox-gc-signature-token-0123456789abcdef"
+GENESYS_CLOUD_CLIENT_ID = "sandbox-gc-client"
+GENESYS_CLOUD_CLIENT_SECRET = "sandbox-gc-client-secret"
 # Simulated credentials only: sandbox mode is refused in prod.
 DEMO_WEBHOOK_SECRET = "sandbox-webhook-secret-0123456789abcdef"
 DEMO_API_SECRET = "sandbox-api-secret-0123456789abcdef"
@@ -45,7 +52,12 @@ AXP_APP_KEY = "sandbox-app-key"
 # The simulated Nexus checks no API key; the provisioning commands want one set.
 NEXUS_API_KEY = "sandbox-nexus-api-key"
 # Where `channel-bridge serve` mounts each simulator, under BRIDGE_PUBLIC_BASE_URL.
-MOUNTS = {"axp": "/sandbox/axp", "nexus": "/sandbox/nexus", "akixi": "/sandbox/akixi"}
+MOUNTS = {
+    "axp": "/sandbox/axp",
+    "nexus": "/sandbox/nexus",
+    "akixi": "/sandbox/akixi",
+    "genesys-cloud": "/sandbox/genesys-cloud",
+}
 
 
 def sandbox_settings(settings: Settings) -> Settings:
@@ -60,6 +72,10 @@ def sandbox_settings(settings: Settings) -> Settings:
             "axp_app_key": SecretStr(AXP_APP_KEY),
             "nexus_base_url": NEXUS_HOST,
             "nexus_ccid": SANDBOX_CCID,
+            "genesys_cloud_api_base_url": GENESYS_CLOUD_HOST,
+            "genesys_cloud_login_base_url": GENESYS_CLOUD_HOST,
+            "genesys_cloud_client_id": GENESYS_CLOUD_CLIENT_ID,
+            "genesys_cloud_client_secret": SecretStr(GENESYS_CLOUD_CLIENT_SECRET),
         }
     )
 
@@ -84,6 +100,8 @@ class Sandbox:
     axp: AxpSimulator
     nexus: NexusSandbox
     nexus_http: httpx.AsyncClient
+    genesys_cloud: GenesysCloudSandbox
+    genesys_cloud_transport: httpx.AsyncBaseTransport
 
 
 def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
@@ -110,6 +128,17 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
         base_url=NEXUS_HOST,
         timeout=settings.http_timeout_s,
     )
+    genesys_cloud = GenesysCloudSandbox(
+        client_id=GENESYS_CLOUD_CLIENT_ID, client_secret=GENESYS_CLOUD_CLIENT_SECRET
+    )
+    genesys_cloud.add_integration(
+        DEMO_GENESYS_CLOUD_INTEGRATION,
+        secret_token=DEMO_GENESYS_CLOUD_SECRET_TOKEN,
+        webhook_url=f"{settings.public_base_url}/genesys-cloud/integrations/"
+        f"{DEMO_GENESYS_CLOUD_INTEGRATION}/webhook",
+        name="Sandbox Open Messaging",
+    )
+    genesys_cloud_app = create_genesys_cloud_sandbox(genesys_cloud)
     # Before the lifespan starts the subscription reconcile, so it finds this one and does
     # not create a second.
     axp.add_subscription(
@@ -120,9 +149,16 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
     )
     app.mount(MOUNTS["axp"], axp.app)
     app.mount(MOUNTS["nexus"], nexus_app)
+    app.mount(MOUNTS["genesys-cloud"], genesys_cloud_app)
     # The AXP platform picks this transport up instead of the network.
     app.state.axp_transport = httpx.ASGITransport(app=axp.app)
-    sandbox = Sandbox(axp=axp, nexus=nexus, nexus_http=nexus_http)
+    sandbox = Sandbox(
+        axp=axp,
+        nexus=nexus,
+        nexus_http=nexus_http,
+        genesys_cloud=genesys_cloud,
+        genesys_cloud_transport=httpx.ASGITransport(app=genesys_cloud_app),
+    )
     app.state.sandbox = sandbox
     return sandbox
 
@@ -199,6 +235,33 @@ async def seed_demo_channel(
                     enabled=True,
                     webhook_secrets_encrypted=secret_box.encrypt_list([DEMO_WEBHOOK_SECRET]),
                     api_secret_encrypted=secret_box.encrypt(DEMO_API_SECRET),
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+            )
+        genesys = await ChannelRepository(session).get_by_nexus_channel_id(
+            DEMO_GENESYS_CLOUD_INTEGRATION
+        )
+        if genesys is not None and _secrets_of(genesys, secret_box) is None:
+            # As for the Nexus demo channel: its secret is known, so encrypt it again.
+            genesys.webhook_secrets_encrypted = secret_box.encrypt_list(
+                [DEMO_GENESYS_CLOUD_SECRET_TOKEN]
+            )
+            genesys.updated_at = utcnow()
+        if genesys is None:
+            session.add(
+                Channel(
+                    nexus_channel_id=DEMO_GENESYS_CLOUD_INTEGRATION,
+                    backend="genesys-cloud",
+                    axp_account_id=SANDBOX_ACCOUNT,
+                    axp_channel_provider_id=DEMO_CHANNEL_PROVIDER_ID,
+                    axp_integration_id=DEMO_INTEGRATION_ID,
+                    axp_channel_id="Messaging",
+                    customer_identifier_key="phoneNumbers",
+                    enabled=True,
+                    webhook_secrets_encrypted=secret_box.encrypt_list(
+                        [DEMO_GENESYS_CLOUD_SECRET_TOKEN]
+                    ),
                     created_at=utcnow(),
                     updated_at=utcnow(),
                 )

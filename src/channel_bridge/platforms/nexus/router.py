@@ -8,7 +8,6 @@ with its deliveries, then answered with our own `messageId`, the same for every 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from typing import Any
@@ -17,18 +16,14 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from channel_bridge.db.models import Channel
+from channel_bridge.db.models import CHANNEL_BACKEND_NEXUS, Channel
 from channel_bridge.errors import (
-    BadRequest,
     BridgeError,
     NotFound,
-    ServiceUnavailable,
     Unauthorized,
     Unprocessable,
-    UnsupportedMediaType,
 )
 from channel_bridge.ids import random_hex_id
-from channel_bridge.jsondoc import why_unstorable
 from channel_bridge.ops import metrics
 from channel_bridge.ops.fast_path import fast_path
 from channel_bridge.ops.logging import get_logger
@@ -42,7 +37,7 @@ from channel_bridge.platforms.nexus.schemas import (
 )
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
 from channel_bridge.relay.envelope import Plan
-from channel_bridge.security import SecretBoxError
+from channel_bridge.webhooks import channel_webhook_secrets, parse_json, require_json
 
 log = get_logger(__name__)
 
@@ -92,9 +87,9 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
         raise NotFound("No Nexus channel with this id")
     structlog.contextvars.bind_contextvars(nexus_channel_id=channel_id)
     channel = await state.channel_cache.get_enabled(channel_id)
-    if channel is None:
+    if channel is None or channel.backend != CHANNEL_BACKEND_NEXUS:
         raise NotFound("No enabled Nexus channel with this id")
-    secrets = _webhook_secrets(state, channel)
+    secrets = channel_webhook_secrets(state.channel_cache, state.secret_box, channel)
 
     raw = await request.body()
     match = verify(
@@ -115,15 +110,8 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
         signature_matched=match.secret_index,
     )
 
-    _require_json(request.headers.get("content-type"))
-    try:
-        document = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from None
-    # PostgreSQL text/jsonb cannot hold NUL or lone surrogates, and deep nesting breaks serialisers.
-    problem = why_unstorable(document)
-    if problem is not None:
-        raise Unprocessable(f"The body {problem}", errors=[{"field": "body", "message": problem}])
+    require_json(request.headers.get("content-type"))
+    document = parse_json(raw)
     fields = FieldMap.from_settings(state.settings)
     try:
         entries = split_batch(document)
@@ -156,39 +144,6 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
         acks.append(ack_id)
         duplicate = duplicate or not is_new
     return acks, duplicate
-
-
-def _webhook_secrets(state: Any, channel: Channel) -> list[Any]:
-    if not channel.webhook_secrets_encrypted:
-        log.warning("nexus channel has no webhook secret", channel_id=channel.nexus_channel_id)
-        raise Unauthorized("The channel has no webhook secret configured")
-    if state.secret_box is None:
-        raise ServiceUnavailable(
-            "BRIDGE_SECRET_KEY is not configured; webhook secrets cannot be read"
-        )
-    try:
-        return state.channel_cache.webhook_secrets(channel, state.secret_box)
-    except (SecretBoxError, ValueError) as exc:
-        # A key rotation went wrong: 5XX so Nexus redelivers once the operator fixes the key.
-        log.error(
-            "nexus webhook secret unreadable",
-            channel_id=channel.nexus_channel_id,
-            error=type(exc).__name__,
-        )
-        raise ServiceUnavailable("The channel's webhook secret cannot be decrypted") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _require_json(content_type: str | None) -> None:
-    # (read) Digital Channels sends application/json; a missing header is tolerated.
-    if content_type is None:
-        return
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(f"Expected application/json, got {media_type or 'nothing'}")
 
 
 def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, index: int) -> None:

@@ -1,0 +1,212 @@
+"""Genesys Cloud Open Messaging <-> AXP: the second Genesys backend, on the Nexus machinery.
+
+Genesys -> AXP: an agent's message on the outbound webhook becomes the same AXP send as a
+Nexus message (`nexus_to_axp`: its conversation is opened at accept, its attachments are
+downloaded and put in the AXP media store at delivery); a typing event becomes AXP typing; a
+receipt for a customer message we sent is recorded on its message link. Loop guard: anything
+with `direction: "Inbound"` is a customer message, i.e. our own, and is never relayed back.
+
+AXP -> Genesys: the AXP planner and accept step (`axp_to_nexus`) find the conversation as for
+Nexus; for a genesys-cloud channel the delivery goes to this module's destinations, which
+have their own circuit (so Genesys Cloud's rate limit and outages never hold up Nexus). An
+agent message becomes `inbound/open/message`, an AXP status `inbound/open/receipt`
+(Delivered, Failed), AXP typing `inbound/open/event`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from channel_bridge.bridge import nexus_to_axp, partitions
+from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.payloads import (
+    AxpSendPayload,
+    AxpTypingPayload,
+    ConversationRef,
+    NexusReceiptPayload,
+    NexusReceiptRecord,
+)
+from channel_bridge.db.base import utcnow
+from channel_bridge.db.models import Channel
+from channel_bridge.mappings.bookkeeping import agent_message_relayed
+from channel_bridge.mappings.conversations import ConversationKey
+from channel_bridge.mappings.repository import ConversationRepository
+from channel_bridge.ops import metrics
+from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.axp.schemas import MessageEvent as AxpMessageEvent
+from channel_bridge.platforms.genesys_cloud.schemas import (
+    InboundChannel,
+    InboundEvent,
+    InboundMessage,
+    InboundReceipt,
+    InboundReceiptStatus,
+    MessageEvent,
+    OpenNormalizedMessage,
+    Reason,
+    ReceiptChannel,
+    Typing,
+    customer,
+)
+from channel_bridge.platforms.nexus.schemas import MediaItem
+from channel_bridge.relay.destinations import Delivered, DeliveryContext
+from channel_bridge.relay.envelope import DeliveryRequest, Plan
+
+log = get_logger(__name__)
+
+SEND_DESTINATION = "genesys_cloud.send_message"
+RECEIPT_DESTINATION = "genesys_cloud.receipt"
+TYPING_DESTINATION = "genesys_cloud.typing"
+# Our link statuses -> the inbound receipt statuses Genesys takes (read: Delivered | Failed).
+RECEIPT_STATUSES: dict[str, InboundReceiptStatus] = {"delivered": "Delivered", "failed": "Failed"}
+
+
+def plan_genesys_cloud_message(
+    channel: Channel, message: OpenNormalizedMessage, ack_id: str
+) -> Plan:
+    """The deliveries one accepted Genesys Cloud webhook event becomes."""
+    if message.type == "Receipt":
+        # (inferred) Genesys may name the message by our id (channel.messageId) or its own.
+        ours = message.channel.messageId or ""
+        receipt_for = ours if ours.startswith(nexus_to_axp.NEXUS_ID_PREFIX) else message.id
+        record = NexusReceiptRecord(
+            nexus_channel_id=channel.nexus_channel_id,
+            receipt_for=receipt_for,
+            status=message.status,
+        )
+        return Plan([DeliveryRequest(nexus_to_axp.RECEIPT_DESTINATION, record)])
+    if (message.direction or "").lower() == "inbound":
+        # The loop guard: a customer message is one we sent into Genesys. (A receipt names
+        # the direction of the message it is about, so it is read before this.)
+        metrics.bridge_events.labels("genesys_cloud.message", "echo").inc()
+        return Plan([])
+    address = message.customer_id
+    if not address:
+        log.warning("genesys cloud message without a recipient is not relayed", ack_id=ack_id)
+        return Plan([])
+    partition = partitions.nexus_to_axp(channel.nexus_channel_id, address)
+    key = ConversationKey(channel.id, channel.nexus_channel_id, address)
+    if message.type == "Event":
+        if not message.is_typing:
+            return Plan([])
+        typing = AxpTypingPayload(
+            nexus_channel_id=channel.nexus_channel_id, customer=address, ack_id=ack_id
+        )
+        return Plan(
+            [DeliveryRequest(nexus_to_axp.TYPING_DESTINATION, typing, partition_key=partition)],
+            step=nexus_to_axp.OPEN_CONVERSATIONS,
+            step_context=key,
+        )
+    media = [
+        MediaItem(url=item.url, content_type=item.mime, filename=item.filename)
+        for item in message.attachments
+        if item.url
+    ]
+    if not message.text and not media:
+        return Plan([])
+    payload = AxpSendPayload(
+        nexus_channel_id=channel.nexus_channel_id,
+        customer=address,
+        ack_id=ack_id,
+        nexus_message_id=message.id,
+        text=message.text,
+        media=media,
+        timestamp=message.channel.time.isoformat() if message.channel.time else None,
+    )
+    return Plan(
+        [DeliveryRequest(nexus_to_axp.SEND_DESTINATION, payload, partition_key=partition)],
+        step=nexus_to_axp.OPEN_CONVERSATIONS,
+        step_context=key,
+    )
+
+
+async def send_agent_message(
+    bridge: BridgeContext,
+    ctx: DeliveryContext[Any],
+    *,
+    event: AxpMessageEvent,
+    conversation: ConversationRef,
+    channel: Channel,
+    message_id: str,
+    text: str | None,
+) -> Delivered:
+    """An AXP agent message -> `inbound/open/message` as the customer of the conversation."""
+    if event.attachments:
+        # Genesys fetches inbound attachments from a URL it can reach; AXP media is behind
+        # AXP's credentials, so there is nothing to hand it yet.
+        log.warning(
+            "axp attachments are not relayed to genesys cloud",
+            attachments=len(event.attachments),
+            conversation_id=conversation.id,
+        )
+    message = InboundMessage(
+        channel=InboundChannel(
+            messageId=message_id,
+            from_=customer(conversation.customer_address),
+            time=_when(event.eventDate),
+        ),
+        text=text or None,
+    )
+    answer = await bridge.genesys_cloud_client().send_message(channel.nexus_channel_id, message)
+    relayed_id = answer.id or message_id
+    metrics.bridge_events.labels("axp.message", "relayed").inc()
+    return Delivered(
+        result={"genesys_cloud_message_id": relayed_id},
+        writes=agent_message_relayed(
+            delivery_id=ctx.delivery_id,
+            conversation_id=conversation.id,
+            engagement_id=event.engagementId,
+            dialog_id=event.dialogId,
+            remote_message_id=relayed_id,
+        ),
+    )
+
+
+async def send_receipt(
+    bridge: BridgeContext, payload: NexusReceiptPayload, channel: Channel
+) -> dict[str, Any]:
+    """An AXP status of a customer message we relayed from Genesys -> `inbound/open/receipt`."""
+    status = RECEIPT_STATUSES.get(payload.status or "")
+    if status is None:
+        return {"skipped": f"Genesys Cloud takes no {payload.status!r} receipt"}
+    message_id = payload.remote_message_id or payload.receipt_for
+    if not message_id or payload.conversation_id is None:
+        return {"skipped": "the receipt names no relayed message"}
+    async with bridge.sessionmaker() as session:
+        conversation = await ConversationRepository(session).get(payload.conversation_id)
+    if conversation is None:
+        return {"skipped": "conversation gone"}
+    receipt = InboundReceipt(
+        id=message_id,
+        channel=ReceiptChannel(to=customer(conversation.customer_address), time=utcnow()),
+        status=status,
+        reasons=[Reason(code="GeneralError", message="AXP reported the message failed")]
+        if status == "Failed"
+        else None,
+    )
+    await bridge.genesys_cloud_client().send_receipt(channel.nexus_channel_id, receipt)
+    metrics.bridge_events.labels("axp.status", payload.status or "").inc()
+    return {"receipt_for": message_id, "status": status}
+
+
+async def send_typing(
+    bridge: BridgeContext, *, channel: Channel, customer_address: str
+) -> dict[str, Any]:
+    """AXP agent typing -> `inbound/open/event` (Typing On) from the conversation's customer."""
+    event = InboundEvent(
+        channel=InboundChannel(from_=customer(customer_address), time=utcnow()),
+        events=[MessageEvent(eventType="Typing", typing=Typing(type="On"))],
+    )
+    await bridge.genesys_cloud_client().send_event(channel.nexus_channel_id, event)
+    return {"typing": customer_address}
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return utcnow()

@@ -1,0 +1,1 @@
+"""Genesys Cloud Open Messaging: the second Genesys backend (docs/genesys-cloud-contract.md)."""
