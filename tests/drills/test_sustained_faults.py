@@ -144,15 +144,15 @@ async def test_retry_after_leaves_axp_alone_for_that_long(
 
     # When the bridge had the 429 in hand: the throttled attempt's end. Calls other workers
     # had already sent, or were sending before that answer could reach them, still arrive;
-    # from then on (plus a moment for the other replica's next claim), nothing until the
-    # pause is over.
+    # from then on (plus a moment for a claim already in flight on the other replica: 0.53 s
+    # was seen on a loaded machine, hence 1 s), nothing until the pause is over.
     [(throttled_started, duration_ms)] = await count_rows(
         seeded_database,
         "SELECT extract(epoch from started_at), duration_ms FROM attempts "
         "WHERE outcome = 'throttled'",
     )
     known_at = float(throttled_started) + duration_ms / 1000 - throttled_at
-    grace_s = 0.5
+    grace_s = 1.0
     arrivals = [r.received_at - throttled_at for r in _sends(sim)]
     during = [t for t in arrivals if known_at + grace_s < t < THROTTLE_S - 0.05]
     resumed = min(t for t in arrivals if t >= THROTTLE_S - 0.05)
