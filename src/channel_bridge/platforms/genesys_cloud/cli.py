@@ -34,7 +34,7 @@ app = typer.Typer(help="Genesys Cloud Open Messaging: provisioning", no_args_is_
 
 
 def _settings() -> Settings:
-    from channel_bridge.cli import load_settings
+    from channel_bridge.startup import load_settings  # the root CLI imports this module
 
     return load_settings()
 
