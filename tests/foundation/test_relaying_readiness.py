@@ -33,7 +33,10 @@ async def test_with_only_axp_configured_readyz_says_relaying_is_off_and_why(tmp_
     assert body["status"] == "ready"
     assert body["relaying"] == {
         "status": "off",
-        "reasons": ["BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured"],
+        "reasons": [
+            "BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured, nor is Genesys Cloud "
+            "(BRIDGE_GENESYS_CLOUD_*)"
+        ],
     }
 
 

@@ -125,8 +125,8 @@ def test_check_config_fails_prod_without_the_platforms_it_relays_to(tmp_path: Pa
     assert lines == [
         "configuration error: BRIDGE_AXP_BASE_URL is not set: AXP is not configured "
         "(the bridge relays to it)",
-        "configuration error: BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured "
-        "(the bridge relays to it)",
+        "configuration error: BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured, nor is "
+        "Genesys Cloud (BRIDGE_GENESYS_CLOUD_*) (the bridge relays to it)",
     ]
 
 

@@ -183,7 +183,7 @@ async def test_clear_errors_for_missing_settings_and_no_channels(
     assert result.exit_code == 1
     assert "BRIDGE_NEXUS_CCID, BRIDGE_NEXUS_API_KEY must be set" in result.stderr
     result = await invoke("nexus", "provision", "--dry-run")
-    assert result.exit_code == 1 and "no enabled channels" in result.stderr
+    assert result.exit_code == 1 and "no enabled Nexus channels" in result.stderr
 
 
 async def test_capture_writes_last_bodies_with_secrets_masked(

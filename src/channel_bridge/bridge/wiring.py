@@ -72,8 +72,8 @@ def relaying_gaps(settings: Settings, *, secret_box: bool = True) -> list[str]:
         gaps.append(str(exc))
     if not settings.nexus_base_url and not genesys_cloud_configured(settings):
         gaps.append(
-            "BRIDGE_NEXUS_BASE_URL is not set and Genesys Cloud is not configured: "
-            "no Genesys backend to relay to"
+            "BRIDGE_NEXUS_BASE_URL is not set: Nexus is not configured, nor is Genesys Cloud "
+            "(BRIDGE_GENESYS_CLOUD_*)"
         )
     if not secret_box:
         gaps.append("BRIDGE_SECRET_KEY is not set: channel secrets cannot be read")

@@ -45,6 +45,10 @@ Async**, and mirrors AXP integrations into **Akixi**.
 TAGS = [
     {"name": "ops", "description": "Liveness and readiness, for probes and load balancers."},
     {"name": "nexus", "description": "Called by Nexus: the Digital Channels Async webhook."},
+    {
+        "name": "genesys-cloud",
+        "description": "Called by Genesys Cloud: the Open Messaging outbound webhook.",
+    },
     {"name": "axp", "description": "Called by AXP: digital notifications and lifecycle callbacks."},
     {
         "name": "admin: channels",

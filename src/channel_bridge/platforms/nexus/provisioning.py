@@ -18,6 +18,7 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.db.models import CHANNEL_BACKEND_NEXUS
 from channel_bridge.mappings.repository import ChannelRepository
 from channel_bridge.platforms.nexus.client import API_KEY_HEADER, CCID_HEADER, encode_json
 from channel_bridge.platforms.nexus.errors import error_for_response
@@ -96,8 +97,10 @@ async def load_channels(
     """The enabled channels with their current secrets decrypted (the newest webhook secret)."""
     async with sessionmaker() as session:
         rows = await ChannelRepository(session).list_enabled()
+    # Genesys Cloud channels are provisioned by `channel-bridge genesys-cloud provision`.
+    rows = [row for row in rows if row.backend == CHANNEL_BACKEND_NEXUS]
     if not rows:
-        raise ProvisioningError("no enabled channels in the database: add channels first")
+        raise ProvisioningError("no enabled Nexus channels in the database: add channels first")
     if secret_box is None:
         raise ProvisioningError("BRIDGE_SECRET_KEY is not set: channel secrets cannot be decrypted")
     channels = []
