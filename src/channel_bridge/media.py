@@ -215,6 +215,10 @@ class MediaTransfers:
         return spool
 
 
+# Without settings (tools, tests): spool past 1 MiB, no process budget.
+DEFAULT_TRANSFERS = MediaTransfers(budget=None, memory_bytes=1024 * 1024)
+
+
 def declared_length(headers: Any) -> int | None:
     value = headers.get("content-length")
     return int(value) if value and value.isdigit() else None

@@ -315,6 +315,10 @@ class Settings(BaseSettings):
     genesys_cloud_client_secret: SecretStr | None = None
     # Refresh at 80 % of expires_in, as for AXP: no request carries a token about to expire.
     genesys_cloud_token_refresh_ratio: float = Field(default=0.8, gt=0, le=1)
+    # (inferred) Genesys Cloud fetches an inbound attachment from its `url` itself, so an AXP
+    # agent's attachment is handed over as a fresh signed AXP media-store download URL (no
+    # credentials, expires with its `ttl`). False: only the text is relayed and a warning logged.
+    genesys_cloud_relay_axp_attachments: bool = True
 
     # --- Akixi ------------------------------------------------------------------------
     akixi_url: str | None = None

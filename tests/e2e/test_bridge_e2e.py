@@ -87,6 +87,17 @@ def axp_message_event(
     return event
 
 
+def axp_attachment(media_id: str, url: str, *, name: str = "label.png") -> dict[str, Any]:
+    """An AXP callback's attachment entry for PIXEL_PNG stored in the simulator as `media_id`."""
+    return {
+        "attachmentId": media_id,
+        "name": name,
+        "contentType": "image/png",
+        "size": len(PIXEL_PNG),
+        "url": url,
+    }
+
+
 def participant_disconnected(provider_dialog_id: str, participant_type: str) -> dict[str, Any]:
     return {
         "eventType": "PARTICIPANT_DISCONNECTED",
@@ -336,15 +347,7 @@ async def test_agent_attachment_goes_through_nexus_media_upload(stack: Stack) ->
     media_id = stack.axp.store_media(PIXEL_PNG, name="label.png", content_type="image/png")
     event = axp_message_event(
         dialog,
-        attachments=[
-            {
-                "attachmentId": media_id,
-                "name": "label.png",
-                "contentType": "image/png",
-                "size": len(PIXEL_PNG),
-                "url": stack.axp.signed_media_path(media_id),
-            }
-        ],
+        attachments=[axp_attachment(media_id, stack.axp.signed_media_path(media_id))],
     )
     assert (await stack.axp_callback(event)).status_code == 200
 

@@ -7,6 +7,7 @@ each test asserts what the other simulator received on the wire and the rows the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,7 +20,12 @@ from tests.e2e.genesys_cloud import (
     GenesysCloudStack,
     start_gc_stack,
 )
-from tests.e2e.test_bridge_e2e import PIXEL_PNG, typing_event
+from tests.e2e.test_bridge_e2e import (
+    PIXEL_PNG,
+    axp_attachment,
+    axp_message_event,
+    typing_event,
+)
 from tests.support.waiting import eventually
 
 UNFINISHED = ("pending", "in_flight")
@@ -137,6 +143,10 @@ async def test_typing_both_ways(gc_stack: GenesysCloudStack) -> None:
     await settled(stack)
     assert len(stack.gc.calls("event")) == 1
     assert len(stack.sends()) == 1, "a typing indicator is not a message"
+    # Routed at accept to Genesys Cloud's own destination (and circuit), never Nexus's.
+    destinations = [d.destination for d in await stack.deliveries()]
+    assert destinations.count("genesys_cloud.typing") == 1
+    assert "nexus.typing" not in destinations
 
 
 async def test_genesys_attachment_goes_through_the_axp_media_store(
@@ -203,3 +213,96 @@ async def test_genesys_throttling_is_retried_until_it_passes(gc_stack: GenesysCl
     attempts = await stack.rows(Attempt, Attempt.delivery_id.in_([d.id for d in rows]))
     assert [a.http_status for a in attempts].count(429) == 2
     assert stack.gc.throttle_next == 0
+
+
+async def test_axp_agent_attachment_reaches_genesys_as_a_signed_url_it_fetches(
+    gc_stack: GenesysCloudStack,
+) -> None:
+    stack = gc_stack
+    message = stack.gc.agent_message(GC_INTEGRATION_ID, GC_CUSTOMER, "send me the label")
+    assert (await stack.webhook(message)).status_code == 200
+    await eventually(lambda: stack.gc.calls("message"), what="the agent's first reply")
+    [conversation] = await stack.conversations()
+    media_id = stack.axp.store_media(PIXEL_PNG, name="label.png", content_type="image/png")
+    # The callback's own URL has expired: the bridge asks AXP for a fresh one.
+    expired = stack.axp.signed_media_path(media_id, ttl_ms=1)
+    event = axp_message_event(
+        conversation.provider_dialog_id,
+        attachments=[axp_attachment(media_id, expired)],
+    )
+    assert (await stack.axp_callback(event)).status_code == 200
+
+    def with_content() -> list[Any]:
+        return [c for c in stack.gc.calls("message") if c.document.get("content")]
+
+    [inbound] = await eventually(with_content, what="inbound message with an attachment")
+    [content] = inbound.document["content"]
+    attachment = content["attachment"]
+    assert content["contentType"] == "Attachment"
+    assert (attachment["mediaType"], attachment["mime"], attachment["filename"]) == (
+        "Image",
+        "image/png",
+        "label.png",
+    )
+    assert attachment["url"].startswith(f"{stack.axp.base_url}/api/media-store/v1/media/")
+    assert "signature=" in attachment["url"] and expired not in attachment["url"]
+    # Genesys fetched it, with no credentials, and got the bytes AXP stored.
+    [fetched] = stack.gc.fetched
+    assert (fetched.status, fetched.content, fetched.mime) == (200, PIXEL_PNG, "image/png")
+    fresh = stack.axp.recorded(method="GET", path_contains="/signed-download-uri")
+    assert len(fresh) == 1
+
+
+async def test_a_genesys_message_that_never_reaches_axp_is_reported_failed(
+    gc_stack: GenesysCloudStack,
+) -> None:
+    stack = gc_stack
+    stack.axp.faults.fail_next = [400]  # AXP refuses the send: permanent, dead at once
+    message = stack.gc.agent_message(GC_INTEGRATION_ID, GC_CUSTOMER, "this one fails")
+    assert (await stack.webhook(message)).status_code == 200
+
+    [receipt] = await eventually(lambda: stack.gc.calls("receipt"), what="Failed receipt")
+    assert receipt.document["id"] == message["id"]
+    assert receipt.document["status"] == "Failed"
+    assert receipt.document["direction"] == "Outbound"
+    assert receipt.document["channel"]["to"]["id"] == GC_CUSTOMER
+    assert receipt.document["reasons"] == [
+        {"code": "GeneralError", "message": "the bridge could not deliver the message to AXP"}
+    ]
+    rows = await settled(stack)
+    by_destination = {d.destination: d for d in rows}
+    assert by_destination["axp.send_message"].status == "dead"
+    report = by_destination["genesys_cloud.receipt"]
+    assert report.status == "delivered"
+    assert report.inbox_event_id == by_destination["axp.send_message"].inbox_event_id
+    assert len(stack.sends()) == 1, "the one send AXP refused, not retried"
+
+
+async def test_axp_attachments_can_be_kept_from_genesys(
+    database_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with start_gc_stack(
+        database_url, sessionmaker, genesys_cloud_relay_axp_attachments=False
+    ) as stack:
+        message = stack.gc.agent_message(GC_INTEGRATION_ID, GC_CUSTOMER, "label?")
+        assert (await stack.webhook(message)).status_code == 200
+        await eventually(lambda: stack.gc.calls("message"), what="the agent's first reply")
+        [conversation] = await stack.conversations()
+        media_id = stack.axp.store_media(PIXEL_PNG, name="label.png", content_type="image/png")
+        event = axp_message_event(
+            conversation.provider_dialog_id,
+            text="here it is",
+            attachments=[axp_attachment(media_id, stack.axp.signed_media_path(media_id))],
+        )
+        event["body"] = {"elementType": "text", "elementText": {"text": "here it is"}}
+        assert (await stack.axp_callback(event)).status_code == 200
+
+        def second() -> list[Any]:
+            calls = stack.gc.calls("message")
+            return calls[1:] if len(calls) > 1 else []
+
+        [inbound] = await eventually(second, what="the text without its attachment")
+        assert inbound.document["text"] == "here it is"
+        assert "content" not in inbound.document
+        assert stack.gc.fetched == []
+        assert stack.axp.recorded(method="GET", path_contains="/signed-download-uri") == []

@@ -261,3 +261,50 @@ async def test_create_integration() -> None:
 def test_no_credentials_no_client() -> None:
     with pytest.raises(GenesysCloudConfigError):
         build_genesys_cloud_http(gc_settings(genesys_cloud_client_secret=None))
+
+
+MEDIA_URL = "https://media.genesys.example/attachments/parcel.png?sig=abc"
+
+
+@respx.mock
+async def test_an_attachment_is_spooled_within_the_media_budget_without_credentials() -> None:
+    from channel_bridge.media import MediaBudget, MediaTransfers
+
+    route = respx.get(MEDIA_URL).mock(
+        return_value=httpx.Response(
+            200, content=b"\x89PNG" * 100, headers={"content-type": "image/png"}
+        )
+    )
+    budget = MediaBudget(10_000)
+    transfers = MediaTransfers(budget=budget, memory_bytes=64)
+    async with httpx.AsyncClient() as media_http:
+        gc = GenesysCloudClient(
+            httpx.AsyncClient(), media_http=media_http, media_max_bytes=1_000, transfers=transfers
+        )
+        spool = await gc.fetch_media(MEDIA_URL)
+        with spool:
+            assert spool.read() == b"\x89PNG" * 100
+            assert spool.content_type == "image/png"
+            # Past 64 bytes it lives on disk, and the declared length is held from the budget.
+            assert spool.on_disk
+            assert budget.in_use == 400
+        assert budget.in_use == 0
+    assert "authorization" not in route.calls.last.request.headers
+
+
+@respx.mock
+async def test_an_attachment_over_the_limit_is_refused_and_releases_its_reservation() -> None:
+    from channel_bridge.media import MediaBudget, MediaTransfers
+
+    respx.get(MEDIA_URL).mock(return_value=httpx.Response(200, content=b"x" * 2_000))
+    budget = MediaBudget(10_000)
+    async with httpx.AsyncClient() as media_http:
+        gc = GenesysCloudClient(
+            httpx.AsyncClient(),
+            media_http=media_http,
+            media_max_bytes=1_000,
+            transfers=MediaTransfers(budget=budget, memory_bytes=64),
+        )
+        with pytest.raises(PermanentError, match="exceeds 1000"):
+            await gc.fetch_media(MEDIA_URL)
+    assert budget.in_use == 0

@@ -92,7 +92,10 @@ async def test_provision_creates_the_integration_and_its_channel(cli_env, sessio
         f"{PUBLIC}/genesys-cloud/integrations/pending/webhook"
     )
     final = f"{PUBLIC}/genesys-cloud/integrations/{INTEGRATION_ID}/webhook"
-    assert json.loads(update.calls[0].request.content) == {"outboundNotificationWebhookUrl": final}
+    assert json.loads(update.calls[0].request.content) == {
+        "name": "Bridge",
+        "outboundNotificationWebhookUrl": final,
+    }
     assert create.calls[0].request.headers["authorization"] == "Bearer t-1"
     assert secret not in result.output
     async with sessionmaker() as session:

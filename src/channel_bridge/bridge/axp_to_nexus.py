@@ -12,7 +12,7 @@ their Nexus requests from the payload and the cached channel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -165,24 +165,46 @@ RESOLVE_AXP_EVENTS = ResolveAxpEvents()
 _GENESYS_CLOUD_DESTINATIONS = {
     MESSAGE_DESTINATION: genesys_cloud.SEND_DESTINATION,
     RECEIPT_DESTINATION: genesys_cloud.RECEIPT_DESTINATION,
+    TYPING_DESTINATION: genesys_cloud.TYPING_DESTINATION,
 }
 
 
-def _channel_of(payload: Any) -> str | None:
+def _channel_of(request: DeliveryRequest, typing_channels: dict[str, str]) -> str | None:
+    payload = request.payload
     if isinstance(payload, AgentMessagePayload) and payload.conversation is not None:
         return payload.conversation.nexus_channel_id
     if isinstance(payload, NexusReceiptPayload):
         return payload.nexus_channel_id
+    if request.destination == TYPING_DESTINATION:
+        return typing_channels.get(_typing_dialog(request) or "")
     return None
+
+
+def _typing_dialog(request: DeliveryRequest) -> str | None:
+    payload = request.payload
+    dialog = payload.get("providerDialogId") if isinstance(payload, Mapping) else None
+    return dialog if isinstance(dialog, str) else None
 
 
 async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEvent]) -> None:
     """Deliveries for a genesys-cloud channel go to the Genesys Cloud destinations."""
+    typing_dialogs = {
+        dialog
+        for event in events
+        for request in event.deliveries
+        if request.destination == TYPING_DESTINATION and (dialog := _typing_dialog(request))
+    }
+    typing_channels = {
+        dialog: ref.nexus_channel_id
+        for dialog, ref in (
+            await _ConversationLookup(session).by_provider_dialog_id(typing_dialogs)
+        ).items()
+    }
     channel_ids = {
         channel_id
         for event in events
         for request in event.deliveries
-        if (channel_id := _channel_of(request.payload)) is not None
+        if (channel_id := _channel_of(request, typing_channels)) is not None
     }
     if not channel_ids:
         return
@@ -190,7 +212,8 @@ async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEven
     for event in events:
         event.deliveries = [
             replace(request, destination=_GENESYS_CLOUD_DESTINATIONS[request.destination])
-            if backends.get(_channel_of(request.payload) or "") == CHANNEL_BACKEND_GENESYS_CLOUD
+            if backends.get(_channel_of(request, typing_channels) or "")
+            == CHANNEL_BACKEND_GENESYS_CLOUD
             and request.destination in _GENESYS_CLOUD_DESTINATIONS
             else request
             for request in event.deliveries
@@ -356,7 +379,9 @@ def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEven
                     DeliveryRequest(
                         TYPING_DESTINATION, _event_payload(event), partition_key=partition
                     )
-                ]
+                ],
+                # Only to route it: a genesys-cloud channel's typing has its own destination.
+                step=RESOLVE_AXP_EVENTS,
             )
         if isinstance(event, ParticipantEvent | EngagementCreatedEvent | EngagementErrorEvent):
             return Plan(

@@ -9,8 +9,10 @@ with `direction: "Inbound"` is a customer message, i.e. our own, and is never re
 AXP -> Genesys: the AXP planner and accept step (`axp_to_nexus`) find the conversation as for
 Nexus; for a genesys-cloud channel the delivery goes to this module's destinations, which
 have their own circuit (so Genesys Cloud's rate limit and outages never hold up Nexus). An
-agent message becomes `inbound/open/message`, an AXP status `inbound/open/receipt`
-(Delivered, Failed), AXP typing `inbound/open/event`.
+agent message becomes `inbound/open/message` (its attachments as fresh signed AXP media
+URLs, which Genesys fetches), an AXP status `inbound/open/receipt`
+(Delivered, Failed), AXP typing `inbound/open/event`; a Genesys message whose AXP send goes
+dead becomes a `Failed` receipt too (`report_dead_send`, the relay's dead-letter hook).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptRecord,
 )
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel
+from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD, Channel
 from channel_bridge.mappings.bookkeeping import agent_message_relayed
 from channel_bridge.mappings.conversations import ConversationKey
 from channel_bridge.mappings.repository import ConversationRepository
@@ -36,6 +38,8 @@ from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.axp.schemas import MessageEvent as AxpMessageEvent
 from channel_bridge.platforms.genesys_cloud.schemas import (
+    Attachment,
+    Content,
     InboundChannel,
     InboundEvent,
     InboundMessage,
@@ -47,6 +51,7 @@ from channel_bridge.platforms.genesys_cloud.schemas import (
     ReceiptChannel,
     Typing,
     customer,
+    media_type_for,
 )
 from channel_bridge.platforms.nexus.schemas import MediaItem
 from channel_bridge.relay.destinations import Delivered, DeliveryContext
@@ -112,6 +117,7 @@ def plan_genesys_cloud_message(
         text=message.text,
         media=media,
         timestamp=message.channel.time.isoformat() if message.channel.time else None,
+        origin=CHANNEL_BACKEND_GENESYS_CLOUD,
     )
     return Plan(
         [DeliveryRequest(nexus_to_axp.SEND_DESTINATION, payload, partition_key=partition)],
@@ -131,14 +137,6 @@ async def send_agent_message(
     text: str | None,
 ) -> Delivered:
     """An AXP agent message -> `inbound/open/message` as the customer of the conversation."""
-    if event.attachments:
-        # Genesys fetches inbound attachments from a URL it can reach; AXP media is behind
-        # AXP's credentials, so there is nothing to hand it yet.
-        log.warning(
-            "axp attachments are not relayed to genesys cloud",
-            attachments=len(event.attachments),
-            conversation_id=conversation.id,
-        )
     message = InboundMessage(
         channel=InboundChannel(
             messageId=message_id,
@@ -146,6 +144,7 @@ async def send_agent_message(
             time=_when(event.eventDate),
         ),
         text=text or None,
+        content=await _attachments_for_genesys(bridge, event, conversation) or None,
     )
     answer = await bridge.genesys_cloud_client().send_message(channel.nexus_channel_id, message)
     relayed_id = answer.id or message_id
@@ -170,23 +169,54 @@ async def send_receipt(
     if status is None:
         return {"skipped": f"Genesys Cloud takes no {payload.status!r} receipt"}
     message_id = payload.remote_message_id or payload.receipt_for
-    if not message_id or payload.conversation_id is None:
+    if not message_id or (payload.conversation_id is None and not payload.customer_address):
         return {"skipped": "the receipt names no relayed message"}
-    async with bridge.sessionmaker() as session:
-        conversation = await ConversationRepository(session).get(payload.conversation_id)
-    if conversation is None:
+    address = payload.customer_address or await _customer_of(bridge, payload.conversation_id)
+    if address is None:
         return {"skipped": "conversation gone"}
+    reason = payload.failure_reason or "AXP reported the message failed"
     receipt = InboundReceipt(
         id=message_id,
-        channel=ReceiptChannel(to=customer(conversation.customer_address), time=utcnow()),
+        channel=ReceiptChannel(to=customer(address), time=utcnow()),
         status=status,
-        reasons=[Reason(code="GeneralError", message="AXP reported the message failed")]
-        if status == "Failed"
-        else None,
+        reasons=[Reason(code="GeneralError", message=reason)] if status == "Failed" else None,
     )
     await bridge.genesys_cloud_client().send_receipt(channel.nexus_channel_id, receipt)
     metrics.bridge_events.labels("axp.status", payload.status or "").inc()
     return {"receipt_for": message_id, "status": status}
+
+
+async def _customer_of(bridge: BridgeContext, conversation_id: int | None) -> str | None:
+    if conversation_id is None:
+        return None
+    async with bridge.sessionmaker() as session:
+        conversation = await ConversationRepository(session).get(conversation_id)
+    return conversation.customer_address if conversation is not None else None
+
+
+def report_dead_send(payload: AxpSendPayload) -> list[DeliveryRequest]:
+    """A Genesys Cloud agent's message that never reached AXP -> a `Failed` receipt to Genesys.
+
+    The relay calls this as the send goes dead (permanent error, or retries spent) and stores
+    the receipt's delivery with the dead outcome; without it the agent would see the message
+    as sent. A Nexus message (no `origin`) leaves nothing behind.
+    """
+    if payload.origin != CHANNEL_BACKEND_GENESYS_CLOUD or not payload.nexus_message_id:
+        return []
+    receipt = NexusReceiptPayload(
+        nexus_channel_id=payload.nexus_channel_id,
+        receipt_for=payload.nexus_message_id,
+        status="failed",
+        remote_message_id=payload.nexus_message_id,
+        conversation_id=payload.conversation_id,
+        customer_address=payload.customer,
+        failure_reason="the bridge could not deliver the message to AXP",
+    )
+    # Behind the conversation's other deliveries to Genesys, in order.
+    partition = (
+        partitions.axp_to_nexus(payload.provider_dialog_id) if payload.provider_dialog_id else None
+    )
+    return [DeliveryRequest(RECEIPT_DESTINATION, receipt, partition_key=partition)]
 
 
 async def send_typing(
@@ -199,6 +229,41 @@ async def send_typing(
     )
     await bridge.genesys_cloud_client().send_event(channel.nexus_channel_id, event)
     return {"typing": customer_address}
+
+
+async def _attachments_for_genesys(
+    bridge: BridgeContext, event: AxpMessageEvent, conversation: ConversationRef
+) -> list[Content]:
+    """The AXP message's attachments as Genesys content: each a fresh signed AXP download URL.
+
+    Genesys fetches an inbound attachment from its `url` itself (inferred), and AXP's signed
+    media URLs need no credentials. The callback's own URL may have expired by the time a
+    retried delivery runs, so a fresh one is asked for by the attachment's mediaId.
+    """
+    if not event.attachments:
+        return []
+    if not bridge.settings.genesys_cloud_relay_axp_attachments:
+        log.warning(
+            "axp attachments are not relayed to genesys cloud "
+            "(BRIDGE_GENESYS_CLOUD_RELAY_AXP_ATTACHMENTS is false)",
+            attachments=len(event.attachments),
+            conversation_id=conversation.id,
+        )
+        return []
+    content = []
+    for attachment in event.attachments:
+        signed = await bridge.axp.media.signed_download_uri(attachment.attachmentId)
+        content.append(
+            Content(
+                attachment=Attachment(
+                    mediaType=media_type_for(attachment.contentType),
+                    url=bridge.axp.media.resolve(signed),
+                    mime=attachment.contentType,
+                    filename=attachment.name,
+                )
+            )
+        )
+    return content
 
 
 def _when(value: Any) -> datetime:

@@ -260,14 +260,13 @@ async def deliver_message(bridge: BridgeContext, ctx: DeliveryContext[AxpSendPay
     for index, item in enumerate(payload.media):
         content_type = item.content_type or "application/octet-stream"
         filename = _filename(item, index)
-        if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD:
-            # Not spooled yet: a Genesys Cloud attachment is held in memory, outside the
-            # per-process media budget (docs/genesys-cloud-contract.md, known gaps).
-            content = await bridge.genesys_cloud_client().fetch_media(item.url)
-            media_id = await bridge.axp.media.upload(content, filename, content_type)
-        else:
-            async with await bridge.nexus.fetch_media(item.url) as spool:
-                media_id = await bridge.axp.media.upload(spool, filename, content_type)
+        fetch = (
+            bridge.genesys_cloud_client().fetch_media
+            if channel.backend == CHANNEL_BACKEND_GENESYS_CLOUD
+            else bridge.nexus.fetch_media
+        )
+        async with await fetch(item.url) as spool:
+            media_id = await bridge.axp.media.upload(spool, filename, content_type)
         attachments.append(AttachmentContentIdMap(attachmentId=media_id))
 
     text = payload.text

@@ -48,6 +48,9 @@ class AxpSendPayload(_FromNexus):
     # Opened in the accept transaction.
     conversation_id: int | None = None
     provider_dialog_id: str | None = None
+    # The Genesys backend the message came from when it is not Nexus ("genesys-cloud"): a
+    # send that goes dead is reported back to it as a Failed receipt.
+    origin: str | None = None
 
 
 class AxpTypingPayload(_FromNexus):
@@ -114,6 +117,10 @@ class NexusReceiptPayload(_FromAxpEvent):
     # names the customer it was addressed to).
     remote_message_id: str | None = None
     conversation_id: int | None = None
+    # Set when the bridge itself reports a failure (no AXP event behind it): who the message
+    # was addressed to, and why it failed.
+    customer_address: str | None = None
+    failure_reason: str | None = None
 
 
 class ConversationEventPayload(

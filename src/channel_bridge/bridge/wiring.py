@@ -26,6 +26,7 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptPayload,
     NexusReceiptRecord,
 )
+from channel_bridge.media import MediaTransfers
 from channel_bridge.ops.health import ReadinessDetail
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.outbound import build_client
@@ -44,7 +45,7 @@ from channel_bridge.platforms.genesys_cloud.client import (
 from channel_bridge.platforms.nexus.client import NexusClient
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.relay.circuits import Circuit
-from channel_bridge.relay.destinations import DestinationRegistry
+from channel_bridge.relay.destinations import DeadLetterHook, DestinationRegistry
 from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -142,7 +143,9 @@ def register_destinations(
         # One media budget per process, both directions.
         nexus=NexusClient(nexus_http or app.state.http, settings, transfers=axp.media.transfers),
         nexus_fields=FieldMap.from_settings(settings),
-        genesys_cloud=_genesys_cloud_client(app, settings, genesys_cloud_transport),
+        genesys_cloud=_genesys_cloud_client(
+            app, settings, genesys_cloud_transport, transfers=axp.media.transfers
+        ),
     )
     genesys_cloud_circuit = circuit(
         settings,
@@ -151,6 +154,10 @@ def register_destinations(
         settings.genesys_cloud_client_id,
     )
     nexus_circuit = circuit(settings, "nexus", settings.nexus_base_url, settings.nexus_ccid)
+    # What a dead delivery leaves behind: the sender hears that its message failed.
+    dead_letter_hooks: dict[str, DeadLetterHook] = {
+        nexus_to_axp.SEND_DESTINATION: genesys_cloud.report_dead_send,
+    }
     # (name, handler, payload model, circuit: None for what only writes our own database)
     for name, handler, payload, upstream in (
         (nexus_to_axp.SEND_DESTINATION, nexus_to_axp.deliver_message, AxpSendPayload, axp_circuit),
@@ -194,6 +201,12 @@ def register_destinations(
             genesys_cloud_circuit,
         ),
         (
+            genesys_cloud.TYPING_DESTINATION,
+            axp_to_nexus.deliver_typing,
+            TypingEvent,
+            genesys_cloud_circuit,
+        ),
+        (
             axp_to_nexus.CONVERSATION_DESTINATION,
             axp_to_nexus.deliver_conversation_event,
             ConversationEventPayload,
@@ -205,13 +218,18 @@ def register_destinations(
             partial(handler, bridge),  # type: ignore[arg-type]
             payload=payload,
             circuit=upstream,
+            on_dead=dead_letter_hooks.get(name),
         )
     app.state.bridge = bridge
     return bridge
 
 
 def _genesys_cloud_client(
-    app: FastAPI, settings: Settings, transport: httpx.AsyncBaseTransport | None
+    app: FastAPI,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    transfers: MediaTransfers,
 ) -> GenesysCloudClient | None:
     """The Open Messaging client when configured; its HTTP clients close with the app."""
     if not genesys_cloud_configured(settings):
@@ -230,4 +248,6 @@ def _genesys_cloud_client(
         media_max_bytes=settings.axp_media_max_bytes,
         # Plain-http attachment URLs only where the API itself is plain http (the sandbox).
         allow_http_media=api_is_http,
+        # One media budget per process: Genesys attachments share it with the other platforms.
+        transfers=transfers,
     )

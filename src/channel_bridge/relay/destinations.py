@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.relay.circuits import Circuit
+from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.errors import PermanentError
 
 PayloadT = TypeVar("PayloadT")
@@ -88,6 +89,11 @@ class Delivered:
 
 # A handler performs one delivery; a plain dict (or None) is a result with no writes.
 DeliveryHandler = Callable[[DeliveryContext[Any]], Awaitable[Delivered | dict[str, Any] | None]]
+# What a delivery that went dead leaves behind (its decoded payload in, new deliveries out:
+# for instance a failure report to the platform the message came from). Pure and quick: it
+# runs as the dead outcome is recorded, and what it returns is inserted in the same
+# transaction, so the report is as durable as the outcome itself.
+DeadLetterHook = Callable[[Any], Sequence[DeliveryRequest]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,7 @@ class Destination:
     # The upstream it calls, shared with other destinations (None: no breaker, no limits:
     # a destination that only writes to our own database).
     circuit: Circuit | None = None
+    on_dead: DeadLetterHook | None = None
 
     def decode(self, stored: Mapping[str, Any]) -> Any:
         """The stored payload as the handler's type; a mismatch can never succeed: permanent."""
@@ -125,8 +132,9 @@ class DestinationRegistry:
         *,
         payload: type[BaseModel] | None = None,
         circuit: Circuit | None = None,
+        on_dead: DeadLetterHook | None = None,
     ) -> None:
-        self.add(Destination(name, handler, payload, circuit))
+        self.add(Destination(name, handler, payload, circuit, on_dead))
 
     def add(self, destination: Destination) -> None:
         if destination.name in self._destinations:

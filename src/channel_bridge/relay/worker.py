@@ -51,10 +51,12 @@ from channel_bridge.relay.clock import Clock, SystemClock
 from channel_bridge.relay.destinations import (
     Delivered,
     DeliveryContext,
+    Destination,
     DestinationRegistry,
     Write,
     as_delivered,
 )
+from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.errors import (
     AuthError,
     DeliveryError,
@@ -67,7 +69,9 @@ from channel_bridge.relay.repository import (
     ClaimedDelivery,
     DeliveryRepository,
     OutcomeRow,
+    delivery_row,
     make_pending_due,
+    notify_deliveries,
     write_turn,
 )
 from channel_bridge.relay.retry import RetryPolicy, describe
@@ -482,6 +486,7 @@ class RelayWorker:
                     status=DeliveryStatus.DEAD,
                     error=error,
                     last_error=decision.reason,
+                    writes=_dead_letter_follow_ups(destination, payload, item, self._clock.now()),
                     circuit=circuit,
                     circuit_event=event,
                 )
@@ -837,6 +842,51 @@ def _view(row: Any) -> CircuitView:
         probe_interval_s=row.probe_interval_s,
         paused_until=row.paused_until,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _FollowUp:
+    inbox_event_id: int | None
+    request: DeliveryRequest
+    due_at: datetime
+
+
+class _FollowUpDeliveries:
+    """Inserts the deliveries a dead letter's hook asked for, with the dead outcome."""
+
+    name = "relay.follow_up_deliveries"
+
+    async def write(self, session: AsyncSession, rows: Sequence[_FollowUp]) -> None:
+        await DeliveryRepository(session).insert_rows(
+            [delivery_row(row.inbox_event_id, row.request, now=row.due_at) for row in rows]
+        )
+        await notify_deliveries(await session.connection())
+
+
+FOLLOW_UP_DELIVERIES = _FollowUpDeliveries()
+
+
+def _dead_letter_follow_ups(
+    destination: Destination | None, payload: Any, item: ClaimedDelivery, now: datetime
+) -> list[Write]:
+    """The deliveries the destination's dead-letter hook leaves behind, as writes."""
+    if destination is None or destination.on_dead is None or payload is None:
+        return []
+    try:
+        requests = destination.on_dead(payload)
+    except Exception:
+        log.exception("dead-letter hook failed", destination=item.destination, delivery_id=item.id)
+        return []
+    if requests:
+        log.info(
+            "dead delivery leaves follow-ups",
+            delivery_id=item.id,
+            follow_ups=[request.destination for request in requests],
+        )
+    return [
+        Write(FOLLOW_UP_DELIVERIES, _FollowUp(item.inbox_event_id, request, now))
+        for request in requests
+    ]
 
 
 async def _apply_writes(session: AsyncSession, writes: Sequence[Write]) -> None:

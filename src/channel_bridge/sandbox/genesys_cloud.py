@@ -5,7 +5,8 @@ with Basic client credentials, the inbound message / event / receipt endpoints a
 integration endpoint, each refusing a missing or unknown bearer token), and the outbound
 webhook (`emit_webhook` signs an `OpenNormalizedMessage` with the integration's secret token
 as `X-Hub-Signature-256` and posts it to the bridge). Attachments of agent messages are
-served from `/media/{id}` (pre-signed in Genesys Cloud; no credentials here either).
+served from `/media/{id}` (pre-signed in Genesys Cloud; no credentials here either), and the
+attachments of inbound messages are fetched from their `url`, as Genesys does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from channel_bridge.platforms.genesys_cloud.schemas import (
     InboundMessage,
     InboundReceipt,
     IntegrationRequest,
+    IntegrationUpdate,
+    media_type_for,
 )
 from channel_bridge.platforms.genesys_cloud.signing import SIGNATURE_HEADER, sign
 
@@ -62,6 +65,17 @@ class StoredAttachment:
 
 
 @dataclass
+class FetchedAttachment:
+    """An inbound message's attachment as Genesys fetched it from its `url`."""
+
+    url: str
+    status: int | None
+    content: bytes
+    mime: str | None
+    error: str | None = None
+
+
+@dataclass
 class GenesysCloudSandbox:
     """State of the simulator; tests and the demo read `received` and set the faults."""
 
@@ -71,6 +85,11 @@ class GenesysCloudSandbox:
     tokens: set[str] = field(default_factory=set)
     received: list[ReceivedInbound] = field(default_factory=list)
     media: dict[str, StoredAttachment] = field(default_factory=dict)
+    # What Genesys fetched for the attachments of inbound messages (it fetches each `url`
+    # itself, without credentials); `media_fetcher` is the client it fetches with (default:
+    # a plain one over the network).
+    fetched: list[FetchedAttachment] = field(default_factory=list)
+    media_fetcher: httpx.AsyncClient | None = None
     # Faults: the next N inbound calls answer 429 (with Retry-After), or this status.
     throttle_next: int = 0
     fail_next: int = 0
@@ -125,14 +144,38 @@ class GenesysCloudSandbox:
         """Store media and return the `attachment` object that points at it."""
         media_id = uuid.uuid4().hex
         self.media[media_id] = StoredAttachment(content, mime, filename)
-        major = mime.split("/", 1)[0]
-        media_type = major.capitalize() if major in ("image", "video", "audio") else "File"
         return {
-            "mediaType": media_type,
+            "mediaType": media_type_for(mime),
             "url": f"{base_url.rstrip('/')}/media/{media_id}",
             "mime": mime,
             "filename": filename,
         }
+
+    async def fetch_attachments(self, document: Any) -> None:
+        """Fetch each attachment of an inbound message, as Genesys does before the agent sees
+        it; a failure is recorded (the message itself was accepted)."""
+        for item in document.get("content") or ():
+            url = (item.get("attachment") or {}).get("url")
+            if not isinstance(url, str):
+                continue
+            try:
+                if self.media_fetcher is not None:
+                    response = await self.media_fetcher.get(url)
+                else:
+                    async with httpx.AsyncClient(timeout=10.0) as client:
+                        response = await client.get(url)
+            except httpx.HTTPError as exc:
+                self.fetched.append(FetchedAttachment(url, None, b"", None, type(exc).__name__))
+                continue
+            self.fetched.append(
+                FetchedAttachment(
+                    url,
+                    response.status_code,
+                    response.content,
+                    response.headers.get("content-type"),
+                    None if response.is_success else response.text[:200],
+                )
+            )
 
     def signed_webhook(self, integration_id: str, document: Any) -> tuple[bytes, dict[str, str]]:
         """The body and headers Genesys would post to the integration's webhook."""
@@ -216,6 +259,9 @@ def create_genesys_cloud_sandbox(state: GenesysCloudSandbox) -> FastAPI:
         except (ValueError, ValidationError) as exc:
             return _problem(400, f"Invalid {kind}: {exc}", "bad.request")
         answer_id = uuid.uuid4().hex
+        if kind == "message":
+            # Before the message is recorded: whoever sees it can see its attachments too.
+            await state.fetch_attachments(document)
         state.received.append(
             ReceivedInbound(kind, integration_id, dict(request.headers), document, answer_id)
         )
@@ -263,9 +309,13 @@ def create_genesys_cloud_sandbox(state: GenesysCloudSandbox) -> FastAPI:
         integration = state.integrations.get(integration_id)
         if integration is None:
             return _problem(404, "Integration not found", "not.found")
-        url = json.loads(await request.body()).get("outboundNotificationWebhookUrl")
-        if isinstance(url, str):
-            integration.webhook_url = url
+        try:
+            update = IntegrationUpdate.model_validate(json.loads(await request.body()))
+        except (ValueError, ValidationError) as exc:
+            return _problem(400, f"Invalid integration update: {exc}", "bad.request")
+        integration.name = update.name
+        if update.outboundNotificationWebhookUrl is not None:
+            integration.webhook_url = update.outboundNotificationWebhookUrl
         return JSONResponse(
             {
                 "id": integration_id,

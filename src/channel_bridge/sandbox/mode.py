@@ -138,6 +138,10 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
         f"{DEMO_GENESYS_CLOUD_INTEGRATION}/webhook",
         name="Sandbox Open Messaging",
     )
+    # Genesys fetches inbound attachments from their URL: here the AXP media store, in process.
+    genesys_cloud.media_fetcher = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=axp.app), timeout=settings.http_timeout_s
+    )
     genesys_cloud_app = create_genesys_cloud_sandbox(genesys_cloud)
     # Before the lifespan starts the subscription reconcile, so it finds this one and does
     # not create a second.
@@ -168,13 +172,13 @@ async def start_sandbox(
 ) -> None:
     """Lifespan step: seed the demo integration and channel, print the banner."""
     stack.push_async_callback(sandbox.nexus_http.aclose)
+    if sandbox.genesys_cloud.media_fetcher is not None:
+        stack.push_async_callback(sandbox.genesys_cloud.media_fetcher.aclose)
     stack.push_async_callback(sandbox.axp.wait_idle)
     await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
     await warn_undecryptable_channels(app.state.sessionmaker, app.state.secret_box)
     if app.state.akixi_simulator is not None:  # built by the lifespan's Akixi step
-        app.mount(
-            MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator)
-        )
+        app.mount(MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator))
     # Every channel the operator creates exists in the simulated Nexus too, with its secrets.
     sandbox.nexus.resolver = partial(
         channel_from_mappings, app.state.sessionmaker, app.state.secret_box

@@ -25,7 +25,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from channel_bridge.media import MediaSpool, MediaTransfers, declared_length
+from channel_bridge.media import DEFAULT_TRANSFERS, MediaSpool, MediaTransfers, declared_length
 from channel_bridge.platforms.axp.errors import (
     AxpPermanentError,
     AxpRetryableError,
@@ -41,8 +41,6 @@ from channel_bridge.platforms.axp.schemas import (
 
 # Where relative signed URLs live (inferred from the spec servers; a setting documents it).
 DEFAULT_MEDIA_STORE_PATH = "/api/media-store"
-# Without settings (tools, tests): spool past 1 MiB, no process budget.
-DEFAULT_TRANSFERS = MediaTransfers(budget=None, memory_bytes=1024 * 1024)
 
 
 class AxpMediaStore:

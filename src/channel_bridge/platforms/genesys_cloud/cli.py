@@ -120,6 +120,8 @@ async def _provision(settings: Settings, request: Any, axp_integration: str, key
                     f"integration {integration_id} was created in Genesys Cloud but its channel "
                     f"could not be stored ({exc.detail}); {INTEGRATIONS_NOTE}"
                 ) from None
-            return await point_webhook(client, integration_id, settings.public_base_url)
+            return await point_webhook(
+                client, integration_id, settings.public_base_url, name=request.name
+            )
     finally:
         await engine.dispose()

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from channel_bridge.media import DEFAULT_TRANSFERS, MediaSpool, MediaTransfers, declared_length
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.outbound import build_client
 from channel_bridge.platforms.genesys_cloud.auth import GenesysCloudTokenAuth
@@ -32,6 +33,7 @@ from channel_bridge.platforms.genesys_cloud.schemas import (
     InboundReceipt,
     IntegrationRequest,
     IntegrationResponse,
+    IntegrationUpdate,
     OpenNormalizedMessage,
     dump,
 )
@@ -123,14 +125,18 @@ class GenesysCloudClient:
         media_http: httpx.AsyncClient | None = None,
         media_max_bytes: int = 25 * 1024 * 1024,
         allow_http_media: bool = False,
+        transfers: MediaTransfers | None = None,
     ) -> None:
         self._http = http
         self._media_http = media_http
         self._media_max_bytes = media_max_bytes
         self._allow_http_media = allow_http_media
+        # The process's media budget and spool, shared with the other platforms' transfers.
+        self._transfers = transfers or DEFAULT_TRANSFERS
 
-    async def fetch_media(self, url: str) -> bytes:
-        """The bytes of an agent message's attachment, at most `media_max_bytes`."""
+    async def fetch_media(self, url: str) -> MediaSpool:
+        """An agent message's attachment in a spool (the caller closes it), at most
+        `media_max_bytes`, streamed within the process's media budget."""
         operation = "media download"
         scheme = urlsplit(url).scheme.lower()
         if self._media_http is None or not (
@@ -145,19 +151,16 @@ class GenesysCloudClient:
                 if response.is_error:
                     await response.aread()
                     raise error_for_response(response, operation)
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise GenesysCloudRejectedError(
-                        f"attachment of {declared} bytes exceeds {limit}"
-                    )
-                chunks: list[bytes] = []
-                received = 0
-                async for chunk in response.aiter_bytes():
-                    received += len(chunk)
-                    if received > limit:
-                        raise GenesysCloudRejectedError(f"attachment exceeds {limit} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                spool = await self._transfers.spool(
+                    response.aiter_bytes(),
+                    declared=declared_length(response.headers),
+                    limit=limit,
+                    too_large=lambda size: GenesysCloudRejectedError(
+                        f"attachment of {size} bytes exceeds {limit}"
+                    ),
+                )
+                spool.content_type = response.headers.get("content-type")
+                return spool
         except httpx.TransportError as exc:
             raise error_for_transport(exc, operation) from exc
 
@@ -188,12 +191,13 @@ class GenesysCloudClient:
             "create integration", INTEGRATIONS_PATH, request, IntegrationResponse
         )
 
-    async def update_webhook_url(self, integration_id: str, url: str) -> IntegrationResponse:
-        """Point the integration's outbound webhook at `url` (inferred: PATCH by id)."""
+    async def update_webhook_url(
+        self, integration_id: str, url: str, *, name: str
+    ) -> IntegrationResponse:
+        """Point the integration's outbound webhook at `url` (PATCH by id, with its name)."""
         path = f"{INTEGRATIONS_PATH}/{quote(integration_id, safe='')}"
-        document = await self._send(
-            "PATCH", "update integration", path, {"outboundNotificationWebhookUrl": url}
-        )
+        update = IntegrationUpdate(name=name, outboundNotificationWebhookUrl=url)
+        document = await self._send("PATCH", "update integration", path, dump(update))
         try:
             return IntegrationResponse.model_validate(document)
         except ValidationError as exc:

@@ -64,8 +64,8 @@ async def create_integration(client: GenesysCloudClient, request: IntegrationReq
 
 
 async def point_webhook(
-    client: GenesysCloudClient, integration_id: str, public_base_url: str
+    client: GenesysCloudClient, integration_id: str, public_base_url: str, *, name: str
 ) -> Provisioned:
     url = webhook_url(public_base_url, integration_id)
-    await client.update_webhook_url(integration_id, url)
+    await client.update_webhook_url(integration_id, url, name=name)
     return Provisioned(integration_id, url)

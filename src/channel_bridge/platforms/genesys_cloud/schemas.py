@@ -165,6 +165,14 @@ class IntegrationRequest(_Wire):
     webhookHeaders: dict[str, str] | None = None
 
 
+class IntegrationUpdate(_Wire):
+    """`PATCH /api/v2/conversations/messaging/integrations/open/{integrationId}`
+    (OpenIntegrationUpdateRequest; the SDK models mark `name` required)."""
+
+    name: str
+    outboundNotificationWebhookUrl: str | None = None
+
+
 class IntegrationResponse(_Wire):
     id: str
     name: str | None = None
@@ -175,6 +183,12 @@ class IntegrationResponse(_Wire):
 def dump(model: BaseModel) -> dict[str, Any]:
     """The JSON body of a request model: wire names, no unset optional fields."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def media_type_for(mime: str | None) -> str:
+    """An attachment's `mediaType` from its MIME type: Image, Video, Audio, else File."""
+    major = (mime or "").split("/", 1)[0].lower()
+    return major.capitalize() if major in ("image", "video", "audio") else "File"
 
 
 def customer(address: str) -> Party:
