@@ -31,7 +31,9 @@ def serve(
     # Loopback unless asked: the image passes --host 0.0.0.0 (with real secrets, prod).
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0: every interface)"),
     port: int = typer.Option(8080, help="Port to bind"),
-    workers: int = typer.Option(1, help="Worker processes"),
+    workers: int | None = typer.Option(
+        None, help="Worker processes (default BRIDGE_SERVE_WORKERS, 1)"
+    ),
 ) -> None:
     """Serve the bridge (HTTP API, webhooks, relay worker)."""
     import uvicorn
@@ -47,7 +49,11 @@ def serve(
         factory=True,
         host=host,
         port=port,
-        workers=workers,
+        workers=workers or settings.serve_workers,
+        # The C event loop and HTTP parser (both dependencies): with uvicorn's "auto" a broken
+        # install would fall back to asyncio and h11 silently, at about half the speed.
+        loop="uvloop",
+        http="httptools",
         # Behind an HTTPS ingress the client address and scheme come from X-Forwarded-*.
         proxy_headers=True,
         forwarded_allow_ips="*",

@@ -50,6 +50,19 @@ def dumps(value: Any) -> str:
         return json.dumps(value)
 
 
+def parse(raw: bytes, **json_options: Any) -> Any:
+    """Parse a request body: orjson where it can, else the standard library's answer.
+
+    orjson is about three times faster; where it refuses a body (lone surrogates, integers
+    beyond 64 bits, NaN, other encodings, deep nesting) `json.loads(raw, **json_options)`
+    decides, so what is accepted, and every error raised, stays the standard library's.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw, **json_options)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse a JSON column (the counterpart of `dumps`, so anything stored reads back)."""
     try:

@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     # None: sandbox when env=dev and no AXP/Nexus base URL is configured. Never in prod.
     sandbox: bool | None = None
 
+    # `channel-bridge serve` processes (uvicorn workers; `--workers` overrides). One per core
+    # is the ceiling: a process is one event loop on one core, and each runs its own relay
+    # worker (safe: the two-replica drill). 1 by default: on the 2-core bench machine, which
+    # also runs PostgreSQL, the AXP simulator and the load generator, 2 processes measured
+    # no gain (Nexus webhook 0.10 of bare FastAPI against 0.12 with 1, p99 at 1,000/s 5-8 s
+    # either way; docs/performance.md, "The acknowledgement path"). On a node with spare
+    # cores, raise it towards their number.
+    serve_workers: int = Field(default=1, ge=1)
+
     # Young-generation GC threshold for a serving process; start-up objects are frozen too.
     # 0 keeps Python's defaults (700). See ops/gc_tuning.py for the measurements.
     gc_gen0_threshold: int = Field(default=200_000, ge=0)

@@ -7,11 +7,11 @@ the same, so they live here and the routes keep only their vendor's header and m
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import SecretStr
 
+from channel_bridge import jsondoc
 from channel_bridge.db.models import Channel
 from channel_bridge.errors import (
     BadRequest,
@@ -68,7 +68,7 @@ def require_json(content_type: str | None) -> None:
 def parse_json(raw: bytes) -> Any:
     """The parsed body: 400 when it is no JSON, 422 when it cannot be stored as it is."""
     try:
-        document = json.loads(raw, parse_constant=_reject_constant)
+        document = jsondoc.parse(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from None
     # PostgreSQL text/jsonb cannot hold NUL or lone surrogates, and deep nesting breaks serialisers.

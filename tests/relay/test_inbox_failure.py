@@ -102,3 +102,39 @@ async def test_an_axp_callback_is_not_acknowledged_when_the_inbox_write_fails(
     assert accepted.json() == {"status": "accepted"}
     events, _deliveries = await _counts(sessionmaker)
     assert events == 1
+
+
+async def test_a_driver_error_on_the_direct_asyncpg_path_is_a_503_and_nothing_is_stored(
+    database_url, sessionmaker, monkeypatch
+) -> None:
+    """On PostgreSQL the group commit's inserts run on the asyncpg connection itself
+    (db/bulk.py): a connection lost there is still a 503, and the transaction is undone."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the direct driver path is PostgreSQL's")
+    import asyncpg
+
+    async def lost(connection: asyncpg.Connection, *_args: Any, **_kwargs: Any) -> Any:
+        connection.terminate()  # as a cut database leaves it: closed under the pool
+        raise asyncpg.exceptions.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation"
+        )
+
+    settings = make_settings(database_url)
+    await add_channel(sessionmaker, settings, MESSAGE["channelId"])
+    body = encode(MESSAGE)
+    async with running_app(settings) as (app, _client), _tolerant_client(app) as client:
+        app.state.nexus_message_planner = trivial_planner([])
+        with monkeypatch.context() as patch:
+            # SQLAlchemy's own statements go through prepared statements, not Connection.fetch.
+            patch.setattr(asyncpg.Connection, "fetch", lost)
+            refused = await client.post(URL, content=body, headers=signed_headers(body))
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"].endswith("database-unavailable")
+        assert await _counts(sessionmaker) == (0, 0)
+        accepted = await client.post(URL, content=body, headers=signed_headers(body))
+        again = await client.post(URL, content=body, headers=signed_headers(body))
+    assert accepted.status_code == 200
+    # The duplicate is read back on the driver path too: the same stored answer.
+    assert again.json() == accepted.json()
+    assert await _counts(sessionmaker) == (1, 1)

@@ -135,7 +135,7 @@ class ChannelRepository:
         rows = await self.session.execute(
             select(Conversation.id, Channel.nexus_channel_id)
             .join(Channel, Channel.id == Conversation.channel_id)
-            .where(Conversation.id.in_(list(conversation_ids)))
+            .where(among(self.session, Conversation.id, conversation_ids))
         )
         return {conversation_id: nexus_channel_id for conversation_id, nexus_channel_id in rows}
 
@@ -145,7 +145,7 @@ class ChannelRepository:
             return {}
         rows = await self.session.execute(
             select(Channel.nexus_channel_id, Channel.backend).where(
-                Channel.nexus_channel_id.in_(list(nexus_channel_ids))
+                among(self.session, Channel.nexus_channel_id, nexus_channel_ids)
             )
         )
         return {channel_id: backend for channel_id, backend in rows}
@@ -498,7 +498,11 @@ class MessageLinkRepository:
             select(Conversation.channel_id, MessageLink.nexus_message_id)
             .join(Conversation, Conversation.id == MessageLink.conversation_id)
             .where(
-                MessageLink.nexus_message_id.in_({message_id for _channel, message_id in keys}),
+                among(
+                    self.session,
+                    MessageLink.nexus_message_id,
+                    sorted({message_id for _channel, message_id in keys}),
+                ),
                 MessageLink.direction == direction,
                 MessageLink.axp_message_id.is_not(None),
             )

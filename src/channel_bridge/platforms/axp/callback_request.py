@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from channel_bridge import jsondoc
 from channel_bridge.errors import BadRequest, PayloadTooLarge, Unprocessable
 from channel_bridge.jsondoc import why_unstorable
 from channel_bridge.security import any_token_equal
@@ -58,7 +59,7 @@ async def read_json_document(
     if allow_empty and not raw.strip():
         return CallbackBody(raw, None, empty=True)
     try:
-        document: Any = json.loads(raw)
+        document: Any = jsondoc.parse(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         # RecursionError: nesting past the decoder's limit is a hostile body, not our bug.
         count("malformed")

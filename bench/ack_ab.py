@@ -1,0 +1,349 @@
+# ruff: noqa: E501  (markdown table rows read better on one line)
+"""A/B of the acknowledgement path: two source trees of the bridge, interleaved, in one run.
+
+    .venv/bin/python bench/ack_ab.py --tree base=6c9abfd --tree head=. --rounds 2
+    .venv/bin/python bench/ack_ab.py --tree head=. --profile nexus     # py-spy raw profile too
+    .venv/bin/python bench/ack_ab.py --tree head=. --fixed-rate 1000   # open-loop p99 as well
+
+Each tree is `git archive`d to a temporary directory (`.` is the working tree as it is) and its
+`channel-bridge serve` runs from there (PYTHONPATH first), against the same PostgreSQL, AXP
+simulator and bare FastAPI baseline as `bridge_bench.py`. Per round and per kind (Nexus
+webhook, AXP MESSAGES callback) the baseline and every tree get one wrk run in turn, each
+bridge on a fresh database with the relay worker on. Reported: req/s, the ratio to the
+baseline of the same round, and CPU per request from /proc/<pid>/stat (utime + stime) of the
+serving process and of PostgreSQL (the postmaster's children), which a noisy machine moves far
+less than req/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.drills.harness import BridgeProcess  # noqa: E402
+
+from bench.bridge_bench import (  # noqa: E402
+    Bench,
+    axp_post,
+    fixed_rate,
+    nexus_post,
+    percentile,
+    write_bodies,
+)
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU of a process and its live children (PostgreSQL: postmaster and backends)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def export_tree(rev: str, into: Path) -> Path:
+    if rev == ".":
+        return ROOT / "src"
+    if rev.startswith("/"):  # a copy of a src directory
+        return Path(rev)
+    target = into / rev
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
+
+
+class TreeBridge(BridgeProcess):
+    src: Path = ROOT / "src"
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["PYTHONPATH"] = str(self.src)
+        return env
+
+    async def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"bridge-{self.port}-{self.starts}.log", "wb")  # noqa: ASYNC230
+        self.process = subprocess.Popen(  # noqa: ASYNC220
+            [
+                sys.executable,
+                "-m",
+                "channel_bridge",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        await self.wait_ready()
+
+
+async def commits(database_url: str) -> int:
+    """Transactions committed in the bridge's database so far (pg_stat_database)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute("SELECT pg_stat_force_next_flush()")
+        return int(
+            await connection.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+def rates(runs: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['rps']:,.0f}" for r in runs)
+
+
+def postmaster_pid(bench: Bench) -> int:
+    assert bench.postgres is not None
+    return int((bench.postgres.datadir / "postmaster.pid").read_text().split()[0])
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        required=True,
+        help="NAME=REV ('.' = work tree, /path = a src dir)",
+    )
+    parser.add_argument("--kinds", nargs="*", default=["nexus", "axp"], choices=["nexus", "axp"])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--env", action="append", default=[], help="NAME:KEY=VALUE for one tree")
+    parser.add_argument(
+        "--profile",
+        nargs="*",
+        default=[],
+        choices=["nexus", "axp"],
+        help="py-spy record, last round",
+    )
+    parser.add_argument("--fixed-rate", type=int, default=0, help="also an open-loop run at /s")
+    parser.add_argument("--fixed-seconds", type=int, default=10)
+    parser.add_argument("--label", default="ab")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="ack-ab-"))
+    trees: dict[str, Path] = {}
+    for spec in args.tree:
+        name, rev = spec.split("=", 1)
+        trees[name] = export_tree(rev, workdir)
+    overrides: dict[str, dict[str, str]] = defaultdict(dict)
+    for spec in args.env:
+        name, pair = spec.split(":", 1)
+        key, value = pair.split("=", 1)
+        overrides[name][key] = value
+
+    bench = Bench(quick=True, workdir=workdir)
+    lines: list[str] = []
+
+    def note(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    started = dt.datetime.now(dt.UTC)
+    note(f"# ack A/B, {started:%Y-%m-%d %H:%M} UTC\n")
+    note(f"Command: `.venv/bin/python bench/ack_ab.py {' '.join(sys.argv[1:])}`\n")
+    note("Trees: " + ", ".join(f"{n} = {s}" for n, s in zip(trees, args.tree, strict=True)) + "\n")
+    results: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    fixed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    bench.start()
+    baseline, baseline_port = bench.baseline()
+    pg = postmaster_pid(bench)
+
+    async def start_tree(name: str, src: Path) -> TreeBridge:
+        bridge = TreeBridge(
+            await bench.fresh_database(),
+            bench.upstream_url,
+            workdir,
+            overrides={"BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]", **overrides[name]},
+        )
+        bridge.src = src
+        await bridge.start()
+        return bridge
+
+    try:
+        base_bodies = workdir / "base.tsv"
+        write_bodies(base_bodies, [nexus_post("base", n) for n in range(2000)])
+        for round_ in range(args.rounds):
+            for kind in args.kinds:
+                cpu0 = cpu_seconds(baseline.pid)
+                figures = bench.wrk(baseline_port, base_bodies, args.duration)
+                figures["cpu_us"] = (cpu_seconds(baseline.pid) - cpu0) / figures["requests"] * 1e6
+                results[("baseline", kind)].append(figures)
+                for name, src in trees.items():
+                    bridge = await start_tree(name, src)
+                    try:
+                        assert bridge.process is not None
+                        pid = bridge.process.pid
+                        bodies = workdir / f"{kind}-{name}-{round_}.tsv"
+                        make = nexus_post if kind == "nexus" else axp_post
+                        write_bodies(bodies, [make(f"{name}{round_}", n) for n in range(60_000)])
+                        profiler = None
+                        if kind in args.profile and round_ == args.rounds - 1:
+                            out = (
+                                ROOT
+                                / "bench"
+                                / "results"
+                                / f"{started:%Y-%m-%d-%H%M}-profile-{args.label}-{name}-{kind}.txt"
+                            )
+                            profiler = subprocess.Popen(  # noqa: ASYNC220
+                                [
+                                    str(Path(sys.executable).parent / "py-spy"),
+                                    "record",
+                                    "-r",
+                                    "250",
+                                    "--format",
+                                    "raw",
+                                    "-o",
+                                    str(out),
+                                    "-d",
+                                    str(args.duration),
+                                    "-p",
+                                    str(pid),
+                                ],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                            )
+                            await asyncio.sleep(0.5)
+                        commits0 = await commits(bridge.database_url)
+                        cpu0, pg0 = tree_cpu(pid), tree_cpu(pg)
+                        figures = bench.wrk(bridge.port, bodies, args.duration)
+                        n = figures["requests"]
+                        figures["cpu_us"] = (tree_cpu(pid) - cpu0) / n * 1e6
+                        figures["pg_us"] = (tree_cpu(pg) - pg0) / n * 1e6
+                        await asyncio.sleep(1.2)  # backends flush their statistics
+                        figures["commits"] = (await commits(bridge.database_url) - commits0) / n
+                        if profiler is not None:
+                            profiler.wait(60)
+                        results[(name, kind)].append(figures)
+                        bodies.unlink()
+                    finally:
+                        bridge.stop()
+            if args.fixed_rate:
+                for name, src in trees.items():
+                    bridge = await start_tree(name, src)
+                    try:
+                        posts = [
+                            nexus_post(f"fr{name}{round_}", n)
+                            for n in range(args.fixed_rate * args.fixed_seconds)
+                        ]
+                        result = await fixed_rate(bridge.port, posts, args.fixed_rate)
+                    finally:
+                        bridge.stop()
+                    lat = result.latencies_ms
+                    fixed[name].append(
+                        {
+                            "p50": percentile(lat, 0.5),
+                            "p99": percentile(lat, 0.99),
+                            "p999": percentile(lat, 0.999),
+                            "statuses": dict(result.statuses),
+                            "saturated_after": result.saturated_after,
+                        }
+                    )
+    finally:
+        baseline.terminate()
+        baseline.wait(10)
+        bench.stop()
+
+    note(
+        "| kind | tree | req/s (per round) | ratio to bare FastAPI (per round) | median ratio | serve CPU µs/req | PostgreSQL CPU µs/req | commits/req (approx.) | non-2xx |"
+    )
+    note("|---|---|---|---|---|---|---|---|---|")
+    summary: dict[str, Any] = {}
+    for kind in args.kinds:
+        base = results[("baseline", kind)]
+        note(
+            f"| {kind} | bare FastAPI | {rates(base)} | 1 | 1 | "
+            f"{statistics.median(r['cpu_us'] for r in base):.0f} | – | – | {sum(r['errors_status'] for r in base)} |"
+        )
+        for name in trees:
+            runs = results[(name, kind)]
+            ratios = [r["rps"] / b["rps"] for r, b in zip(runs, base, strict=True)]
+            summary[f"{name}.{kind}"] = {
+                "rps": [r["rps"] for r in runs],
+                "baseline": [b["rps"] for b in base],
+                "ratio": statistics.median(ratios),
+                "cpu_us": statistics.median(r["cpu_us"] for r in runs),
+                "pg_us": statistics.median(r["pg_us"] for r in runs),
+                "commits": statistics.median(r["commits"] for r in runs),
+            }
+            cell = summary[f"{name}.{kind}"]
+            note(
+                f"| {kind} | {name} | {rates(runs)} | "
+                f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}** | "
+                f"{cell['cpu_us']:.0f} | {cell['pg_us']:.0f} | {cell['commits']:.2f} | "
+                f"{sum(r['errors_status'] for r in runs)} |"
+            )
+    if fixed:
+        note(
+            f"\nOpen loop at {args.fixed_rate}/s for {args.fixed_seconds} s (signed Nexus webhooks; each tree with its own --env):\n"
+        )
+        note("| tree | p50 ms | p99 ms | p99.9 ms | statuses | fell behind after |")
+        note("|---|---|---|---|---|---|")
+        for name, rows in fixed.items():
+            for row in rows:
+                note(
+                    f"| {name} | {row['p50']:.1f} | {row['p99']:.1f} | {row['p999']:.1f} | "
+                    f"{row['statuses']} | {row['saturated_after'] or '–'} |"
+                )
+            summary[f"{name}.fixed_rate"] = rows
+    out = ROOT / "bench" / "results" / f"{started:%Y-%m-%d-%H%M}-{args.label}.md"
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"\nwritten {out}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
