@@ -102,20 +102,30 @@ async def seed_channel(
     async with sessionmaker() as session, session.begin():
         session.add(
             Integration(
-                integration_id=INTEGRATION_ID, name="E2E messaging", account_id=ACCOUNT_ID,
-                channel_provider_id=CHANNEL_PROVIDER_ID, status="active", source="admin",
-                created_at=utcnow(), updated_at=utcnow(),
+                integration_id=INTEGRATION_ID,
+                name="E2E messaging",
+                account_id=ACCOUNT_ID,
+                channel_provider_id=CHANNEL_PROVIDER_ID,
+                status="active",
+                source="admin",
+                created_at=utcnow(),
+                updated_at=utcnow(),
             )
         )
         await session.flush()
         session.add(
             Channel(
-                nexus_channel_id=CHANNEL, axp_account_id=ACCOUNT_ID,
-                axp_channel_provider_id=CHANNEL_PROVIDER_ID, axp_integration_id=INTEGRATION_ID,
-                axp_channel_id="Messaging", customer_identifier_key="phoneNumbers", enabled=enabled,
+                nexus_channel_id=CHANNEL,
+                axp_account_id=ACCOUNT_ID,
+                axp_channel_provider_id=CHANNEL_PROVIDER_ID,
+                axp_integration_id=INTEGRATION_ID,
+                axp_channel_id="Messaging",
+                customer_identifier_key="phoneNumbers",
+                enabled=enabled,
                 webhook_secrets_encrypted=secret_box.encrypt_list([WEBHOOK_SECRET]),
                 api_secret_encrypted=secret_box.encrypt(API_SECRET),
-                created_at=utcnow(), updated_at=utcnow(),
+                created_at=utcnow(),
+                updated_at=utcnow(),
             )
         )
 
@@ -150,8 +160,13 @@ async def start_stack(
     await seed_channel(sessionmaker, settings)
 
     axp = AxpSimulator(
-        account_id=ACCOUNT_ID, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, app_key=APP_KEY,
-        base_url=axp_server.url, agent=True, seed=1,
+        account_id=ACCOUNT_ID,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        app_key=APP_KEY,
+        base_url=axp_server.url,
+        agent=True,
+        seed=1,
     )
     axp.add_subscription(
         channel_provider_id=CHANNEL_PROVIDER_ID,
@@ -170,8 +185,14 @@ async def start_stack(
     ):
         try:
             yield Stack(
-                settings=settings, bridge=bridge, bridge_url=bridge_server.url, client=client,
-                axp=axp, axp_url=axp_server.url, nexus=nexus, nexus_url=nexus_server.url,
+                settings=settings,
+                bridge=bridge,
+                bridge_url=bridge_server.url,
+                client=client,
+                axp=axp,
+                axp_url=axp_server.url,
+                nexus=nexus,
+                nexus_url=nexus_server.url,
                 sessionmaker=sessionmaker,
             )
         finally:

@@ -184,9 +184,7 @@ async def _gc_conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
     hop = _recorder(hops)
 
     gc = sandbox.genesys_cloud
-    attachment = gc.attachment(
-        GENESYS_CLOUD_HOST, PIXEL_PNG, "image/png", "damaged-box.png"
-    )
+    attachment = gc.attachment(GENESYS_CLOUD_HOST, PIXEL_PNG, "image/png", "damaged-box.png")
     message = gc.agent_message(
         DEMO_GENESYS_CLOUD_INTEGRATION,
         CUSTOMER,

@@ -172,9 +172,7 @@ async def start_sandbox(
     await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
     await warn_undecryptable_channels(app.state.sessionmaker, app.state.secret_box)
     if app.state.akixi_simulator is not None:  # built by the lifespan's Akixi step
-        app.mount(
-            MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator)
-        )
+        app.mount(MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator))
     # Every channel the operator creates exists in the simulated Nexus too, with its secrets.
     sandbox.nexus.resolver = partial(
         channel_from_mappings, app.state.sessionmaker, app.state.secret_box

@@ -86,8 +86,9 @@ def _upstream(exc: AxpApiError | AxpAdminError) -> BridgeError:
         headers = {"Retry-After": str(int(exc.retry_after_s))} if exc.retry_after_s else None
         return ServiceUnavailable(f"AXP is unavailable: {exc}", headers=headers)
     if exc.status == 400:
-        errors = [{"field": v.field or "query", "message": v.message or "invalid"}
-                  for v in exc.violations]
+        errors = [
+            {"field": v.field or "query", "message": v.message or "invalid"} for v in exc.violations
+        ]
         return BadRequest(f"AXP refused the query: {exc}", errors=errors or None)
     # 401/403 concern the bridge's own AXP credentials or role, not the dashboard's request.
     return AxpUpstreamError(str(exc))
@@ -110,9 +111,15 @@ async def list_elements(
     filter_: Annotated[str | None, Query(alias="filter", description="Raw AXP filter")] = None,
     order_by: Annotated[str | None, Query(alias="orderBy")] = None,
 ) -> ElementList:
-    query = _validated(lambda: ElementQuery(filter=filter_, order_by=order_by,
-                                            element_type=element_type, element_sub_type=subtype,
-                                            name=name))
+    query = _validated(
+        lambda: ElementQuery(
+            filter=filter_,
+            order_by=order_by,
+            element_type=element_type,
+            element_sub_type=subtype,
+            name=name,
+        )
+    )
     try:
         elements = await admin.elements.list(query)
     except (AxpApiError, AxpAdminError) as exc:
@@ -120,8 +127,11 @@ async def list_elements(
     return ElementList(elements=elements, total=len(elements))
 
 
-@router.get("/phone-numbers", response_model=PhoneNumberList,
-            summary="The account's phone numbers (all pages)")
+@router.get(
+    "/phone-numbers",
+    response_model=PhoneNumberList,
+    summary="The account's phone numbers (all pages)",
+)
 async def list_phone_numbers(
     admin: AxpAdminDep,
     filter_: Annotated[str | None, Query(alias="filter", description="e.g. countryCode:US")] = None,
@@ -135,8 +145,11 @@ async def list_phone_numbers(
     return PhoneNumberList(phoneNumbers=numbers, total=len(numbers))
 
 
-@router.get("/phone-numbers/{phone_number_id}", response_model=PhoneNumber,
-            summary="One phone number with its status and statusMessage")
+@router.get(
+    "/phone-numbers/{phone_number_id}",
+    response_model=PhoneNumber,
+    summary="One phone number with its status and statusMessage",
+)
 async def get_phone_number(admin: AxpAdminDep, phone_number_id: str) -> PhoneNumber:
     try:
         check_resource_id(phone_number_id)

@@ -35,8 +35,11 @@ def _run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
     from channel_bridge.platforms.axp.platform import AxpPlatform
 
     # Logs go to stderr so stdout stays machine-readable JSON.
-    configure_logging(level=settings.log_level, fmt=settings.effective_log_format,
-                      secret_values=settings.secret_values())
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.effective_log_format,
+        secret_values=settings.secret_values(),
+    )
 
     async def main() -> T:
         platform = AxpPlatform.from_settings(settings)

@@ -51,17 +51,22 @@ class AxpPlatform:
             http=http,
             account_id=account_id,
             messaging=AxpMessagingClient(http, account_id),
-            media=AxpMediaStore(http, account_id, settings.axp_base_url,
-                                settings.axp_media_max_bytes,
-                                media_store_path=settings.axp_media_store_path,
-                                transfers=MediaTransfers.from_settings(settings)),
+            media=AxpMediaStore(
+                http,
+                account_id,
+                settings.axp_base_url,
+                settings.axp_media_max_bytes,
+                media_store_path=settings.axp_media_store_path,
+                transfers=MediaTransfers.from_settings(settings),
+            ),
             subscriptions=AxpSubscriptions(http, account_id),
         )
 
     @property
     def callback_url(self) -> str:
-        return callback_url_for(self.settings.public_base_url,
-                                self.settings.axp_callback_token.get_secret_value())
+        return callback_url_for(
+            self.settings.public_base_url, self.settings.axp_callback_token.get_secret_value()
+        )
 
     @property
     def event_types(self) -> list[str]:
@@ -96,9 +101,13 @@ async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitS
             )
 
     task = asyncio.create_task(
-        reconcile_forever(platform.subscriptions, provider_ids=provider_ids,
-                          callback_url=platform.callback_url, event_types=platform.event_types,
-                          interval_s=settings.axp_subscription_reconcile_s),
+        reconcile_forever(
+            platform.subscriptions,
+            provider_ids=provider_ids,
+            callback_url=platform.callback_url,
+            event_types=platform.event_types,
+            interval_s=settings.axp_subscription_reconcile_s,
+        ),
         name="axp-subscription-reconcile",
     )
 

@@ -58,8 +58,6 @@ _BY_RELAY_CLASS: dict[type[DeliveryError], type[NexusApiError]] = {
 }
 
 
-
-
 def error_for_response(response: httpx.Response, operation: str) -> NexusApiError:
     """The typed error for a non-2xx response, with the envelope's status code and message."""
     code: int | str | None = None
