@@ -8,13 +8,13 @@ once configured, delivers them).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.bridge import axp_to_nexus, genesys_cloud, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
@@ -26,6 +26,7 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptPayload,
     NexusReceiptRecord,
 )
+from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops.health import ReadinessDetail
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.outbound import build_client
@@ -45,20 +46,24 @@ from channel_bridge.platforms.nexus.client import NexusClient
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.relay.circuits import Circuit
 from channel_bridge.relay.destinations import DestinationRegistry
+from channel_bridge.security import SecretBox
 from channel_bridge.settings import Settings
+from channel_bridge.state import Planners
 
 log = get_logger(__name__)
 
 
-def install_planners(app: FastAPI, settings: Settings) -> None:
+def planners(settings: Settings) -> Planners:
     """Inbound events always queue their deliveries, even before an upstream is configured:
     they wait in the outbox until a process with that upstream delivers them."""
-    app.state.nexus_message_planner = nexus_to_axp.plan_nexus_message
-    app.state.genesys_cloud_message_planner = genesys_cloud.plan_genesys_cloud_message
-    # Genesys Cloud takes typing (read); Nexus typing stays off unless enabled (the handler
-    # skips it for Nexus channels).
-    app.state.axp_event_planner = axp_to_nexus.make_axp_event_planner(
-        typing_enabled=settings.nexus_typing_enabled or genesys_cloud_configured(settings)
+    return Planners(
+        nexus_message=nexus_to_axp.plan_nexus_message,
+        genesys_cloud_message=genesys_cloud.plan_genesys_cloud_message,
+        # Genesys Cloud takes typing (read); Nexus typing stays off unless enabled (the
+        # handler skips it for Nexus channels).
+        axp_event=axp_to_nexus.make_axp_event_planner(
+            typing_enabled=settings.nexus_typing_enabled or genesys_cloud_configured(settings)
+        ),
     )
 
 
@@ -107,17 +112,34 @@ def circuit(settings: Settings, name: str, *identity: str | None) -> Circuit:
     )
 
 
+@dataclass(slots=True)
+class Wiring:
+    """What registering the destinations leaves for the lifespan."""
+
+    # None when relaying is off (see relaying_gaps).
+    context: BridgeContext | None
+    readiness_detail: ReadinessDetail | None
+
+
 def register_destinations(
-    app: FastAPI,
+    registry: DestinationRegistry,
     settings: Settings,
+    stack: AsyncExitStack,
     *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    secret_box: SecretBox | None,
+    channels: ChannelCache,
+    http: httpx.AsyncClient,
+    readiness_detail: ReadinessDetail | None,
     axp: AxpPlatform | None,
     akixi: tuple[AkixiClient, Settings] | None,
     nexus_http: httpx.AsyncClient | None = None,
     genesys_cloud_transport: httpx.AsyncBaseTransport | None = None,
-) -> BridgeContext | None:
-    """Every destination this process can deliver to; the bridge context when it relays."""
-    registry: DestinationRegistry = app.state.destinations
+) -> Wiring:
+    """Every destination this process can deliver to; the bridge context when it relays.
+
+    HTTP clients built here close with `stack`; `http` is the process's shared client.
+    """
     axp_circuit = circuit(settings, "axp", settings.axp_base_url, settings.axp_account_id)
     if axp is not None:
         subscription = subscription_destination(
@@ -128,21 +150,20 @@ def register_destinations(
         akixi_circuit = circuit(settings, "akixi", akixi[1].akixi_url)
         for destination in akixi_destinations(*akixi):
             registry.add(replace(destination, circuit=akixi_circuit))
-    gaps = relaying_gaps(settings, secret_box=app.state.secret_box is not None)
-    if gaps or axp is None:
+    gaps = relaying_gaps(settings, secret_box=secret_box is not None)
+    if gaps or axp is None or secret_box is None:
         log.warning("bridge relaying is off until configured", reasons=gaps)
-        app.state.readiness_detail = _with_relaying_off(app.state.readiness_detail, gaps)
-        return None
+        return Wiring(context=None, readiness_detail=_with_relaying_off(readiness_detail, gaps))
     bridge = BridgeContext(
         settings=settings,
-        sessionmaker=app.state.sessionmaker,
-        secret_box=app.state.secret_box,
-        channels=app.state.channel_cache,
+        sessionmaker=sessionmaker,
+        secret_box=secret_box,
+        channels=channels,
         axp=axp,
         # One media budget per process, both directions.
-        nexus=NexusClient(nexus_http or app.state.http, settings, transfers=axp.media.transfers),
+        nexus=NexusClient(nexus_http or http, settings, transfers=axp.media.transfers),
         nexus_fields=FieldMap.from_settings(settings),
-        genesys_cloud=_genesys_cloud_client(app, settings, genesys_cloud_transport),
+        genesys_cloud=_genesys_cloud_client(settings, stack, http, genesys_cloud_transport),
     )
     genesys_cloud_circuit = circuit(
         settings,
@@ -206,26 +227,28 @@ def register_destinations(
             payload=payload,
             circuit=upstream,
         )
-    app.state.bridge = bridge
-    return bridge
+    return Wiring(context=bridge, readiness_detail=readiness_detail)
 
 
 def _genesys_cloud_client(
-    app: FastAPI, settings: Settings, transport: httpx.AsyncBaseTransport | None
+    settings: Settings,
+    stack: AsyncExitStack,
+    http: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport | None,
 ) -> GenesysCloudClient | None:
     """The Open Messaging client when configured; its HTTP clients close with the app."""
     if not genesys_cloud_configured(settings):
         return None
-    http = build_genesys_cloud_http(settings, transport=transport)
-    app.state.exit_stack.push_async_callback(http.aclose)
+    api_http = build_genesys_cloud_http(settings, transport=transport)
+    stack.push_async_callback(api_http.aclose)
     api_is_http = api_base_url(settings).startswith("http://")
-    media_http: httpx.AsyncClient = app.state.http
+    media_http = http
     if transport is not None:
         # The sandbox serves attachments from its simulator, in process.
         media_http = build_client(settings, transport=transport)
-        app.state.exit_stack.push_async_callback(media_http.aclose)
+        stack.push_async_callback(media_http.aclose)
     return GenesysCloudClient(
-        http,
+        api_http,
         media_http=media_http,
         media_max_bytes=settings.axp_media_max_bytes,
         # Plain-http attachment URLs only where the API itself is plain http (the sandbox).

@@ -8,8 +8,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 
-from channel_bridge.deps import AdminDep, SecretBoxDep, SessionDep
+from channel_bridge.deps import (
+    AdminDep,
+    InboxDep,
+    SecretBoxDep,
+    SessionDep,
+    SessionmakerDep,
+    bridge_state,
+)
 from channel_bridge.errors import Unprocessable
+from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.mappings.schemas import (
     ChannelCreate,
     ChannelDisable,
@@ -27,18 +35,21 @@ from channel_bridge.mappings.schemas import (
 from channel_bridge.mappings.service import ChannelService, IntegrationService
 
 
-def get_channel_service(request: Request, secret_box: SecretBoxDep) -> ChannelService:
-    return ChannelService(
-        secret_box=secret_box, on_change=request.app.state.channel_cache.invalidate
-    )
+def get_channel_cache(request: Request) -> ChannelCache:
+    return bridge_state(request).channel_cache
 
 
-def get_integration_service(request: Request) -> IntegrationService:
-    return IntegrationService(
-        inbox=request.app.state.inbox,
-        sessionmaker=request.app.state.sessionmaker,
-        on_change=request.app.state.channel_cache.invalidate,
-    )
+ChannelCacheDep = Annotated[ChannelCache, Depends(get_channel_cache)]
+
+
+def get_channel_service(secret_box: SecretBoxDep, channels: ChannelCacheDep) -> ChannelService:
+    return ChannelService(secret_box=secret_box, on_change=channels.invalidate)
+
+
+def get_integration_service(
+    inbox: InboxDep, sessionmaker: SessionmakerDep, channels: ChannelCacheDep
+) -> IntegrationService:
+    return IntegrationService(inbox=inbox, sessionmaker=sessionmaker, on_change=channels.invalidate)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from channel_bridge.db.models import DeliveryStatus
-from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
+from channel_bridge.deps import AdminDep, SessionDep, SettingsDep, get_destinations, get_worker
 from channel_bridge.relay import service
 
 NO_NUL = r"^[^\x00]*$"
@@ -81,7 +81,7 @@ class ReplayCount(BaseModel):
 
 
 def _wake_worker(request: Request) -> None:
-    worker = getattr(request.app.state, "worker", None)
+    worker = get_worker(request)
     if worker is not None:
         worker.wake()
 
@@ -171,7 +171,7 @@ class CircuitOut(BaseModel):
 
 @destinations_router.get("", summary="Each upstream's circuit breaker: closed, open or paused")
 async def list_destinations(request: Request, session: SessionDep) -> list[CircuitOut]:
-    registry = request.app.state.destinations
+    registry = get_destinations(request)
     served: dict[str, list[str]] = {}
     for destination in registry.all():
         if destination.circuit is not None:

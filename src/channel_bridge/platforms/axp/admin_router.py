@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 
-from channel_bridge.deps import AdminDep
+from channel_bridge.deps import AdminDep, bridge_state
 from channel_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -29,7 +29,6 @@ from channel_bridge.platforms.axp.admin_schemas import (
     PhoneNumberQuery,
     check_resource_id,
 )
-from channel_bridge.platforms.axp.auth import axp_configured, build_axp_http
 from channel_bridge.platforms.axp.errors import AxpApiError
 from channel_bridge.relay.errors import RetryableError
 
@@ -42,6 +41,17 @@ class AxpUpstreamError(BridgeError):
     status, title, slug = 502, "AXP error", "axp-upstream-error"
 
 
+def get_axp_admin(request: Request) -> AxpAdmin:
+    """The AXP admin client the lifespan built over the AXP platform's shared HTTP client."""
+    admin = bridge_state(request).axp_admin
+    if admin is None:
+        raise ServiceUnavailable("AXP is not configured: set the BRIDGE_AXP_* settings")
+    return admin
+
+
+AxpAdminDep = Annotated[AxpAdmin, Depends(get_axp_admin)]
+
+
 class ElementList(BaseModel):
     elements: list[Element]
     total: int
@@ -51,29 +61,6 @@ class PhoneNumberList(BaseModel):
     # The AXP field name, as a dashboard reading AXP docs expects it.
     phoneNumbers: list[PhoneNumber]
     total: int
-
-
-async def get_axp_admin(request: Request) -> AxpAdmin:
-    """`app.state.axp_admin`, built on first use over the AXP platform's shared client."""
-    state = request.app.state
-    admin: AxpAdmin | None = getattr(state, "axp_admin", None)
-    if admin is not None:
-        return admin
-    settings = state.settings
-    if not axp_configured(settings):
-        raise ServiceUnavailable("AXP is not configured: set the BRIDGE_AXP_* settings")
-    platform = getattr(state, "axp", None)
-    if platform is not None:
-        http = platform.http
-    else:
-        # No platform (lifespan without AXP start-up): own a client and close it with the app.
-        http = build_axp_http(settings)
-        state.exit_stack.push_async_callback(http.aclose)
-    admin = state.axp_admin = AxpAdmin.from_settings(http, settings)
-    return admin
-
-
-AxpAdminDep = Annotated[AxpAdmin, Depends(get_axp_admin)]
 
 
 def _upstream(exc: AxpApiError | AxpAdminError) -> BridgeError:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from channel_bridge.db.models import CHANNEL_BACKEND_NEXUS, Channel
+from channel_bridge.deps import bridge_state
 from channel_bridge.errors import (
     BridgeError,
     NotFound,
@@ -36,7 +37,7 @@ from channel_bridge.platforms.nexus.schemas import (
     split_batch,
 )
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
-from channel_bridge.relay.envelope import Plan
+from channel_bridge.state import State
 from channel_bridge.webhooks import channel_webhook_secrets, parse_json, require_json
 
 log = get_logger(__name__)
@@ -82,7 +83,7 @@ async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
 
 
 async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[list[str], bool]:
-    state = request.app.state
+    state = bridge_state(request)
     if not CHANNEL_ID_PATTERN.match(channel_id):
         raise NotFound("No Nexus channel with this id")
     structlog.contextvars.bind_contextvars(nexus_channel_id=channel_id)
@@ -182,7 +183,7 @@ def _dedupe_key(
 
 
 async def _accept(
-    state: Any,
+    state: State,
     *,
     channel: Channel,
     entry: Any,
@@ -192,10 +193,9 @@ async def _accept(
     raw_body: str,
 ) -> tuple[str, bool]:
     ack_id = new_ack_id()
-    planner = state.nexus_message_planner
     # The planner is pure (no I/O), so it runs before accept and the message joins the inbox's
     # group commit; for a redelivery accept stores nothing and this plan is dropped.
-    plan = planner(channel, message, ack_id, trace_id) if planner is not None else Plan()
+    plan = state.planners.nexus_message(channel, message, ack_id, trace_id)
 
     payload = {
         "channelId": channel.nexus_channel_id,
