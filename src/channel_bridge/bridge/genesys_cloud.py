@@ -20,6 +20,7 @@ from typing import Any
 
 from channel_bridge.bridge import nexus_to_axp, partitions
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.destinations import BridgeDestination
 from channel_bridge.bridge.payloads import (
     AxpSendPayload,
     AxpTypingPayload,
@@ -34,6 +35,7 @@ from channel_bridge.mappings.conversations import ConversationKey
 from channel_bridge.mappings.repository import ConversationRepository
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.schemas import MessageEvent as AxpMessageEvent
 from channel_bridge.platforms.genesys_cloud.schemas import (
     InboundChannel,
@@ -54,9 +56,6 @@ from channel_bridge.relay.envelope import DeliveryRequest, Plan
 
 log = get_logger(__name__)
 
-SEND_DESTINATION = "genesys_cloud.send_message"
-RECEIPT_DESTINATION = "genesys_cloud.receipt"
-TYPING_DESTINATION = "genesys_cloud.typing"
 # Our link statuses -> the inbound receipt statuses Genesys takes (read: Delivered | Failed).
 RECEIPT_STATUSES: dict[str, InboundReceiptStatus] = {"delivered": "Delivered", "failed": "Failed"}
 
@@ -74,7 +73,7 @@ def plan_genesys_cloud_message(
             receipt_for=receipt_for,
             status=message.status,
         )
-        return Plan([DeliveryRequest(nexus_to_axp.RECEIPT_DESTINATION, record)])
+        return Plan([DeliveryRequest(BridgeDestination.NEXUS_RECEIPT, record)])
     if (message.direction or "").lower() == "inbound":
         # The loop guard: a customer message is one we sent into Genesys. (A receipt names
         # the direction of the message it is about, so it is read before this.)
@@ -93,7 +92,7 @@ def plan_genesys_cloud_message(
             nexus_channel_id=channel.nexus_channel_id, customer=address, ack_id=ack_id
         )
         return Plan(
-            [DeliveryRequest(nexus_to_axp.TYPING_DESTINATION, typing, partition_key=partition)],
+            [DeliveryRequest(AxpDestination.TYPING, typing, partition_key=partition)],
             step=nexus_to_axp.OPEN_CONVERSATIONS,
             step_context=key,
         )
@@ -114,7 +113,7 @@ def plan_genesys_cloud_message(
         timestamp=message.channel.time.isoformat() if message.channel.time else None,
     )
     return Plan(
-        [DeliveryRequest(nexus_to_axp.SEND_DESTINATION, payload, partition_key=partition)],
+        [DeliveryRequest(AxpDestination.SEND_MESSAGE, payload, partition_key=partition)],
         step=nexus_to_axp.OPEN_CONVERSATIONS,
         step_context=key,
     )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.bridge import axp_to_nexus, genesys_cloud, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.destinations import BridgeDestination
 from channel_bridge.bridge.payloads import (
     AgentMessagePayload,
     AxpSendPayload,
@@ -33,6 +34,7 @@ from channel_bridge.outbound import build_client
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.akixi.mirror import akixi_destinations
 from channel_bridge.platforms.axp.auth import AxpNotConfigured, require_axp_settings
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.platform import AxpPlatform
 from channel_bridge.platforms.axp.schemas import TypingEvent
 from channel_bridge.platforms.axp.subscriptions import subscription_destination
@@ -42,7 +44,9 @@ from channel_bridge.platforms.genesys_cloud.client import (
     build_genesys_cloud_http,
     genesys_cloud_configured,
 )
+from channel_bridge.platforms.genesys_cloud.destinations import GenesysCloudDestination
 from channel_bridge.platforms.nexus.client import NexusClient
+from channel_bridge.platforms.nexus.destinations import NexusDestination
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.relay.circuits import Circuit
 from channel_bridge.relay.destinations import DestinationRegistry
@@ -174,48 +178,43 @@ def register_destinations(
     nexus_circuit = circuit(settings, "nexus", settings.nexus_base_url, settings.nexus_ccid)
     # (name, handler, payload model, circuit: None for what only writes our own database)
     for name, handler, payload, upstream in (
-        (nexus_to_axp.SEND_DESTINATION, nexus_to_axp.deliver_message, AxpSendPayload, axp_circuit),
+        (AxpDestination.SEND_MESSAGE, nexus_to_axp.deliver_message, AxpSendPayload, axp_circuit),
+        (AxpDestination.TYPING, nexus_to_axp.deliver_typing, AxpTypingPayload, axp_circuit),
         (
-            nexus_to_axp.TYPING_DESTINATION,
-            nexus_to_axp.deliver_typing,
-            AxpTypingPayload,
-            axp_circuit,
-        ),
-        (
-            nexus_to_axp.RECEIPT_DESTINATION,
+            BridgeDestination.NEXUS_RECEIPT,
             nexus_to_axp.record_nexus_receipt,
             NexusReceiptRecord,
             None,
         ),
         (
-            axp_to_nexus.MESSAGE_DESTINATION,
+            NexusDestination.SEND_MESSAGE,
             axp_to_nexus.deliver_agent_message,
             AgentMessagePayload,
             nexus_circuit,
         ),
         (
-            axp_to_nexus.RECEIPT_DESTINATION,
+            NexusDestination.RECEIPT,
             axp_to_nexus.deliver_receipt,
             NexusReceiptPayload,
             nexus_circuit,
         ),
-        (axp_to_nexus.TYPING_DESTINATION, axp_to_nexus.deliver_typing, TypingEvent, nexus_circuit),
+        (NexusDestination.TYPING, axp_to_nexus.deliver_typing, TypingEvent, nexus_circuit),
         # A genesys-cloud channel's deliveries: the same handlers, Genesys Cloud's circuit
         # (its rate limit, 300 requests a minute per OAuth client, is this circuit's limit).
         (
-            genesys_cloud.SEND_DESTINATION,
+            GenesysCloudDestination.SEND_MESSAGE,
             axp_to_nexus.deliver_agent_message,
             AgentMessagePayload,
             genesys_cloud_circuit,
         ),
         (
-            genesys_cloud.RECEIPT_DESTINATION,
+            GenesysCloudDestination.RECEIPT,
             axp_to_nexus.deliver_receipt,
             NexusReceiptPayload,
             genesys_cloud_circuit,
         ),
         (
-            axp_to_nexus.CONVERSATION_DESTINATION,
+            BridgeDestination.CONVERSATION_EVENT,
             axp_to_nexus.deliver_conversation_event,
             ConversationEventPayload,
             None,

@@ -53,6 +53,13 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class LinkDirection(StrEnum):
+    """Which way a linked message went (`message_links.direction`)."""
+
+    NEXUS_TO_AXP = "nexus_to_axp"  # a customer message, Genesys -> AXP
+    AXP_TO_NEXUS = "axp_to_nexus"  # an agent message, AXP -> Genesys
+
+
 class Integration(Base):
     __tablename__ = "integrations"
 

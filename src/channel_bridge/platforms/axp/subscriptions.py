@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.errors import AxpApiError, AxpPermanentError, checked_request
 from channel_bridge.platforms.axp.schemas import Subscription, SubscriptionRequest
 from channel_bridge.relay.destinations import DeliveryContext, Destination
@@ -27,7 +28,6 @@ log = get_logger(__name__)
 WEBHOOK_BASE = "/api/digital/webhook/v1"
 # Our callback route; every URL under `{public base}{CALLBACK_PATH_PREFIX}` is ours.
 CALLBACK_PATH_PREFIX = "/axp/callbacks/"
-SUBSCRIPTION_ENSURE_DESTINATION = "axp.subscription.ensure"
 
 
 def callback_url_for(public_base_url: str, token: str) -> str:
@@ -179,7 +179,7 @@ def subscription_destination(
         subscription = await subscriptions.ensure_subscription(provider, callback_url, event_types)
         return {"subscriptionId": subscription.subscriptionId, "channelProviderId": provider}
 
-    return Destination(SUBSCRIPTION_ENSURE_DESTINATION, handle, SubscriptionEnsurePayload)
+    return Destination(AxpDestination.SUBSCRIPTION_ENSURE, handle, SubscriptionEnsurePayload)
 
 
 async def reconcile_once(
