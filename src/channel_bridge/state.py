@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from channel_bridge.platforms.axp.platform import AxpPlatform
     from channel_bridge.platforms.axp.schemas import AxpCallbackEvent
     from channel_bridge.platforms.genesys_cloud.schemas import OpenNormalizedMessage
-    from channel_bridge.platforms.nexus.schemas import OutgoingMessage
+    from channel_bridge.platforms.nexus.schemas import NexusWebhookMessage
     from channel_bridge.relay.destinations import DestinationRegistry
     from channel_bridge.relay.envelope import Plan
     from channel_bridge.relay.inbox import Inbox
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from channel_bridge.settings import Settings
 
     # Which deliveries an inbound event becomes; pure (no I/O), so each runs before accept.
-    NexusMessagePlanner = Callable[[Channel, OutgoingMessage, str, str], Plan]
+    NexusMessagePlanner = Callable[[Channel, NexusWebhookMessage, str, str], Plan]
     GenesysCloudMessagePlanner = Callable[[Channel, OpenNormalizedMessage, str], Plan]
     AxpEventPlanner = Callable[[AxpCallbackEvent], Plan]
 

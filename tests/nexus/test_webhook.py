@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from channel_bridge.db.models import Delivery, InboxEvent
-from channel_bridge.platforms.nexus.schemas import OutgoingMessage
+from channel_bridge.platforms.nexus.schemas import NexusWebhookMessage
 from channel_bridge.platforms.nexus.signing import sign
 from channel_bridge.relay.envelope import DeliveryRequest, Plan
 from tests.conftest import make_settings, running_app
@@ -52,7 +52,7 @@ async def count(sessionmaker, model) -> int:
 
 
 def trivial_planner(calls: list[tuple]):
-    def plan(channel, message: OutgoingMessage, ack_id: str, trace_id: str):
+    def plan(channel, message: NexusWebhookMessage, ack_id: str, trace_id: str):
         calls.append((channel.nexus_channel_id, message, ack_id, trace_id))
         return Plan(
             [

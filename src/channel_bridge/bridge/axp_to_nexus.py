@@ -494,7 +494,7 @@ async def deliver_agent_message(
         media=media,
         timestamp=event.eventDate,
     )
-    answer = await bridge.nexus.send_inbound_message(channel.nexus_channel_id, api_secret, message)
+    answer = await bridge.nexus.post_to_nexus(channel.nexus_channel_id, api_secret, message)
     remote_id = (answer.get("messageId") or answer.get("id")) if isinstance(answer, dict) else None
     relayed_id = str(remote_id or nexus_message_id)
     metrics.bridge_events.labels("axp.message", "relayed").inc()

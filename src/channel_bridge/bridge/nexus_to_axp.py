@@ -35,7 +35,7 @@ from channel_bridge.platforms.axp.schemas import (
     MessageHeaders,
     SendAsyncMessage,
 )
-from channel_bridge.platforms.nexus.schemas import MediaItem, OutgoingMessage
+from channel_bridge.platforms.nexus.schemas import MediaItem, NexusWebhookMessage
 from channel_bridge.relay.destinations import Delivered, DeliveryContext, Write
 from channel_bridge.relay.envelope import AcceptedEvent, DeliveryRequest, Plan
 
@@ -55,7 +55,7 @@ NEXUS_RECEIPT_STATUSES = {
 SENDER_NAME_MAX = 70
 
 
-def customer_address(message: OutgoingMessage) -> str | None:
+def customer_address(message: NexusWebhookMessage) -> str | None:
     """The AXP customer is the party the Nexus message is addressed to (see docs/bridge.md)."""
     return message.to
 
@@ -179,7 +179,7 @@ OPEN_CONVERSATIONS = OpenConversations()
 
 
 def plan_nexus_message(
-    channel: Channel, message: OutgoingMessage, ack_id: str, trace_id: str | None
+    channel: Channel, message: NexusWebhookMessage, ack_id: str, trace_id: str | None
 ) -> Plan:
     """The deliveries one accepted Nexus webhook message becomes."""
     if message.is_receipt:

@@ -32,7 +32,7 @@ from channel_bridge.platforms.nexus.client import TRACE_HEADER, safe_trace_id
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.platforms.nexus.schemas import (
     MessageProblem,
-    OutgoingMessage,
+    NexusWebhookMessage,
     parse_message,
     split_batch,
 )
@@ -147,7 +147,9 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
     return acks, duplicate
 
 
-def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, index: int) -> None:
+def _check_usable(
+    message: NexusWebhookMessage, channel_id: str, fields: FieldMap, index: int
+) -> None:
     prefix = f"messages.{index}." if index else ""
     if message.channel_id is not None and message.channel_id != channel_id:
         field = prefix + fields.wire_name("channel_id")
@@ -166,7 +168,7 @@ def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, i
 
 
 def _dedupe_key(
-    channel_id: str, message: OutgoingMessage, body_hash: str, index: int, count: int
+    channel_id: str, message: NexusWebhookMessage, body_hash: str, index: int, count: int
 ) -> str:
     if message.is_receipt:
         # Several receipts (delivered, then read) name the same message: the status is part of it.
@@ -187,7 +189,7 @@ async def _accept(
     *,
     channel: Channel,
     entry: Any,
-    message: OutgoingMessage,
+    message: NexusWebhookMessage,
     trace_id: str,
     external_id: str,
     raw_body: str,
