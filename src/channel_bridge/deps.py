@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.db.engine import transaction
 from channel_bridge.errors import Unauthorized
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.inbox import Inbox
@@ -38,7 +39,9 @@ def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with bridge_state(request).sessionmaker() as session:
+    """The route's session: committed when the route returns, before the response is sent
+    (scope="function"), rolled back when it raises. Services only flush."""
+    async with transaction(bridge_state(request).sessionmaker) as session:
         yield session
 
 
@@ -64,7 +67,7 @@ def get_worker(request: Request) -> RelayWorker | None:
 
 StateDep = Annotated[State, Depends(bridge_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]

@@ -406,12 +406,17 @@ async def _each_selected(
     verb: str,
     action: Callable[[int], Coroutine[Any, Any, object]],
 ) -> tuple[RedirectResponse, list[int]]:
-    """Run `action` on each selected delivery; back to the page with one notice per outcome."""
+    """Run `action` on each selected delivery; back to the page with one notice per outcome.
+
+    Each delivery is its own transaction (committed here, not by the session dependency), so
+    one refused delivery does not undo the others.
+    """
     notices = []
     done = []
     for delivery_id in _selected(form):
         try:
             await action(delivery_id)
+            await db.commit()
             done.append(delivery_id)
         except BridgeError as exc:
             await db.rollback()

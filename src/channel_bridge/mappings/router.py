@@ -188,12 +188,13 @@ async def resolve_held_callback(
 @integrations_router.post("/pending/{held_id}/dismiss")
 async def dismiss_held_callback(
     held_id: HeldId,
+    session: SessionDep,
     service: IntegrationServiceDep,
     data: Annotated[HeldCallbackDismiss | None, Body()] = None,
 ) -> HeldCallbackOut:
     """Close a held callback without applying it (a test call, a duplicate already handled)."""
     held = await service.dismiss_held(
-        held_id=held_id, reason=data.reason if data else None, source="admin"
+        session, held_id=held_id, reason=data.reason if data else None, source="admin"
     )
     return service.to_held_out(held)
 

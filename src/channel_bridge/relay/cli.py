@@ -36,12 +36,12 @@ def _settings() -> Settings:
 
 
 def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
+    from channel_bridge.db.engine import create_engine, create_sessionmaker, transaction
 
     async def run() -> T:
         engine = create_engine(settings)
         try:
-            async with create_sessionmaker(engine)() as session:
+            async with transaction(create_sessionmaker(engine)) as session:
                 return await action(session)
         finally:
             await engine.dispose()

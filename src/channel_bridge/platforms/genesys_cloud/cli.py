@@ -96,7 +96,7 @@ def provision(
 
 
 async def _provision(settings: Settings, request: Any, axp_integration: str, key: str) -> Any:
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
+    from channel_bridge.db.engine import create_engine, create_sessionmaker, transaction
 
     assert settings.secret_key is not None
     engine = create_engine(settings)
@@ -113,7 +113,7 @@ async def _provision(settings: Settings, request: Any, axp_integration: str, key
                 webhook_secret=request.outboundNotificationWebhookSignatureSecretToken,
             )
             try:
-                async with create_sessionmaker(engine)() as session:
+                async with transaction(create_sessionmaker(engine)) as session:
                     await service.create(session, data)
             except BridgeError as exc:
                 raise ProvisioningError(
