@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
 
-# Deliveries that hold back later ones of their partition (relay.repository.tables.BLOCKING_STATUSES).
+# Deliveries that hold back later ones of their partition (relay/repository/tables.py).
 OPEN_DELIVERY_CONDITION = "status IN ('pending', 'in_flight')"
 PENDING_CONDITION = "status = 'pending'"
 IN_FLIGHT_CONDITION = "status = 'in_flight'"

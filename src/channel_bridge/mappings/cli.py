@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.cli_support import command_settings, with_database
 from channel_bridge.db.engine import transaction
 from channel_bridge.errors import BridgeError, field_errors_from_pydantic
 from channel_bridge.mappings.schemas import (
@@ -31,7 +32,6 @@ from channel_bridge.mappings.secret_rotation import RotationReport, rotate_store
 from channel_bridge.mappings.service import ChannelService, IntegrationService
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.security import SecretBox
-from channel_bridge.settings import Settings
 
 channels_app = typer.Typer(
     help="Channel mappings: a Nexus channel <-> an AXP integration", no_args_is_help=True
@@ -49,28 +49,12 @@ Work = Callable[[async_sessionmaker[AsyncSession], SecretBox | None], Awaitable[
 console = Console()
 
 
-def _settings() -> Settings:
-    from channel_bridge.startup import load_settings
-
-    return load_settings()
-
-
 def _run(work: Work[T]) -> T:
     """Run `work` against the configured database; a BridgeError exits 1 with its message."""
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
-
-    settings = _settings()
-
-    async def main() -> T:
-        engine = create_engine(settings)
-        try:
-            secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
-            return await work(create_sessionmaker(engine), secret_box)
-        finally:
-            await engine.dispose()
-
+    settings = command_settings()
+    secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     try:
-        return asyncio.run(main())
+        return asyncio.run(with_database(settings, lambda factory: work(factory, secret_box)))
     except BridgeError as exc:
         _print_error(exc.detail, exc.errors or [])
         raise typer.Exit(1) from None
