@@ -10,11 +10,17 @@ import respx
 from pydantic import SecretStr
 
 from channel_bridge.platforms.nexus.client import NexusClient
-from channel_bridge.platforms.nexus.errors import NexusApiError, parse_retry_after
+from channel_bridge.platforms.nexus.errors import NexusApiError
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.platforms.nexus.schemas import MediaItem, build_inbound_message, build_receipt
 from channel_bridge.platforms.nexus.signing import verify
-from channel_bridge.relay.errors import AuthError, PermanentError, RetryableError, ThrottledError
+from channel_bridge.relay.errors import (
+    AuthError,
+    PermanentError,
+    RetryableError,
+    ThrottledError,
+    parse_retry_after,
+)
 from channel_bridge.sandbox.nexus import Faults, NexusSandbox, create_nexus_sandbox
 from channel_bridge.settings import Settings
 from tests.conftest import FIXTURES
