@@ -361,9 +361,7 @@ async def open_httpx_aiohttp(settings: Settings, base_url: str, concurrency: int
     return await _httpx_like(client, settings, base_url)
 
 
-async def open_httpx_bridge_transport(
-    settings: Settings, base_url: str, concurrency: int
-) -> Stack:
+async def open_httpx_bridge_transport(settings: Settings, base_url: str, concurrency: int) -> Stack:
     client = build_client(settings, transport=AiohttpTransport(limits=_limits(settings)))
     return await _httpx_like(client, settings, base_url)
 

@@ -10,11 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 import respx.mocks
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from channel_bridge.app import create_app
+from channel_bridge.app import BridgeApp, create_app
 from channel_bridge.db.base import metadata
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.db.migrate import upgrade
@@ -120,7 +119,7 @@ class InProcessClient(httpx.AsyncClient):
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def running_app(settings: Settings) -> AsyncIterator[tuple[BridgeApp, httpx.AsyncClient]]:
     """The real app with its lifespan running, and an in-process HTTP client to it."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -7,15 +7,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 from structlog.contextvars import bound_contextvars
 
 from channel_bridge import __version__
-from channel_bridge.bridge.wiring import install_planners, register_destinations
+from channel_bridge.bridge.wiring import planners, register_destinations
 from channel_bridge.console import router as console_router
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.db.notifications import DatabaseNotifications
@@ -40,6 +42,7 @@ from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.axp import admin_router as axp_admin_router
 from channel_bridge.platforms.axp import lifecycle as axp_lifecycle
 from channel_bridge.platforms.axp import router as axp_router
+from channel_bridge.platforms.axp.admin import AxpAdmin
 from channel_bridge.platforms.axp.platform import start_axp_platform
 from channel_bridge.platforms.genesys_cloud import router as genesys_cloud_router
 from channel_bridge.platforms.nexus import router as nexus_router
@@ -49,10 +52,11 @@ from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.maintenance import Housekeeping
 from channel_bridge.relay.worker import RelayWorker
-from channel_bridge.sandbox.akixi import start_akixi_sandbox
-from channel_bridge.sandbox.mode import prepare_sandbox, sandbox_settings, start_sandbox
+from channel_bridge.sandbox.akixi import AkixiSimulator, start_akixi_sandbox
+from channel_bridge.sandbox.mode import Sandbox, prepare_sandbox, sandbox_settings, start_sandbox
 from channel_bridge.security import SecretBox
 from channel_bridge.settings import Settings
+from channel_bridge.state import LifespanState, State
 
 log = get_logger(__name__)
 
@@ -67,7 +71,46 @@ DATABASE_UNAVAILABLE = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class BridgeApp(FastAPI):
+    """The application: its settings and simulators, fixed before start-up, and while the
+    lifespan runs the `State` it built.
+
+    Routes read that State from `request.state` (`deps.py`), where Starlette puts what the
+    lifespan yields. An in-process caller that runs no ASGI lifespan of its own (httpx's
+    ASGITransport: tests, the sandbox's simulated AXP calling back) gets the same State here.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        axp_transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(lifespan=_lifespan, **options)
+        self.settings = settings
+        self.secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
+        self.axp_transport = axp_transport
+        self.sandbox: Sandbox | None = None
+        self.running: State | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.running is not None and scope["type"] != "lifespan":
+            scope.setdefault("state", {}).setdefault("bridge", self.running)
+        await super().__call__(scope, receive, send)
+
+    @property
+    def state_now(self) -> State:
+        """The running State (for the CLI, the demo and tests); raises before start-up."""
+        if self.running is None:
+            raise RuntimeError("the app's lifespan is not running")
+        return self.running
+
+
+def create_app(
+    settings: Settings | None = None, *, axp_transport: httpx.AsyncBaseTransport | None = None
+) -> BridgeApp:
+    """The application; `axp_transport` reaches a simulated AXP in process (tests)."""
     settings = settings or Settings()
     settings.ensure_usable()
     if settings.sandbox_mode:
@@ -78,111 +121,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret_values=settings.secret_values(),
         logger_levels=settings.log_levels,
     )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            engine = create_engine(settings)
-            stack.push_async_callback(engine.dispose)
-            # Nexus and Akixi (AXP has a client of its own, with its token auth).
-            http = build_client(settings)
-            stack.push_async_callback(http.aclose)
-            app.state.engine = engine
-            app.state.sessionmaker = create_sessionmaker(engine)
-            # One LISTEN connection for the process: deliveries queued, channel mappings written.
-            notifications = DatabaseNotifications(engine.url)
-            stack.push_async_callback(notifications.close)
-            app.state.notifications = notifications
-            app.state.channel_cache = ChannelCache(
-                app.state.sessionmaker, ttl_s=settings.channel_cache_ttl_s
-            )
-            await app.state.channel_cache.listen(notifications)
-            app.state.http = http
-            app.state.destinations = DestinationRegistry()
-            # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
-            app.state.worker = (
-                RelayWorker(
-                    app.state.sessionmaker,
-                    app.state.destinations,
-                    settings,
-                    notifications=notifications,
-                )
-                if settings.worker_enabled
-                else None
-            )
-            app.state.inbox = Inbox(
-                app.state.sessionmaker,
-                on_accepted=app.state.worker.wake if app.state.worker else None,
-                window_ms=settings.inbox_group_commit_window_ms,
-                max_batch=settings.inbox_group_commit_max_batch,
-                max_inflight=settings.inbox_group_commit_max_inflight,
-            )
-            stack.push_async_callback(app.state.inbox.drain)  # batches in progress finish first
-            app.state.exit_stack = stack
-            app.state.readiness_detail = relay_service.readiness_detail
-            # Hooks the bridge wiring sets: which deliveries an inbound event becomes.
-            # Until set, an inbound event is stored and acknowledged but not relayed.
-            app.state.axp_event_planner = None
-            app.state.nexus_message_planner = None
-            app.state.genesys_cloud_message_planner = None
-            # --- components (each adds itself here; keep one line or block each) ---------
-            await start_axp_platform(app, settings, stack)
-            # Akixi mirror: the configured service, else the in-process simulator in sandbox mode.
-            app.state.akixi_simulator = None
-            akixi: tuple[AkixiClient, Settings] | None = None
-            if settings.akixi_url or settings.sandbox_mode:
-                akixi_settings, akixi_http = settings, http
-                if not settings.akixi_url:
-                    akixi_sandbox = await start_akixi_sandbox(settings, stack)
-                    app.state.akixi_simulator, akixi_settings, akixi_http = akixi_sandbox
-                akixi = (AkixiClient(akixi_http, akixi_settings), akixi_settings)
-            # Simulated upstreams (dev only), then the bridge wiring between the platforms.
-            if sandbox is not None:
-                await start_sandbox(app, settings, sandbox, stack)
-            install_planners(app, settings)
-            register_destinations(
-                app,
-                settings,
-                axp=app.state.axp,
-                akixi=akixi,
-                nexus_http=sandbox.nexus_http if sandbox else None,
-                genesys_cloud_transport=sandbox.genesys_cloud_transport if sandbox else None,
-            )
-            await notifications.ensure_connected()
-            listening = asyncio.create_task(notifications.keep_connected(), name="db-listen")
-            stack.push_async_callback(_cancel, listening)
-            # Relay worker and housekeeping (retention, outbox gauges); stopped before the engine.
-            if app.state.worker is not None:
-                housekeeping = Housekeeping(app.state.sessionmaker, settings)
-                await housekeeping.start()
-                stack.push_async_callback(housekeeping.stop)
-                await app.state.worker.start()
-                stack.push_async_callback(app.state.worker.stop)
-            # Last, so everything start-up built is frozen out of the collector's walks.
-            stack.enter_context(tuned_gc(settings.gc_gen0_threshold))
-            log.info(
-                "bridge starting",
-                version=__version__,
-                env=settings.env,
-                database=settings.database_url.split("://", 1)[0],
-                sandbox=settings.sandbox_mode,
-            )
-            yield
-            log.info("bridge stopping")
-
-    app = FastAPI(
+    app = BridgeApp(
+        settings,
+        axp_transport=axp_transport,
         title="channel-bridge",
         version=__version__,
         summary="AXP Custom Messaging <-> Genesys Nexus Async bridge",
-        lifespan=lifespan,
         docs_url=None,  # served by install_api_docs, from local assets
         redoc_url=None,
     )
     install_api_docs(app)
-    app.state.settings = settings
-    app.state.secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     _install_error_handlers(app)
-    sandbox = prepare_sandbox(app, settings) if settings.sandbox_mode else None
+    if settings.sandbox_mode:
+        app.sandbox = prepare_sandbox(app, settings)
+        app.axp_transport = app.sandbox.axp_transport
     app.include_router(health.router)
     # --- routers (one line each) ---------------------------------------------------
     app.include_router(axp_lifecycle.router)
@@ -210,13 +162,135 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
+    """The composition point: every component built once, closed in reverse order."""
+    assert isinstance(fastapi_app, BridgeApp)
+    app, settings, secret_box, sandbox = (
+        fastapi_app,
+        fastapi_app.settings,
+        fastapi_app.secret_box,
+        fastapi_app.sandbox,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        # Nexus and Akixi (AXP has a client of its own, with its token auth).
+        http = build_client(settings)
+        stack.push_async_callback(http.aclose)
+        sessionmaker = create_sessionmaker(engine)
+        # One LISTEN connection for the process: deliveries queued, channel mappings written.
+        notifications = DatabaseNotifications(engine.url)
+        stack.push_async_callback(notifications.close)
+        channel_cache = ChannelCache(sessionmaker, ttl_s=settings.channel_cache_ttl_s)
+        await channel_cache.listen(notifications)
+        destinations = DestinationRegistry()
+        # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
+        worker = (
+            RelayWorker(sessionmaker, destinations, settings, notifications=notifications)
+            if settings.worker_enabled
+            else None
+        )
+        inbox = Inbox(
+            sessionmaker,
+            on_accepted=worker.wake if worker else None,
+            window_ms=settings.inbox_group_commit_window_ms,
+            max_batch=settings.inbox_group_commit_max_batch,
+            max_inflight=settings.inbox_group_commit_max_inflight,
+        )
+        stack.push_async_callback(inbox.drain)  # batches in progress finish first
+        # --- components (each adds itself here; keep one line or block each) ---------
+        axp = await start_axp_platform(
+            settings, stack, sessionmaker=sessionmaker, transport=app.axp_transport
+        )
+        axp_admin = AxpAdmin.from_settings(axp.http, settings) if axp is not None else None
+        # Akixi mirror: the configured service, else the in-process simulator in sandbox mode.
+        akixi_simulator: AkixiSimulator | None = None
+        akixi: tuple[AkixiClient, Settings] | None = None
+        if settings.akixi_url or settings.sandbox_mode:
+            akixi_settings, akixi_http = settings, http
+            if not settings.akixi_url:
+                akixi_simulator, akixi_settings, akixi_http = await start_akixi_sandbox(
+                    settings, stack
+                )
+            akixi = (AkixiClient(akixi_http, akixi_settings), akixi_settings)
+        # Simulated upstreams (dev only), then the bridge wiring between the platforms.
+        if sandbox is not None:
+            assert secret_box is not None  # sandbox settings always carry a secret key
+            await start_sandbox(
+                app,
+                settings,
+                sandbox,
+                stack,
+                sessionmaker=sessionmaker,
+                secret_box=secret_box,
+                akixi_simulator=akixi_simulator,
+            )
+        wiring = register_destinations(
+            destinations,
+            settings,
+            stack,
+            sessionmaker=sessionmaker,
+            secret_box=secret_box,
+            channels=channel_cache,
+            http=http,
+            readiness_detail=relay_service.readiness_detail,
+            axp=axp,
+            akixi=akixi,
+            nexus_http=sandbox.nexus_http if sandbox else None,
+            genesys_cloud_transport=sandbox.genesys_cloud_transport if sandbox else None,
+        )
+        state = State(
+            settings=settings,
+            secret_box=secret_box,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            http=http,
+            channel_cache=channel_cache,
+            destinations=destinations,
+            inbox=inbox,
+            worker=worker,
+            planners=planners(settings),
+            readiness_detail=wiring.readiness_detail,
+            axp=axp,
+            axp_admin=axp_admin,
+            sandbox=sandbox,
+            akixi_simulator=akixi_simulator,
+        )
+        await notifications.ensure_connected()
+        listening = asyncio.create_task(notifications.keep_connected(), name="db-listen")
+        stack.push_async_callback(_cancel, listening)
+        # Relay worker and housekeeping (retention, outbox gauges); stopped before the engine.
+        if worker is not None:
+            housekeeping = Housekeeping(sessionmaker, settings)
+            await housekeeping.start()
+            stack.push_async_callback(housekeeping.stop)
+            await worker.start()
+            stack.push_async_callback(worker.stop)
+        # Last, so everything start-up built is frozen out of the collector's walks.
+        stack.enter_context(tuned_gc(settings.gc_gen0_threshold))
+        app.running = state
+        log.info(
+            "bridge starting",
+            version=__version__,
+            env=settings.env,
+            database=settings.database_url.split("://", 1)[0],
+            sandbox=settings.sandbox_mode,
+        )
+        try:
+            yield {"bridge": state}
+        finally:
+            app.running = None
+        log.info("bridge stopping")
+
+
 async def _cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> BridgeApp:
     """Factory for `uvicorn --factory` and `channel-bridge serve`."""
     return create_app(Settings())
 

@@ -169,7 +169,9 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with app.router.lifespan_context(app):
-            Console().print(f"relay worker {app.state.worker.worker_id} running; Ctrl-C to stop")
+            worker = app.state_now.worker
+            assert worker is not None  # worker_enabled above
+            Console().print(f"relay worker {worker.worker_id} running; Ctrl-C to stop")
             await stop.wait()
 
     run_event_loop(run())

@@ -258,7 +258,7 @@ class Settings(BaseSettings):
     # What X-Hub-Signature covers on a multipart upload is not documented: the exact encoded
     # multipart body is the natural reading of "the body of the message".
     nexus_multipart_signature: Literal["body", "file", "none"] = "body"
-    # Field names of the provisional OutgoingMessage: comma-separated aliases, first match
+    # Field names of the provisional NexusWebhookMessage: comma-separated aliases, first match
     # wins, dotted paths reach into objects. The first alias names the field we send.
     nexus_field_message_id: str = "id,messageId"
     nexus_field_channel_id: str = "channelId,channel.id"

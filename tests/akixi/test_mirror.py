@@ -363,10 +363,10 @@ async def test_payload_without_integration_id_is_permanent(handlers: Handlers) -
 
 async def test_sandbox_app_registers_handlers_on_the_simulator(database_url: str, engine) -> None:
     async with running_app(make_settings(database_url, sandbox=True)) as (app, _client):
-        simulator = app.state.akixi_simulator
+        simulator = app.state_now.akixi_simulator
         assert simulator is not None
-        upsert = app.state.destinations.get(UPSERT)
-        assert upsert is not None and app.state.destinations.get(DELETE) is not None
+        upsert = app.state_now.destinations.get(UPSERT)
+        assert upsert is not None and app.state_now.destinations.get(DELETE) is not None
         await call_destination(upsert, _created())
         [entry] = simulator.entries.values()
         assert entry["Description"] == "Sales [axp-int-1]"
@@ -383,13 +383,13 @@ async def test_configured_app_registers_handlers_without_a_simulator(
         akixi_partition_guid=SEED_PARTITION_GUID,
     )
     async with running_app(settings) as (app, _client):
-        assert app.state.akixi_simulator is None
-        assert {UPSERT, DELETE} <= set(app.state.destinations.names())
+        assert app.state_now.akixi_simulator is None
+        assert {UPSERT, DELETE} <= set(app.state_now.destinations.names())
 
 
 async def test_unconfigured_app_registers_nothing(database_url: str, engine) -> None:
     async with running_app(make_settings(database_url)) as (app, _client):
-        assert app.state.destinations.get(UPSERT) is None
+        assert app.state_now.destinations.get(UPSERT) is None
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ async def test_notification_and_lifecycle_tokens_rotate_separately(database_url,
     )
     event = callback_examples()[EVENT]
     async with running_app(settings) as (app, client):
-        sessionmaker = app.state.sessionmaker
+        sessionmaker = app.state_now.sessionmaker
         for token in (NOTIFY, NOTIFY_OLD):
             response = await client.post(f"/axp/callbacks/{token}/notifications", json=event)
             assert response.status_code == 200, response.text

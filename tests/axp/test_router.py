@@ -162,7 +162,7 @@ async def test_the_planner_hook_turns_an_event_into_deliveries(
         )
 
     async with running_app(axp_app_settings) as (app, client):
-        app.state.axp_event_planner = planner
+        app.state_now.planners.axp_event = planner
         data = callback_examples()["Message-Event-Messaging-Agent-To-Customer-Reply"]
         assert (await post(client, data)).status_code == 200
         assert (await post(client, data)).status_code == 200

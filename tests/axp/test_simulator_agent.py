@@ -18,9 +18,9 @@ async def test_customer_message_gets_delivered_status_and_an_agent_reply(
     sim = make_simulator(agent=True)
     settings = axp_settings(database_url)
     app = create_app(settings)
-    app.state.axp_transport = httpx.ASGITransport(app=sim.app)
+    app.axp_transport = httpx.ASGITransport(app=sim.app)
     async with app.router.lifespan_context(app):
-        platform = app.state.axp
+        platform = app.state_now.axp
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="https://bridge.example.com"
         ) as to_bridge:

@@ -9,9 +9,9 @@ import pytest
 
 from channel_bridge.app import create_app
 from channel_bridge.db.models import Channel, Integration
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.platform import AxpPlatform
 from channel_bridge.platforms.axp.subscriptions import (
-    SUBSCRIPTION_ENSURE_DESTINATION,
     callback_url_for,
     owned_prefix,
     reconcile_once,
@@ -214,10 +214,10 @@ async def test_app_start_up_reconciles_every_known_provider(
         axp_callback_token=TEST_CALLBACK_TOKEN,
     )
     app = create_app(settings)
-    app.state.axp_transport = httpx.ASGITransport(app=sim.app)
+    app.axp_transport = httpx.ASGITransport(app=sim.app)
     async with app.router.lifespan_context(app):
-        assert isinstance(app.state.axp, AxpPlatform)
-        assert SUBSCRIPTION_ENSURE_DESTINATION in app.state.destinations.names()
+        assert isinstance(app.state_now.axp, AxpPlatform)
+        assert AxpDestination.SUBSCRIPTION_ENSURE in app.state_now.destinations.names()
         for _ in range(500):
             if len(sim.subscriptions) == 2:
                 break
@@ -237,5 +237,5 @@ async def test_app_start_up_reconciles_every_known_provider(
 async def test_app_without_axp_settings_has_no_platform(settings) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        assert app.state.axp is None
-        assert SUBSCRIPTION_ENSURE_DESTINATION not in app.state.destinations.names()
+        assert app.state_now.axp is None
+        assert AxpDestination.SUBSCRIPTION_ENSURE not in app.state_now.destinations.names()

@@ -44,7 +44,7 @@ async def app_with_admin(
     """The app without AXP settings, given an AxpAdmin over the mocked edge."""
     async with running_app(make_settings(_sqlite(tmp_path))) as (app, client):
         async with httpx.AsyncClient(base_url=BASE_URL) as http:
-            app.state.axp_admin = build_admin(http, clock)
+            app.state_now.axp_admin = build_admin(http, clock)
             yield app, client
 
 
@@ -174,7 +174,7 @@ async def test_admin_is_built_from_settings_over_the_authenticated_client(
     async with running_app(settings) as (app, client):
         response = await client.get("/admin/v1/axp/phone-numbers", headers=AUTH)
         again = await client.get("/admin/v1/axp/phone-numbers", headers=AUTH)
-        assert app.state.axp_admin.account_id == ACCOUNT
+        assert app.state_now.axp_admin.account_id == ACCOUNT
 
     assert response.status_code == 200 and again.status_code == 200
     assert token.call_count == 1

@@ -44,29 +44,20 @@ API_SECRET = "e2e-api-secret-fedcba9876543210"
 RETRY_SCHEDULE_S = [0.05, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]
 
 
-@dataclass
-class Stack:
-    """Everything one end-to-end test talks to or inspects."""
+@dataclass(kw_only=True)
+class AxpStack:
+    """What every end-to-end stack has: the bridge, its database and the AXP simulator."""
 
     settings: Settings
     bridge: FastAPI
     bridge_url: str
     client: httpx.AsyncClient
     axp: AxpSimulator
-    axp_url: str
-    nexus: NexusSandbox
-    nexus_url: str
     sessionmaker: async_sessionmaker[AsyncSession]
 
     @property
     def callback_path(self) -> str:
         return f"/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications"
-
-    async def nexus_webhook(
-        self, message: dict[str, Any], channel: str = CHANNEL
-    ) -> httpx.Response:
-        """Nexus posts a signed message to the bridge's channel webhook."""
-        return await self.nexus.emit_webhook(self.client, channel, message)
 
     async def axp_callback(self, event: dict[str, Any]) -> httpx.Response:
         """AXP posts a Digital Notification callback to the bridge."""
@@ -95,23 +86,83 @@ class Stack:
         ]
 
 
+@dataclass(kw_only=True)
+class Stack(AxpStack):
+    """Everything one end-to-end test talks to or inspects."""
+
+    axp_url: str
+    nexus: NexusSandbox
+    nexus_url: str
+
+    async def nexus_webhook(
+        self, message: dict[str, Any], channel: str = CHANNEL
+    ) -> httpx.Response:
+        """Nexus posts a signed message to the bridge's channel webhook."""
+        return await self.nexus.emit_webhook(self.client, channel, message)
+
+
+def add_integration(session: AsyncSession) -> None:
+    """The AXP messaging integration every end-to-end channel belongs to."""
+    session.add(
+        Integration(
+            integration_id=INTEGRATION_ID,
+            name="E2E messaging",
+            account_id=ACCOUNT_ID,
+            channel_provider_id=CHANNEL_PROVIDER_ID,
+            status="active",
+            source="admin",
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+    )
+
+
+def axp_values(bridge_url: str, axp_url: str) -> dict[str, Any]:
+    """The bridge's settings for the AXP simulator, the worker and quick retries."""
+    return {
+        "worker_enabled": True,
+        "sandbox": False,
+        "public_base_url": bridge_url,
+        "axp_base_url": axp_url,
+        "axp_account_id": ACCOUNT_ID,
+        "axp_client_id": CLIENT_ID,
+        "axp_client_secret": CLIENT_SECRET,
+        "axp_app_key": APP_KEY,
+        # The test registers the subscription itself; a reconcile loop would add a second one.
+        "axp_subscription_reconcile_enabled": False,
+        "worker_poll_interval_s": 0.05,
+        "retry_schedule_s": RETRY_SCHEDULE_S,
+        "retry_jitter": 0.0,
+        "retry_throttled_min_s": 0.1,
+        "log_level": "WARNING",
+    }
+
+
+def axp_simulator(settings: Settings, axp_url: str, bridge_url: str) -> AxpSimulator:
+    """The AXP simulator with its agent on and the bridge's callback subscription."""
+    axp = AxpSimulator(
+        account_id=ACCOUNT_ID,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        app_key=APP_KEY,
+        base_url=axp_url,
+        agent=True,
+        seed=1,
+    )
+    axp.add_subscription(
+        channel_provider_id=CHANNEL_PROVIDER_ID,
+        callback_url=f"{bridge_url}/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications",
+        event_types=list(settings.axp_subscription_event_types),
+    )
+    return axp
+
+
 async def seed_channel(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *, enabled: bool = True
 ) -> None:
     secret_box = SecretBox(settings.secret_key)
     async with sessionmaker() as session, session.begin():
-        session.add(
-            Integration(
-                integration_id=INTEGRATION_ID,
-                name="E2E messaging",
-                account_id=ACCOUNT_ID,
-                channel_provider_id=CHANNEL_PROVIDER_ID,
-                status="active",
-                source="admin",
-                created_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        )
+        add_integration(session)
         await session.flush()
         session.add(
             Channel(
@@ -136,43 +187,15 @@ async def start_stack(
 ) -> AsyncIterator[Stack]:
     """Three servers on loopback: AXP simulator, Nexus simulator, then the bridge."""
     axp_server, nexus_server, bridge_server = LoopbackServer(), LoopbackServer(), LoopbackServer()
-    values: dict[str, Any] = {
-        "worker_enabled": True,
-        "sandbox": False,
-        "public_base_url": bridge_server.url,
-        "axp_base_url": axp_server.url,
-        "axp_account_id": ACCOUNT_ID,
-        "axp_client_id": CLIENT_ID,
-        "axp_client_secret": CLIENT_SECRET,
-        "axp_app_key": APP_KEY,
-        # The test registers the subscription itself; a reconcile loop would add a second one.
-        "axp_subscription_reconcile_enabled": False,
+    values = {
+        **axp_values(bridge_server.url, axp_server.url),
         "nexus_base_url": nexus_server.url,
         "nexus_ccid": CCID,
-        "worker_poll_interval_s": 0.05,
-        "retry_schedule_s": RETRY_SCHEDULE_S,
-        "retry_jitter": 0.0,
-        "retry_throttled_min_s": 0.1,
-        "log_level": "WARNING",
+        **overrides,
     }
-    values.update(overrides)
     settings = make_settings(database_url, **values)
     await seed_channel(sessionmaker, settings)
-
-    axp = AxpSimulator(
-        account_id=ACCOUNT_ID,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        app_key=APP_KEY,
-        base_url=axp_server.url,
-        agent=True,
-        seed=1,
-    )
-    axp.add_subscription(
-        channel_provider_id=CHANNEL_PROVIDER_ID,
-        callback_url=f"{bridge_server.url}/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications",
-        event_types=list(settings.axp_subscription_event_types),
-    )
+    axp = axp_simulator(settings, axp_server.url, bridge_server.url)
     nexus = NexusSandbox(ccid=CCID, signature_encoding=settings.nexus_signature_encoding)
     nexus.add_channel(CHANNEL, webhook_secret=WEBHOOK_SECRET, api_secret=API_SECRET)
     bridge = create_app(settings)

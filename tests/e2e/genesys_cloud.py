@@ -9,26 +9,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.app import create_app
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Channel, Conversation, Delivery, Integration, MessageLink
-from channel_bridge.sandbox.axp import AxpSimulator
+from channel_bridge.db.models import Channel
 from channel_bridge.sandbox.genesys_cloud import GenesysCloudSandbox, create_genesys_cloud_sandbox
 from channel_bridge.security import SecretBox
 from channel_bridge.settings import Settings
-from tests.conftest import TEST_CALLBACK_TOKEN, make_settings
+from tests.conftest import make_settings
 from tests.e2e.conftest import (
     ACCOUNT_ID,
-    APP_KEY,
     CHANNEL_PROVIDER_ID,
-    CLIENT_ID,
-    CLIENT_SECRET,
     INTEGRATION_ID,
-    RETRY_SCHEDULE_S,
+    AxpStack,
+    add_integration,
+    axp_simulator,
+    axp_values,
 )
 from tests.support.servers import LoopbackServer
 
@@ -39,46 +36,14 @@ GC_SECRET_TOKEN = "e2e-gc-signature-secret-token-81c3"
 GC_CUSTOMER = "messaging-user@externalservice.com"
 
 
-@dataclass
-class GenesysCloudStack:
-    settings: Settings
-    bridge: FastAPI
-    bridge_url: str
-    client: httpx.AsyncClient
-    axp: AxpSimulator
+@dataclass(kw_only=True)
+class GenesysCloudStack(AxpStack):
     gc: GenesysCloudSandbox
     gc_url: str
-    sessionmaker: async_sessionmaker[AsyncSession]
 
     async def webhook(self, document: dict[str, Any]) -> httpx.Response:
         """Genesys Cloud posts a signed outbound webhook to the bridge."""
         return await self.gc.emit_webhook(self.client, GC_INTEGRATION_ID, document)
-
-    async def axp_callback(self, event: dict[str, Any]) -> httpx.Response:
-        return await self.client.post(
-            f"/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications", json=event
-        )
-
-    async def rows(self, model: Any, *conditions: Any) -> list[Any]:
-        async with self.sessionmaker() as session:
-            statement = select(model).where(*conditions).order_by(model.id)
-            return list((await session.scalars(statement)).all())
-
-    async def conversations(self) -> list[Conversation]:
-        return await self.rows(Conversation)
-
-    async def links(self, *conditions: Any) -> list[MessageLink]:
-        return await self.rows(MessageLink, *conditions)
-
-    async def deliveries(self, *conditions: Any) -> list[Delivery]:
-        return await self.rows(Delivery, *conditions)
-
-    def sends(self) -> list[dict[str, Any]]:
-        return [
-            request.json
-            for request in self.axp.recorded(method="POST", path_contains="/custom-messaging/")
-            if request.path.endswith("/messages")
-        ]
 
 
 async def seed_gc_channel(
@@ -87,18 +52,7 @@ async def seed_gc_channel(
     assert settings.secret_key is not None
     box = SecretBox(settings.secret_key)
     async with sessionmaker() as session, session.begin():
-        session.add(
-            Integration(
-                integration_id=INTEGRATION_ID,
-                name="E2E messaging",
-                account_id=ACCOUNT_ID,
-                channel_provider_id=CHANNEL_PROVIDER_ID,
-                status="active",
-                source="admin",
-                created_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        )
+        add_integration(session)
         await session.flush()
         session.add(
             Channel(
@@ -123,44 +77,17 @@ async def start_gc_stack(
 ) -> AsyncIterator[GenesysCloudStack]:
     """Three servers on loopback: AXP simulator, Genesys Cloud simulator, then the bridge."""
     axp_server, gc_server, bridge_server = LoopbackServer(), LoopbackServer(), LoopbackServer()
-    values: dict[str, Any] = {
-        "worker_enabled": True,
-        "sandbox": False,
-        "public_base_url": bridge_server.url,
-        "axp_base_url": axp_server.url,
-        "axp_account_id": ACCOUNT_ID,
-        "axp_client_id": CLIENT_ID,
-        "axp_client_secret": CLIENT_SECRET,
-        "axp_app_key": APP_KEY,
-        "axp_subscription_reconcile_enabled": False,
+    values = {
+        **axp_values(bridge_server.url, axp_server.url),
         "genesys_cloud_api_base_url": gc_server.url,
         "genesys_cloud_login_base_url": gc_server.url,
         "genesys_cloud_client_id": GC_CLIENT_ID,
         "genesys_cloud_client_secret": GC_CLIENT_SECRET,
-        "worker_poll_interval_s": 0.05,
-        "retry_schedule_s": RETRY_SCHEDULE_S,
-        "retry_jitter": 0.0,
-        "retry_throttled_min_s": 0.1,
-        "log_level": "WARNING",
+        **overrides,
     }
-    values.update(overrides)
     settings = make_settings(database_url, **values)
     await seed_gc_channel(sessionmaker, settings)
-
-    axp = AxpSimulator(
-        account_id=ACCOUNT_ID,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        app_key=APP_KEY,
-        base_url=axp_server.url,
-        agent=True,
-        seed=1,
-    )
-    axp.add_subscription(
-        channel_provider_id=CHANNEL_PROVIDER_ID,
-        callback_url=f"{bridge_server.url}/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications",
-        event_types=list(settings.axp_subscription_event_types),
-    )
+    axp = axp_simulator(settings, axp_server.url, bridge_server.url)
     gc = GenesysCloudSandbox(client_id=GC_CLIENT_ID, client_secret=GC_CLIENT_SECRET)
     gc.add_integration(
         GC_INTEGRATION_ID,

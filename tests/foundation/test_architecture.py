@@ -39,9 +39,9 @@ def _modules() -> dict[str, Path]:
     return {_module_name(path): path for path in (SRC / PACKAGE).rglob("*.py")}
 
 
-def _imports(name: str, path: Path, known: set[str]) -> Iterator[str]:
+def _imports(name: str, path: Path, known: set[str], tree: ast.AST | None = None) -> Iterator[str]:
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree or ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -183,3 +183,24 @@ def test_package_inits_do_not_hide_dependencies() -> None:
                 if not _within(target, module):
                     offenders[module].add(target)
     assert dict(offenders) == {}
+
+
+def _run_time_imports(module: str) -> set[str]:
+    """The module's imports outside `if TYPE_CHECKING:` blocks."""
+    path = _modules()[module]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    tree.body = [
+        node
+        for node in tree.body
+        if not (isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"))
+    ]
+    return set(_imports(module, path, set(GRAPH), tree)) - {module}
+
+
+@pytest.mark.parametrize("module", ["channel_bridge.state", "channel_bridge.deps"])
+def test_the_state_and_its_dependencies_name_vendor_types_for_the_type_checker_only(
+    module: str,
+) -> None:
+    # The relay's routes import deps, and the relay loads no vendor or wiring code.
+    loaded = sorted(t for t in _run_time_imports(module) if _within(t, *VENDOR_AND_WIRING))
+    assert loaded == []

@@ -26,7 +26,7 @@ async def test_with_only_axp_configured_readyz_says_relaying_is_off_and_why(tmp_
     upgrade(url)
     async with running_app(make_settings(url, **AXP_ONLY)) as (app, client):
         response = await client.get("/readyz")
-        registry: DestinationRegistry = app.state.destinations
+        registry: DestinationRegistry = app.state_now.destinations
         assert "axp.send_message" not in {d.name for d in registry.all()}
     assert response.status_code == 200
     body = response.json()

@@ -34,7 +34,7 @@ def restore_logging() -> Iterator[None]:
 async def accept_marked_body(settings) -> str:
     marker = f"raw-webhook-body-{uuid.uuid4().hex}"
     async with running_app(settings) as (app, _client):
-        await app.state.inbox.accept(
+        await app.state_now.inbox.accept(
             source="test", external_id=marker, payload={"text": marker}, raw_body=marker
         )
     return marker

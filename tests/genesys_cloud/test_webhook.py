@@ -55,7 +55,7 @@ async def test_a_signed_agent_message_is_stored_then_acknowledged(database_url, 
     body = encode(TEXT)
     calls: list[tuple] = []
     async with running_app(settings) as (app, client):
-        app.state.genesys_cloud_message_planner = recording_planner(calls)
+        app.state_now.planners.genesys_cloud_message = recording_planner(calls)
         response = await client.post(URL, content=body, headers=signed(body))
         again = await client.post(URL, content=body, headers=signed(body))
     assert response.status_code == 200, response.text
@@ -141,7 +141,7 @@ async def test_rejections_are_problems_and_store_nothing(database_url, sessionma
     headers.update(case.get("headers", {}))
     headers = {k: v for k, v in headers.items() if v is not None}
     async with running_app(settings) as (app, client):
-        app.state.genesys_cloud_message_planner = recording_planner([])
+        app.state_now.planners.genesys_cloud_message = recording_planner([])
         response = await client.post(case.get("path", URL), content=body, headers=headers)
     assert response.status_code == case["status"], response.text
     assert response.headers["content-type"] == "application/problem+json"

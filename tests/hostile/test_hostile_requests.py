@@ -30,7 +30,7 @@ MESSAGE = {"id": "hostile-1", "to": "+15557654321", "from": DEMO_NEXUS_CHANNEL, 
 async def client(database_url: str, engine, sessionmaker) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(database_url, max_body_bytes=MAX_BODY)
     async with running_app(settings) as (app, client):
-        await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
+        await seed_demo_channel(app.state_now.sessionmaker, app.state_now.secret_box)
         client.sessionmaker = sessionmaker  # type: ignore[attr-defined]
         yield client
 

@@ -10,11 +10,17 @@ import respx
 from pydantic import SecretStr
 
 from channel_bridge.platforms.nexus.client import NexusClient
-from channel_bridge.platforms.nexus.errors import NexusApiError, parse_retry_after
+from channel_bridge.platforms.nexus.errors import NexusApiError
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.platforms.nexus.schemas import MediaItem, build_inbound_message, build_receipt
 from channel_bridge.platforms.nexus.signing import verify
-from channel_bridge.relay.errors import AuthError, PermanentError, RetryableError, ThrottledError
+from channel_bridge.relay.errors import (
+    AuthError,
+    PermanentError,
+    RetryableError,
+    ThrottledError,
+    parse_retry_after,
+)
 from channel_bridge.sandbox.nexus import Faults, NexusSandbox, create_nexus_sandbox
 from channel_bridge.settings import Settings
 from tests.conftest import FIXTURES
@@ -60,7 +66,7 @@ async def test_send_inbound_message_headers_and_signature_over_wire_bytes() -> N
         )
     )
     async with httpx.AsyncClient() as http:
-        result = await NexusClient(http, settings).send_inbound_message(
+        result = await NexusClient(http, settings).post_to_nexus(
             CHANNEL, API_SECRET, message(settings), trace_id=TRACE
         )
     assert result == {"id": "n-1"}
@@ -90,7 +96,7 @@ async def test_base64_setting_signs_base64_and_no_api_key_header_when_unset() ->
         return_value=httpx.Response(200, json={"status": {"code": 0}, "data": {}})
     )
     async with httpx.AsyncClient() as http:
-        await NexusClient(http, settings).send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+        await NexusClient(http, settings).post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
     request = route.calls.last.request
     assert "x-api-key" not in request.headers
     assert verify(request.content, request.headers["x-hub-signature"], [API_SECRET], "base64")
@@ -152,7 +158,7 @@ async def test_error_responses_become_relay_errors(status, headers, expected, re
     )
     async with httpx.AsyncClient() as http:
         with pytest.raises(expected) as caught:
-            await NexusClient(http, make()).send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+            await NexusClient(http, make()).post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
     error = caught.value
     assert isinstance(error, NexusApiError)
     assert error.http_status == status and error.retry_after_s == retry_after
@@ -166,10 +172,10 @@ async def test_timeouts_and_connect_errors_are_retryable() -> None:
         client = NexusClient(http, make())
         route.side_effect = httpx.ReadTimeout("slow")
         with pytest.raises(ThrottledError):
-            await client.send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+            await client.post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
         route.side_effect = httpx.ConnectError("refused")
         with pytest.raises(RetryableError):
-            await client.send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+            await client.post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
 
 
 async def test_missing_settings_fail_permanently_without_a_request() -> None:
@@ -178,9 +184,7 @@ async def test_missing_settings_fail_permanently_without_a_request() -> None:
     ) as http:
         for settings in (make(nexus_base_url=None), make(nexus_ccid=None)):
             with pytest.raises(PermanentError, match="BRIDGE_NEXUS_"):
-                await NexusClient(http, settings).send_inbound_message(
-                    CHANNEL, API_SECRET, {"text": "x"}
-                )
+                await NexusClient(http, settings).post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
 
 
 def test_retry_after_http_date() -> None:
@@ -288,12 +292,12 @@ async def test_simulator_accepts_signed_calls_and_refuses_a_wrong_secret() -> No
     sandbox.add_channel(CHANNEL, webhook_secret="wh", api_secret=API_SECRET.get_secret_value())
     async with sandbox_client(sandbox, settings) as http:
         client = NexusClient(http, settings)
-        await client.send_inbound_message(CHANNEL, API_SECRET, message(settings), trace_id=TRACE)
+        await client.post_to_nexus(CHANNEL, API_SECRET, message(settings), trace_id=TRACE)
         uploaded = await client.upload_media(CHANNEL, API_SECRET, b"PNG...", "a.png", "image/png")
         with await client.fetch_media(uploaded.url) as spool:
             assert spool.read() == b"PNG..."
         with pytest.raises(AuthError):
-            await client.send_inbound_message(CHANNEL, SecretStr("wrong-secret"), {"text": "x"})
+            await client.post_to_nexus(CHANNEL, SecretStr("wrong-secret"), {"text": "x"})
     [received] = sandbox.calls("message")
     assert received.document == message(settings)
     assert received.headers["x-b3-traceid"] == TRACE
@@ -306,13 +310,13 @@ async def test_simulator_faults_throttle_with_retry_after() -> None:
     async with sandbox_client(sandbox, settings) as http:
         client = NexusClient(http, settings)
         with pytest.raises(ThrottledError) as caught:
-            await client.send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+            await client.post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
         assert caught.value.retry_after_s == 3.0
         sandbox.faults = Faults(error_rate=1.0)
         with pytest.raises(RetryableError):
-            await client.send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+            await client.post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
         sandbox.faults = Faults()
-        await client.send_inbound_message(CHANNEL, API_SECRET, {"text": "x"})
+        await client.post_to_nexus(CHANNEL, API_SECRET, {"text": "x"})
     assert len(sandbox.calls("message")) == 1
 
 

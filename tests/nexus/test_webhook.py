@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from channel_bridge.db.models import Delivery, InboxEvent
-from channel_bridge.platforms.nexus.schemas import OutgoingMessage
+from channel_bridge.platforms.nexus.schemas import NexusWebhookMessage
 from channel_bridge.platforms.nexus.signing import sign
 from channel_bridge.relay.envelope import DeliveryRequest, Plan
 from tests.conftest import make_settings, running_app
@@ -52,7 +52,7 @@ async def count(sessionmaker, model) -> int:
 
 
 def trivial_planner(calls: list[tuple]):
-    def plan(channel, message: OutgoingMessage, ack_id: str, trace_id: str):
+    def plan(channel, message: NexusWebhookMessage, ack_id: str, trace_id: str):
         calls.append((channel.nexus_channel_id, message, ack_id, trace_id))
         return Plan(
             [
@@ -73,7 +73,7 @@ async def test_signed_message_is_stored_and_acknowledged(database_url, sessionma
     body = encode(MESSAGE)
     calls: list[tuple] = []
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner(calls)
+        app.state_now.planners.nexus_message = trivial_planner(calls)
         trace = "4bf92f3577b34da6a3ce929d0e0e4736"
         response = await client.post(
             URL, content=body, headers=signed_headers(body, **{"X-B3-TraceId": trace})
@@ -137,7 +137,7 @@ async def test_upper_case_hex_signature_is_accepted_and_stored_once(
     header = sign(body, WEBHOOK_SECRET, "hex")
     headers = {"Content-Type": "application/json", "X-Hub-Signature": "sha1=" + header[5:].upper()}
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner([])
+        app.state_now.planners.nexus_message = trivial_planner([])
         first = await client.post(URL, content=body, headers=headers)
         again = await client.post(URL, content=body, headers={**headers, "X-Hub-Signature": header})
     assert (first.status_code, again.status_code) == (200, 200), first.text
@@ -215,7 +215,7 @@ async def test_rejections_are_problems_and_store_nothing(database_url, sessionma
     headers.update(case.get("headers", {}))
     headers = {k: v for k, v in headers.items() if v is not None}
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner([])
+        app.state_now.planners.nexus_message = trivial_planner([])
         response = await client.post(case.get("path", URL), content=body, headers=headers)
     assert response.status_code == case["status"], response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -233,7 +233,7 @@ async def test_redelivery_gets_same_message_id_and_no_second_delivery(
     body = encode(MESSAGE)
     calls: list[tuple] = []
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner(calls)
+        app.state_now.planners.nexus_message = trivial_planner(calls)
         first = await client.post(URL, content=body, headers=signed_headers(body))
         again = await client.post(URL, content=body, headers=signed_headers(body))
     assert first.status_code == again.status_code == 200
@@ -249,7 +249,7 @@ async def test_twenty_concurrent_redeliveries_store_one_message(database_url, se
     await add_channel(sessionmaker, settings, CHANNEL)
     body = encode(MESSAGE)
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner([])
+        app.state_now.planners.nexus_message = trivial_planner([])
         responses = await asyncio.gather(
             *[client.post(URL, content=body, headers=signed_headers(body)) for _ in range(20)]
         )
@@ -293,7 +293,7 @@ async def test_batch_form_and_media_only_message(database_url, sessionmaker) -> 
     body = encode({"messages": [media]})
     calls: list[tuple] = []
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner(calls)
+        app.state_now.planners.nexus_message = trivial_planner(calls)
         response = await client.post(URL, content=body, headers=signed_headers(body))
     assert response.status_code == 200, response.text
     [(_, message, _, _)] = calls
@@ -340,7 +340,7 @@ async def test_field_names_come_from_settings(database_url, sessionmaker) -> Non
     )
     calls: list[tuple] = []
     async with running_app(settings) as (app, client):
-        app.state.nexus_message_planner = trivial_planner(calls)
+        app.state_now.planners.nexus_message = trivial_planner(calls)
         response = await client.post(URL, content=body, headers=signed_headers(body))
     assert response.status_code == 200, response.text
     [(_, message, _, _)] = calls

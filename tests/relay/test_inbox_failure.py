@@ -61,7 +61,7 @@ async def test_a_nexus_webhook_is_not_acknowledged_when_the_inbox_write_fails(
     await add_channel(sessionmaker, settings, MESSAGE["channelId"])
     body = encode(MESSAGE)
     async with running_app(settings) as (app, _client), _tolerant_client(app) as client:
-        app.state.nexus_message_planner = trivial_planner([])
+        app.state_now.planners.nexus_message = trivial_planner([])
         with monkeypatch.context() as patch:
             _cut_database(patch, error)
             refused = await client.post(URL, content=body, headers=signed_headers(body))
@@ -123,7 +123,7 @@ async def test_a_driver_error_on_the_direct_asyncpg_path_is_a_503_and_nothing_is
     await add_channel(sessionmaker, settings, MESSAGE["channelId"])
     body = encode(MESSAGE)
     async with running_app(settings) as (app, _client), _tolerant_client(app) as client:
-        app.state.nexus_message_planner = trivial_planner([])
+        app.state_now.planners.nexus_message = trivial_planner([])
         with monkeypatch.context() as patch:
             # SQLAlchemy's own statements go through prepared statements, not Connection.fetch.
             patch.setattr(asyncpg.Connection, "fetch", lost)

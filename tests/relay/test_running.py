@@ -37,17 +37,17 @@ async def test_app_worker_is_woken_by_accept_and_stops_with_the_app(database_url
         return {"ok": ctx.idempotency_key}
 
     async with running_app(settings) as (app, _client):
-        worker = app.state.worker
+        worker = app.state_now.worker
         assert isinstance(worker, RelayWorker)
-        app.state.destinations.register("test.sink", destination)
-        acceptance = await app.state.inbox.accept(
+        app.state_now.destinations.register("test.sink", destination)
+        acceptance = await app.state_now.inbox.accept(
             source="test",
             external_id="e1",
             payload={},
             deliveries=[DeliveryRequest("test.sink", {"x": 1})],
         )
         await asyncio.wait_for(arrived.wait(), timeout=20)
-        sessionmaker = app.state.sessionmaker
+        sessionmaker = app.state_now.sessionmaker
         for _ in range(200):
             delivery = await load_delivery(sessionmaker, acceptance.delivery_ids[0])
             if delivery.status == "delivered":
@@ -59,7 +59,7 @@ async def test_app_worker_is_woken_by_accept_and_stops_with_the_app(database_url
 
 async def test_app_without_worker(settings, engine) -> None:
     async with running_app(settings) as (app, _client):
-        assert app.state.worker is None
+        assert app.state_now.worker is None
 
 
 @pytest.mark.postgres_only

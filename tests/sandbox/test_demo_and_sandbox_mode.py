@@ -59,7 +59,7 @@ async def test_sandbox_mode_seeds_demo_channel_and_relays(
                 select(Channel).where(Channel.nexus_channel_id == DEMO_NEXUS_CHANNEL)
             )
             assert channel is not None and channel.enabled
-        body, headers = app.state.sandbox.nexus.signed_webhook(
+        body, headers = app.state_now.sandbox.nexus.signed_webhook(
             DEMO_NEXUS_CHANNEL, {"id": "m-1", "to": "+15557654321", "text": "hi"}
         )
         response = await client.post(

@@ -23,9 +23,9 @@ async def _until_replied(app) -> list[Delivery]:  # type: ignore[no-untyped-def]
     """Every delivery once the simulated agent's reply has reached the simulated Nexus."""
     rows: list[Delivery] = []
     for _ in range(300):
-        async with app.state.sessionmaker() as session:
+        async with app.state_now.sessionmaker() as session:
             rows = list((await session.scalars(select(Delivery).order_by(Delivery.id))).all())
-        replied = any(c.channel_id == CHANNEL for c in app.state.sandbox.nexus.calls("message"))
+        replied = any(c.channel_id == CHANNEL for c in app.state_now.sandbox.nexus.calls("message"))
         if replied and all(row.status in ("delivered", "dead") for row in rows):
             return rows
         await asyncio.sleep(0.05)
@@ -76,7 +76,7 @@ async def test_a_channel_created_through_the_admin_api_relays_both_ways(
         assert response.status_code == 200, response.text
         # Nexus -> AXP, then AXP's receipt and its simulated agent's reply back to Nexus.
         rows = await _until_replied(app)
-        sandbox = app.state.sandbox
+        sandbox = app.state_now.sandbox
     assert [(r.destination, r.status, r.last_error) for r in rows if r.status != "delivered"] == []
     sent = [m for m in sandbox.axp.messages if "hello from a new channel" in str(m)]
     assert sent, "AXP received the message"
@@ -95,7 +95,7 @@ async def test_a_new_secret_key_re_seeds_the_demo_channel_and_names_stranded_cha
     capsys.readouterr()
     second = make_settings(database_url, sandbox=None, secret_key="other-key-0123456789abcdef0123")
     async with running_app(second) as (app, client):
-        body, headers = app.state.sandbox.nexus.signed_webhook(
+        body, headers = app.state_now.sandbox.nexus.signed_webhook(
             DEMO_NEXUS_CHANNEL, {"id": "m-after-new-key", "to": "+15557654321", "text": "hi"}
         )
         response = await client.post(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.bridge import genesys_cloud, partitions
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.destinations import BridgeDestination
 from channel_bridge.bridge.nexus_to_axp import NEXUS_ID_PREFIX
 from channel_bridge.bridge.payloads import (
     AgentMessagePayload,
@@ -32,6 +33,7 @@ from channel_bridge.db.models import (
     CHANNEL_BACKEND_GENESYS_CLOUD,
     Channel,
     Conversation,
+    LinkDirection,
     MessageLink,
 )
 from channel_bridge.mappings.bookkeeping import agent_message_relayed
@@ -47,6 +49,8 @@ from channel_bridge.platforms.axp.schemas import (
     ParticipantEvent,
     TypingEvent,
 )
+from channel_bridge.platforms.genesys_cloud.destinations import GenesysCloudDestination
+from channel_bridge.platforms.nexus.destinations import NexusDestination
 from channel_bridge.platforms.nexus.schemas import (
     MediaItem,
     build_inbound_message,
@@ -64,11 +68,6 @@ from channel_bridge.relay.service import mark_delivery_failed
 
 log = get_logger(__name__)
 
-MESSAGE_DESTINATION = "nexus.send_message"
-RECEIPT_DESTINATION = "nexus.receipt"
-TYPING_DESTINATION = "nexus.typing"
-CONVERSATION_DESTINATION = "bridge.conversation_event"
-DIRECTION = "axp_to_nexus"
 
 CUSTOMER = "CUSTOMER"
 # Statuses of a customer message that Nexus hears about, mapped to our link statuses.
@@ -162,10 +161,10 @@ class ResolveAxpEvents:
 RESOLVE_AXP_EVENTS = ResolveAxpEvents()
 
 # The destination of a genesys-cloud channel's delivery: same handler, its own circuit.
-_GENESYS_CLOUD_DESTINATIONS = {
-    MESSAGE_DESTINATION: genesys_cloud.SEND_DESTINATION,
-    RECEIPT_DESTINATION: genesys_cloud.RECEIPT_DESTINATION,
-    TYPING_DESTINATION: genesys_cloud.TYPING_DESTINATION,
+_GENESYS_CLOUD_DESTINATIONS: dict[str, str] = {
+    NexusDestination.SEND_MESSAGE: GenesysCloudDestination.SEND_MESSAGE,
+    NexusDestination.RECEIPT: GenesysCloudDestination.RECEIPT,
+    NexusDestination.TYPING: GenesysCloudDestination.TYPING,
 }
 
 
@@ -175,7 +174,7 @@ def _channel_of(request: DeliveryRequest, typing_channels: dict[str, str]) -> st
         return payload.conversation.nexus_channel_id
     if isinstance(payload, NexusReceiptPayload):
         return payload.nexus_channel_id
-    if request.destination == TYPING_DESTINATION:
+    if request.destination == NexusDestination.TYPING:
         return typing_channels.get(_typing_dialog(request) or "")
     return None
 
@@ -192,7 +191,7 @@ async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEven
         dialog
         for event in events
         for request in event.deliveries
-        if request.destination == TYPING_DESTINATION and (dialog := _typing_dialog(request))
+        if request.destination == NexusDestination.TYPING and (dialog := _typing_dialog(request))
     }
     typing_channels = {
         dialog: ref.nexus_channel_id
@@ -223,7 +222,7 @@ async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEven
 def _agent_link(payload: AgentMessagePayload, delivery_id: int, now: Any) -> dict[str, Any]:
     assert payload.conversation is not None
     return {
-        "direction": DIRECTION,
+        "direction": LinkDirection.AXP_TO_NEXUS,
         "conversation_id": payload.conversation.id,
         "ack_id": None,
         "nexus_message_id": nexus_message_id_for(payload.event, delivery_id),
@@ -308,7 +307,7 @@ class _StatusLinks:
         )
         provider_ids = {event.providerMessageId for event in events if event.providerMessageId}
         self._by_nexus = await self._links.by_nexus_message_id(
-            provider_ids, direction="nexus_to_axp"
+            provider_ids, direction=LinkDirection.NEXUS_TO_AXP
         )
         # A Nexus message without an id was sent with our ack id as providerMessageId.
         self._by_ack = await self._links.by_ack_id(provider_ids - self._by_nexus.keys())
@@ -331,7 +330,7 @@ class _StatusLinks:
             link = self._by_nexus.get(event.providerMessageId) or self._by_ack.get(
                 event.providerMessageId
             )
-        if link is None or link.direction != "nexus_to_axp" or not link.ack_id:
+        if link is None or link.direction != LinkDirection.NEXUS_TO_AXP or not link.ack_id:
             metrics.bridge_events.labels("axp.status", "unroutable").inc()
             return None
         if link.axp_message_id is None and event.messageId:
@@ -363,12 +362,12 @@ def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEven
                     return Plan([])
                 receipt = NexusReceiptPayload(event=event)
                 return Plan(
-                    [DeliveryRequest(RECEIPT_DESTINATION, receipt, partition_key=partition)],
+                    [DeliveryRequest(NexusDestination.RECEIPT, receipt, partition_key=partition)],
                     step=RESOLVE_AXP_EVENTS,
                 )
             message = AgentMessagePayload(event=event)
             return Plan(
-                [DeliveryRequest(MESSAGE_DESTINATION, message, partition_key=partition)],
+                [DeliveryRequest(NexusDestination.SEND_MESSAGE, message, partition_key=partition)],
                 step=RESOLVE_AXP_EVENTS,
             )
         if isinstance(event, TypingEvent):
@@ -377,7 +376,7 @@ def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEven
             return Plan(
                 [
                     DeliveryRequest(
-                        TYPING_DESTINATION, _event_payload(event), partition_key=partition
+                        NexusDestination.TYPING, _event_payload(event), partition_key=partition
                     )
                 ],
                 # Only to route it: a genesys-cloud channel's typing has its own destination.
@@ -387,7 +386,9 @@ def make_axp_event_planner(*, typing_enabled: bool) -> Callable[[AxpCallbackEven
             return Plan(
                 [
                     DeliveryRequest(
-                        CONVERSATION_DESTINATION, _event_payload(event), partition_key=partition
+                        BridgeDestination.CONVERSATION_EVENT,
+                        _event_payload(event),
+                        partition_key=partition,
                     )
                 ]
             )
@@ -518,7 +519,7 @@ async def deliver_agent_message(
         media=media,
         timestamp=event.eventDate,
     )
-    answer = await bridge.nexus.send_inbound_message(channel.nexus_channel_id, api_secret, message)
+    answer = await bridge.nexus.post_to_nexus(channel.nexus_channel_id, api_secret, message)
     remote_id = (answer.get("messageId") or answer.get("id")) if isinstance(answer, dict) else None
     relayed_id = str(remote_id or nexus_message_id)
     metrics.bridge_events.labels("axp.message", "relayed").inc()

@@ -22,6 +22,7 @@ from typing import Any
 
 from channel_bridge.bridge import nexus_to_axp, partitions
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.destinations import BridgeDestination
 from channel_bridge.bridge.payloads import (
     AxpSendPayload,
     AxpTypingPayload,
@@ -36,7 +37,9 @@ from channel_bridge.mappings.conversations import ConversationKey
 from channel_bridge.mappings.repository import ConversationRepository
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.schemas import MessageEvent as AxpMessageEvent
+from channel_bridge.platforms.genesys_cloud.destinations import GenesysCloudDestination
 from channel_bridge.platforms.genesys_cloud.schemas import (
     Attachment,
     Content,
@@ -59,9 +62,6 @@ from channel_bridge.relay.envelope import DeliveryRequest, Plan
 
 log = get_logger(__name__)
 
-SEND_DESTINATION = "genesys_cloud.send_message"
-RECEIPT_DESTINATION = "genesys_cloud.receipt"
-TYPING_DESTINATION = "genesys_cloud.typing"
 # Our link statuses -> the inbound receipt statuses Genesys takes (read: Delivered | Failed).
 RECEIPT_STATUSES: dict[str, InboundReceiptStatus] = {"delivered": "Delivered", "failed": "Failed"}
 
@@ -79,7 +79,7 @@ def plan_genesys_cloud_message(
             receipt_for=receipt_for,
             status=message.status,
         )
-        return Plan([DeliveryRequest(nexus_to_axp.RECEIPT_DESTINATION, record)])
+        return Plan([DeliveryRequest(BridgeDestination.NEXUS_RECEIPT, record)])
     if (message.direction or "").lower() == "inbound":
         # The loop guard: a customer message is one we sent into Genesys. (A receipt names
         # the direction of the message it is about, so it is read before this.)
@@ -98,7 +98,7 @@ def plan_genesys_cloud_message(
             nexus_channel_id=channel.nexus_channel_id, customer=address, ack_id=ack_id
         )
         return Plan(
-            [DeliveryRequest(nexus_to_axp.TYPING_DESTINATION, typing, partition_key=partition)],
+            [DeliveryRequest(AxpDestination.TYPING, typing, partition_key=partition)],
             step=nexus_to_axp.OPEN_CONVERSATIONS,
             step_context=key,
         )
@@ -120,7 +120,7 @@ def plan_genesys_cloud_message(
         origin=CHANNEL_BACKEND_GENESYS_CLOUD,
     )
     return Plan(
-        [DeliveryRequest(nexus_to_axp.SEND_DESTINATION, payload, partition_key=partition)],
+        [DeliveryRequest(AxpDestination.SEND_MESSAGE, payload, partition_key=partition)],
         step=nexus_to_axp.OPEN_CONVERSATIONS,
         step_context=key,
     )
@@ -216,7 +216,7 @@ def report_dead_send(payload: AxpSendPayload) -> list[DeliveryRequest]:
     partition = (
         partitions.axp_to_nexus(payload.provider_dialog_id) if payload.provider_dialog_id else None
     )
-    return [DeliveryRequest(RECEIPT_DESTINATION, receipt, partition_key=partition)]
+    return [DeliveryRequest(GenesysCloudDestination.RECEIPT, receipt, partition_key=partition)]
 
 
 async def send_typing(

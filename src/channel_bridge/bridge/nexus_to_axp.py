@@ -19,13 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.bridge import partitions
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.destinations import BridgeDestination
 from channel_bridge.bridge.payloads import AxpSendPayload, AxpTypingPayload, NexusReceiptRecord
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD, Channel
+from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD, Channel, LinkDirection
 from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
 from channel_bridge.mappings.conversations import ConversationKey, ConversationService
 from channel_bridge.mappings.repository import MessageLinkRepository
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.schemas import (
     AttachmentContentIdMap,
     BodyElement,
@@ -33,15 +35,12 @@ from channel_bridge.platforms.axp.schemas import (
     MessageHeaders,
     SendAsyncMessage,
 )
-from channel_bridge.platforms.nexus.schemas import MediaItem, OutgoingMessage
+from channel_bridge.platforms.nexus.schemas import MediaItem, NexusWebhookMessage
 from channel_bridge.relay.destinations import Delivered, DeliveryContext, Write
 from channel_bridge.relay.envelope import AcceptedEvent, DeliveryRequest, Plan
 
 log = get_logger(__name__)
 
-SEND_DESTINATION = "axp.send_message"
-TYPING_DESTINATION = "axp.typing"
-RECEIPT_DESTINATION = "bridge.nexus_receipt"
 # The id we give AXP agent messages in Nexus (bridge/axp_to_nexus.py).
 NEXUS_ID_PREFIX = "axp-"
 # Nexus receipt statuses we understand (case-insensitive), as message link statuses.
@@ -52,12 +51,11 @@ NEXUS_RECEIPT_STATUSES = {
     "failed": "failed",
     "undelivered": "failed",
 }
-DIRECTION = "nexus_to_axp"
 # AXP's senderName allows 70 characters (custom-messaging spec v1.0.4).
 SENDER_NAME_MAX = 70
 
 
-def customer_address(message: OutgoingMessage) -> str | None:
+def customer_address(message: NexusWebhookMessage) -> str | None:
     """The AXP customer is the party the Nexus message is addressed to (see docs/bridge.md)."""
     return message.to
 
@@ -98,7 +96,7 @@ class OpenConversations:
         now = utcnow()
         links = [
             {
-                "direction": DIRECTION,
+                "direction": LinkDirection.NEXUS_TO_AXP,
                 "conversation_id": request.payload.conversation_id,
                 "ack_id": request.payload.ack_id,
                 "nexus_message_id": request.payload.nexus_message_id,
@@ -130,7 +128,9 @@ async def _drop_sent_before(session: AsyncSession, events: Sequence[AcceptedEven
     }
     if not wanted:
         return
-    sent = await MessageLinkRepository(session).sent_nexus_message_ids(wanted, direction=DIRECTION)
+    sent = await MessageLinkRepository(session).sent_nexus_message_ids(
+        wanted, direction=LinkDirection.NEXUS_TO_AXP
+    )
     if not sent:
         return
     for event in events:
@@ -179,7 +179,7 @@ OPEN_CONVERSATIONS = OpenConversations()
 
 
 def plan_nexus_message(
-    channel: Channel, message: OutgoingMessage, ack_id: str, trace_id: str | None
+    channel: Channel, message: NexusWebhookMessage, ack_id: str, trace_id: str | None
 ) -> Plan:
     """The deliveries one accepted Nexus webhook message becomes."""
     if message.is_receipt:
@@ -188,7 +188,7 @@ def plan_nexus_message(
         return Plan(
             [
                 DeliveryRequest(
-                    RECEIPT_DESTINATION,
+                    BridgeDestination.NEXUS_RECEIPT,
                     NexusReceiptRecord(
                         nexus_channel_id=channel.nexus_channel_id,
                         receipt_for=message.receipt_for,
@@ -214,7 +214,7 @@ def plan_nexus_message(
             trace_id=trace_id,
         )
         return Plan(
-            [DeliveryRequest(TYPING_DESTINATION, typing, partition_key=partition)],
+            [DeliveryRequest(AxpDestination.TYPING, typing, partition_key=partition)],
             step=OPEN_CONVERSATIONS,
             step_context=key,
         )
@@ -230,7 +230,7 @@ def plan_nexus_message(
         timestamp=message.timestamp,
     )
     return Plan(
-        [DeliveryRequest(SEND_DESTINATION, payload, partition_key=partition)],
+        [DeliveryRequest(AxpDestination.SEND_MESSAGE, payload, partition_key=partition)],
         step=OPEN_CONVERSATIONS,
         step_context=key,
     )
@@ -337,7 +337,7 @@ async def _open_at_send(
         links = MessageLinkRepository(session)
         if await links.find_by_delivery_id(delivery_id) is None:
             await links.create(
-                direction=DIRECTION,
+                direction=LinkDirection.NEXUS_TO_AXP,
                 conversation_id=conversation.id,
                 ack_id=payload.ack_id,
                 nexus_message_id=payload.nexus_message_id,
@@ -385,7 +385,9 @@ async def record_nexus_receipt(
     async with bridge.sessionmaker() as session, session.begin():
         links = MessageLinkRepository(session)
         receipt_for = payload.receipt_for
-        link = await links.find_by_nexus_message_id(receipt_for, direction="axp_to_nexus")
+        link = await links.find_by_nexus_message_id(
+            receipt_for, direction=LinkDirection.AXP_TO_NEXUS
+        )
         if link is None and receipt_for.startswith(NEXUS_ID_PREFIX):
             # Nexus may name the message by the id we gave it (axp-<AXP messageId>).
             link = await links.find_by_axp_message_id(receipt_for.removeprefix(NEXUS_ID_PREFIX))

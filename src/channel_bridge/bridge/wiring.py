@@ -8,16 +8,17 @@ once configured, delivers them).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.bridge import axp_to_nexus, genesys_cloud, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
+from channel_bridge.bridge.destinations import BridgeDestination
 from channel_bridge.bridge.payloads import (
     AgentMessagePayload,
     AxpSendPayload,
@@ -26,6 +27,7 @@ from channel_bridge.bridge.payloads import (
     NexusReceiptPayload,
     NexusReceiptRecord,
 )
+from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.media import MediaTransfers
 from channel_bridge.ops.health import ReadinessDetail
 from channel_bridge.ops.logging import get_logger
@@ -33,6 +35,7 @@ from channel_bridge.outbound import build_client
 from channel_bridge.platforms.akixi.client import AkixiClient
 from channel_bridge.platforms.akixi.mirror import akixi_destinations
 from channel_bridge.platforms.axp.auth import AxpNotConfigured, require_axp_settings
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.platform import AxpPlatform
 from channel_bridge.platforms.axp.schemas import TypingEvent
 from channel_bridge.platforms.axp.subscriptions import subscription_destination
@@ -42,24 +45,30 @@ from channel_bridge.platforms.genesys_cloud.client import (
     build_genesys_cloud_http,
     genesys_cloud_configured,
 )
+from channel_bridge.platforms.genesys_cloud.destinations import GenesysCloudDestination
 from channel_bridge.platforms.nexus.client import NexusClient
+from channel_bridge.platforms.nexus.destinations import NexusDestination
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.relay.circuits import Circuit
 from channel_bridge.relay.destinations import DeadLetterHook, DestinationRegistry
+from channel_bridge.security import SecretBox
 from channel_bridge.settings import Settings
+from channel_bridge.state import Planners
 
 log = get_logger(__name__)
 
 
-def install_planners(app: FastAPI, settings: Settings) -> None:
+def planners(settings: Settings) -> Planners:
     """Inbound events always queue their deliveries, even before an upstream is configured:
     they wait in the outbox until a process with that upstream delivers them."""
-    app.state.nexus_message_planner = nexus_to_axp.plan_nexus_message
-    app.state.genesys_cloud_message_planner = genesys_cloud.plan_genesys_cloud_message
-    # Genesys Cloud takes typing (read); Nexus typing stays off unless enabled (the handler
-    # skips it for Nexus channels).
-    app.state.axp_event_planner = axp_to_nexus.make_axp_event_planner(
-        typing_enabled=settings.nexus_typing_enabled or genesys_cloud_configured(settings)
+    return Planners(
+        nexus_message=nexus_to_axp.plan_nexus_message,
+        genesys_cloud_message=genesys_cloud.plan_genesys_cloud_message,
+        # Genesys Cloud takes typing (read); Nexus typing stays off unless enabled (the
+        # handler skips it for Nexus channels).
+        axp_event=axp_to_nexus.make_axp_event_planner(
+            typing_enabled=settings.nexus_typing_enabled or genesys_cloud_configured(settings)
+        ),
     )
 
 
@@ -108,17 +117,34 @@ def circuit(settings: Settings, name: str, *identity: str | None) -> Circuit:
     )
 
 
+@dataclass(slots=True)
+class Wiring:
+    """What registering the destinations leaves for the lifespan."""
+
+    # None when relaying is off (see relaying_gaps).
+    context: BridgeContext | None
+    readiness_detail: ReadinessDetail | None
+
+
 def register_destinations(
-    app: FastAPI,
+    registry: DestinationRegistry,
     settings: Settings,
+    stack: AsyncExitStack,
     *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    secret_box: SecretBox | None,
+    channels: ChannelCache,
+    http: httpx.AsyncClient,
+    readiness_detail: ReadinessDetail | None,
     axp: AxpPlatform | None,
     akixi: tuple[AkixiClient, Settings] | None,
     nexus_http: httpx.AsyncClient | None = None,
     genesys_cloud_transport: httpx.AsyncBaseTransport | None = None,
-) -> BridgeContext | None:
-    """Every destination this process can deliver to; the bridge context when it relays."""
-    registry: DestinationRegistry = app.state.destinations
+) -> Wiring:
+    """Every destination this process can deliver to; the bridge context when it relays.
+
+    HTTP clients built here close with `stack`; `http` is the process's shared client.
+    """
     axp_circuit = circuit(settings, "axp", settings.axp_base_url, settings.axp_account_id)
     if axp is not None:
         subscription = subscription_destination(
@@ -129,22 +155,21 @@ def register_destinations(
         akixi_circuit = circuit(settings, "akixi", akixi[1].akixi_url)
         for destination in akixi_destinations(*akixi):
             registry.add(replace(destination, circuit=akixi_circuit))
-    gaps = relaying_gaps(settings, secret_box=app.state.secret_box is not None)
-    if gaps or axp is None:
+    gaps = relaying_gaps(settings, secret_box=secret_box is not None)
+    if gaps or axp is None or secret_box is None:
         log.warning("bridge relaying is off until configured", reasons=gaps)
-        app.state.readiness_detail = _with_relaying_off(app.state.readiness_detail, gaps)
-        return None
+        return Wiring(context=None, readiness_detail=_with_relaying_off(readiness_detail, gaps))
     bridge = BridgeContext(
         settings=settings,
-        sessionmaker=app.state.sessionmaker,
-        secret_box=app.state.secret_box,
-        channels=app.state.channel_cache,
+        sessionmaker=sessionmaker,
+        secret_box=secret_box,
+        channels=channels,
         axp=axp,
         # One media budget per process, both directions.
-        nexus=NexusClient(nexus_http or app.state.http, settings, transfers=axp.media.transfers),
+        nexus=NexusClient(nexus_http or http, settings, transfers=axp.media.transfers),
         nexus_fields=FieldMap.from_settings(settings),
         genesys_cloud=_genesys_cloud_client(
-            app, settings, genesys_cloud_transport, transfers=axp.media.transfers
+            settings, stack, http, genesys_cloud_transport, transfers=axp.media.transfers
         ),
     )
     genesys_cloud_circuit = circuit(
@@ -156,58 +181,53 @@ def register_destinations(
     nexus_circuit = circuit(settings, "nexus", settings.nexus_base_url, settings.nexus_ccid)
     # What a dead delivery leaves behind: the sender hears that its message failed.
     dead_letter_hooks: dict[str, DeadLetterHook] = {
-        nexus_to_axp.SEND_DESTINATION: genesys_cloud.report_dead_send,
+        AxpDestination.SEND_MESSAGE: genesys_cloud.report_dead_send,
     }
     # (name, handler, payload model, circuit: None for what only writes our own database)
     for name, handler, payload, upstream in (
-        (nexus_to_axp.SEND_DESTINATION, nexus_to_axp.deliver_message, AxpSendPayload, axp_circuit),
+        (AxpDestination.SEND_MESSAGE, nexus_to_axp.deliver_message, AxpSendPayload, axp_circuit),
+        (AxpDestination.TYPING, nexus_to_axp.deliver_typing, AxpTypingPayload, axp_circuit),
         (
-            nexus_to_axp.TYPING_DESTINATION,
-            nexus_to_axp.deliver_typing,
-            AxpTypingPayload,
-            axp_circuit,
-        ),
-        (
-            nexus_to_axp.RECEIPT_DESTINATION,
+            BridgeDestination.NEXUS_RECEIPT,
             nexus_to_axp.record_nexus_receipt,
             NexusReceiptRecord,
             None,
         ),
         (
-            axp_to_nexus.MESSAGE_DESTINATION,
+            NexusDestination.SEND_MESSAGE,
             axp_to_nexus.deliver_agent_message,
             AgentMessagePayload,
             nexus_circuit,
         ),
         (
-            axp_to_nexus.RECEIPT_DESTINATION,
+            NexusDestination.RECEIPT,
             axp_to_nexus.deliver_receipt,
             NexusReceiptPayload,
             nexus_circuit,
         ),
-        (axp_to_nexus.TYPING_DESTINATION, axp_to_nexus.deliver_typing, TypingEvent, nexus_circuit),
+        (NexusDestination.TYPING, axp_to_nexus.deliver_typing, TypingEvent, nexus_circuit),
         # A genesys-cloud channel's deliveries: the same handlers, Genesys Cloud's circuit
         # (its rate limit, 300 requests a minute per OAuth client, is this circuit's limit).
         (
-            genesys_cloud.SEND_DESTINATION,
+            GenesysCloudDestination.SEND_MESSAGE,
             axp_to_nexus.deliver_agent_message,
             AgentMessagePayload,
             genesys_cloud_circuit,
         ),
         (
-            genesys_cloud.RECEIPT_DESTINATION,
+            GenesysCloudDestination.RECEIPT,
             axp_to_nexus.deliver_receipt,
             NexusReceiptPayload,
             genesys_cloud_circuit,
         ),
         (
-            genesys_cloud.TYPING_DESTINATION,
+            GenesysCloudDestination.TYPING,
             axp_to_nexus.deliver_typing,
             TypingEvent,
             genesys_cloud_circuit,
         ),
         (
-            axp_to_nexus.CONVERSATION_DESTINATION,
+            BridgeDestination.CONVERSATION_EVENT,
             axp_to_nexus.deliver_conversation_event,
             ConversationEventPayload,
             None,
@@ -220,13 +240,13 @@ def register_destinations(
             circuit=upstream,
             on_dead=dead_letter_hooks.get(name),
         )
-    app.state.bridge = bridge
-    return bridge
+    return Wiring(context=bridge, readiness_detail=readiness_detail)
 
 
 def _genesys_cloud_client(
-    app: FastAPI,
     settings: Settings,
+    stack: AsyncExitStack,
+    http: httpx.AsyncClient,
     transport: httpx.AsyncBaseTransport | None,
     *,
     transfers: MediaTransfers,
@@ -234,16 +254,16 @@ def _genesys_cloud_client(
     """The Open Messaging client when configured; its HTTP clients close with the app."""
     if not genesys_cloud_configured(settings):
         return None
-    http = build_genesys_cloud_http(settings, transport=transport)
-    app.state.exit_stack.push_async_callback(http.aclose)
+    api_http = build_genesys_cloud_http(settings, transport=transport)
+    stack.push_async_callback(api_http.aclose)
     api_is_http = api_base_url(settings).startswith("http://")
-    media_http: httpx.AsyncClient = app.state.http
+    media_http = http
     if transport is not None:
         # The sandbox serves attachments from its simulator, in process.
         media_http = build_client(settings, transport=transport)
-        app.state.exit_stack.push_async_callback(media_http.aclose)
+        stack.push_async_callback(media_http.aclose)
     return GenesysCloudClient(
-        http,
+        api_http,
         media_http=media_http,
         media_max_bytes=settings.axp_media_max_bytes,
         # Plain-http attachment URLs only where the API itself is plain http (the sandbox).

@@ -37,7 +37,13 @@ from channel_bridge.console.session import (
 )
 from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import DeliveryStatus
-from channel_bridge.deps import SessionDep, SettingsDep
+from channel_bridge.deps import (
+    SessionDep,
+    SettingsDep,
+    get_destinations,
+    get_settings,
+    get_worker,
+)
 from channel_bridge.errors import BadRequest, BridgeError
 from channel_bridge.mappings.router import ChannelServiceDep, IntegrationServiceDep
 from channel_bridge.ops.logging import get_logger, redact_text
@@ -183,7 +189,7 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> Response:
-    cookies = cookies_for(request.app.state.settings)
+    cookies = cookies_for(get_settings(request))
     notices = cookies.read_notice(request.cookies.get(NOTICE_COOKIE), now=utcnow())
     response = templates.TemplateResponse(
         request,
@@ -205,7 +211,7 @@ def render(
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> Response:
-    session = cookies_for(request.app.state.settings).read_session(
+    session = cookies_for(get_settings(request)).read_session(
         request.cookies.get(SESSION_COOKIE), now=utcnow()
     )
     return render(
@@ -223,10 +229,10 @@ def redirect_with_notices(
     request: Request, target: str, notices: list[dict[str, str]]
 ) -> RedirectResponse:
     response = RedirectResponse(target, status_code=303)
-    cookies_for(request.app.state.settings).set(
+    cookies_for(get_settings(request)).set(
         response,
         NOTICE_COOKIE,
-        cookies_for(request.app.state.settings).sign_notice(notices, now=utcnow()),
+        cookies_for(get_settings(request)).sign_notice(notices, now=utcnow()),
         max_age=60,
     )
     return response
@@ -303,7 +309,7 @@ async def logout(_form: FormDep, cookies: CookiesDep) -> Response:
 
 @router.get("")
 async def overview_page(request: Request, session: ConsoleSessionDep, db: SessionDep) -> Response:
-    registry = request.app.state.destinations
+    registry = get_destinations(request)
     destinations = [
         (d.name, d.circuit.key if d.circuit is not None else None) for d in registry.all()
     ]
@@ -353,7 +359,7 @@ async def deliveries_page(
         cursor=cursor or None,
     )
     page = await views.deliveries_page(db, filters)
-    registry = request.app.state.destinations
+    registry = get_destinations(request)
     return render(
         request,
         "deliveries.html",
@@ -400,12 +406,17 @@ async def _each_selected(
     verb: str,
     action: Callable[[int], Coroutine[Any, Any, object]],
 ) -> tuple[RedirectResponse, list[int]]:
-    """Run `action` on each selected delivery; back to the page with one notice per outcome."""
+    """Run `action` on each selected delivery; back to the page with one notice per outcome.
+
+    Each delivery is its own transaction (committed here, not by the session dependency), so
+    one refused delivery does not undo the others.
+    """
     notices = []
     done = []
     for delivery_id in _selected(form):
         try:
             await action(delivery_id)
+            await db.commit()
             done.append(delivery_id)
         except BridgeError as exc:
             await db.rollback()
@@ -428,7 +439,7 @@ async def replay(request: Request, form: FormDep, db: SessionDep) -> Response:
         "Replayed",
         lambda delivery_id: relay.replay_delivery(db, delivery_id, force=force),
     )
-    worker = getattr(request.app.state, "worker", None)
+    worker = get_worker(request)
     if replayed and worker is not None:
         worker.wake()
     return response

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.bridge import partitions
 from channel_bridge.db.base import utcnow
-from channel_bridge.db.models import Attempt, Conversation, Delivery, InboxEvent, MessageLink
+from channel_bridge.db.models import (
+    Attempt,
+    Conversation,
+    Delivery,
+    InboxEvent,
+    LinkDirection,
+    MessageLink,
+)
 from channel_bridge.errors import NotFound
 from channel_bridge.mappings.conversations import ConversationService, dialog_id_part
 from channel_bridge.ops.logging import redact_document, redact_text
@@ -211,7 +218,7 @@ _RECEIPT_STATE = {"delivered": "done", "read": "done", "failed": "failed"}
 
 
 def _hops(link: MessageLink, delivery: Delivery | None, accepted: InboxEvent | None) -> list[Hop]:
-    to_axp = link.direction == "nexus_to_axp"
+    to_axp = link.direction == LinkDirection.NEXUS_TO_AXP
     first = "accepted from Nexus" if to_axp else "agent reply from AXP"
     hops = [
         Hop(
@@ -264,7 +271,7 @@ async def conversation_trace(session: AsyncSession, conversation_id: int) -> Con
         messages.append(
             MessageTrace(
                 link=link,
-                direction="to AXP" if link.direction == "nexus_to_axp" else "to Nexus",
+                direction="to AXP" if link.direction == LinkDirection.NEXUS_TO_AXP else "to Nexus",
                 text=message_text(delivery.payload if delivery else None),
                 delivery=delivery,
                 hops=_hops(link, delivery, accepted),

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from channel_bridge.db.base import Base, BigId, JsonDoc, UTCDateTime, utcnow
 
-# Deliveries that hold back later ones of their partition (relay.repository.BLOCKING_STATUSES).
+# Deliveries that hold back later ones of their partition (relay/repository/tables.py).
 OPEN_DELIVERY_CONDITION = "status IN ('pending', 'in_flight')"
 PENDING_CONDITION = "status = 'pending'"
 IN_FLIGHT_CONDITION = "status = 'in_flight'"
@@ -51,6 +51,13 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     DEAD = "dead"  # a permanent error or the retry budget spent: waits for an operator
     CANCELLED = "cancelled"
+
+
+class LinkDirection(StrEnum):
+    """Which way a linked message went (`message_links.direction`)."""
+
+    NEXUS_TO_AXP = "nexus_to_axp"  # a customer message, Genesys -> AXP
+    AXP_TO_NEXUS = "axp_to_nexus"  # an agent message, AXP -> Genesys
 
 
 class Integration(Base):

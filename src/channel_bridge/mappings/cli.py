@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channel_bridge.cli_support import command_settings, with_database
+from channel_bridge.db.engine import transaction
 from channel_bridge.errors import BridgeError, field_errors_from_pydantic
 from channel_bridge.mappings.schemas import (
     ChannelCreate,
@@ -30,7 +32,6 @@ from channel_bridge.mappings.secret_rotation import RotationReport, rotate_store
 from channel_bridge.mappings.service import ChannelService, IntegrationService
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.security import SecretBox
-from channel_bridge.settings import Settings
 
 channels_app = typer.Typer(
     help="Channel mappings: a Nexus channel <-> an AXP integration", no_args_is_help=True
@@ -48,28 +49,12 @@ Work = Callable[[async_sessionmaker[AsyncSession], SecretBox | None], Awaitable[
 console = Console()
 
 
-def _settings() -> Settings:
-    from channel_bridge.startup import load_settings
-
-    return load_settings()
-
-
 def _run(work: Work[T]) -> T:
     """Run `work` against the configured database; a BridgeError exits 1 with its message."""
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
-
-    settings = _settings()
-
-    async def main() -> T:
-        engine = create_engine(settings)
-        try:
-            secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
-            return await work(create_sessionmaker(engine), secret_box)
-        finally:
-            await engine.dispose()
-
+    settings = command_settings()
+    secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     try:
-        return asyncio.run(main())
+        return asyncio.run(with_database(settings, lambda factory: work(factory, secret_box)))
     except BridgeError as exc:
         _print_error(exc.detail, exc.errors or [])
         raise typer.Exit(1) from None
@@ -222,7 +207,7 @@ def channels_add(
         sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None
     ) -> ChannelOut:
         service = ChannelService(secret_box=box)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return service.to_out(await service.create(session, data))
 
     channel = _run(work)
@@ -238,7 +223,7 @@ def channels_list() -> None:
         sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None
     ) -> list[ChannelOut]:
         service = ChannelService(secret_box=box)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return [service.to_out(channel) for channel in await service.list_channels(session)]
 
     console.print(_channel_table(_run(work)))
@@ -252,7 +237,7 @@ def channels_show(nexus_channel_id: str = typer.Argument(...)) -> None:
         sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None
     ) -> ChannelOut:
         service = ChannelService(secret_box=box)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return service.to_out(await service.get(session, nexus_channel_id))
 
     _show_channel(_run(work))
@@ -294,7 +279,7 @@ def channels_update(
         sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None
     ) -> ChannelOut:
         service = ChannelService(secret_box=box)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return service.to_out(
                 await service.update(session, nexus_channel_id, data, source="cli")
             )
@@ -315,7 +300,7 @@ def channels_disable(
         sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None
     ) -> ChannelOut:
         service = ChannelService(secret_box=box)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             channel = await service.disable(session, nexus_channel_id, reason=reason, source="cli")
             return service.to_out(channel)
 
@@ -337,7 +322,7 @@ def channels_remove(
         typer.confirm(f"Delete channel {nexus_channel_id} and its conversations?", abort=True)
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None) -> None:
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             await ChannelService(secret_box=box).remove(session, nexus_channel_id)
 
     _run(work)
@@ -416,7 +401,7 @@ def integrations_add(
             source="cli",
             require_existing=False,
         )
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return service.to_out(await service.get(session, data.integration_id)), change
 
     integration, change = _run(work)
@@ -436,7 +421,7 @@ def integrations_list(
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
         service = _integration_service(sessionmaker)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return [
                 service.to_out(row)
                 for row in await service.list_integrations(session, include_deleted=include_deleted)
@@ -452,7 +437,7 @@ def integrations_show(integration_id: str = typer.Argument(...)) -> None:
     async def work(sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None) -> Any:
         service = _integration_service(sessionmaker)
         channels = ChannelService(secret_box=box)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             integration = service.to_out(await service.get(session, integration_id))
             mapped = [
                 channels.to_out(c)
@@ -521,7 +506,7 @@ def integrations_pending() -> None:
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
         service = _integration_service(sessionmaker)
-        async with sessionmaker() as session:
+        async with transaction(sessionmaker) as session:
             return [service.to_held_out(event) for event in await service.list_held(session)]
 
     held = _run(work)
@@ -577,9 +562,10 @@ def integrations_dismiss(
     """Close a held callback without applying anything."""
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
-        return await _integration_service(sessionmaker).dismiss_held(
-            held_id=held_id, reason=reason, source="cli"
-        )
+        async with transaction(sessionmaker) as session:
+            return await _integration_service(sessionmaker).dismiss_held(
+                session, held_id=held_id, reason=reason, source="cli"
+            )
 
     held = _run(work)
     console.print(f"held callback {held_id} dismissed ({held.note})", highlight=False)

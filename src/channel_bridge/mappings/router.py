@@ -8,8 +8,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 
-from channel_bridge.deps import AdminDep, SecretBoxDep, SessionDep
+from channel_bridge.deps import (
+    AdminDep,
+    InboxDep,
+    SecretBoxDep,
+    SessionDep,
+    SessionmakerDep,
+    bridge_state,
+)
 from channel_bridge.errors import Unprocessable
+from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.mappings.schemas import (
     ChannelCreate,
     ChannelDisable,
@@ -27,18 +35,21 @@ from channel_bridge.mappings.schemas import (
 from channel_bridge.mappings.service import ChannelService, IntegrationService
 
 
-def get_channel_service(request: Request, secret_box: SecretBoxDep) -> ChannelService:
-    return ChannelService(
-        secret_box=secret_box, on_change=request.app.state.channel_cache.invalidate
-    )
+def get_channel_cache(request: Request) -> ChannelCache:
+    return bridge_state(request).channel_cache
 
 
-def get_integration_service(request: Request) -> IntegrationService:
-    return IntegrationService(
-        inbox=request.app.state.inbox,
-        sessionmaker=request.app.state.sessionmaker,
-        on_change=request.app.state.channel_cache.invalidate,
-    )
+ChannelCacheDep = Annotated[ChannelCache, Depends(get_channel_cache)]
+
+
+def get_channel_service(secret_box: SecretBoxDep, channels: ChannelCacheDep) -> ChannelService:
+    return ChannelService(secret_box=secret_box, on_change=channels.invalidate)
+
+
+def get_integration_service(
+    inbox: InboxDep, sessionmaker: SessionmakerDep, channels: ChannelCacheDep
+) -> IntegrationService:
+    return IntegrationService(inbox=inbox, sessionmaker=sessionmaker, on_change=channels.invalidate)
 
 
 @contextmanager
@@ -177,12 +188,13 @@ async def resolve_held_callback(
 @integrations_router.post("/pending/{held_id}/dismiss")
 async def dismiss_held_callback(
     held_id: HeldId,
+    session: SessionDep,
     service: IntegrationServiceDep,
     data: Annotated[HeldCallbackDismiss | None, Body()] = None,
 ) -> HeldCallbackOut:
     """Close a held callback without applying it (a test call, a duplicate already handled)."""
     held = await service.dismiss_held(
-        held_id=held_id, reason=data.reason if data else None, source="admin"
+        session, held_id=held_id, reason=data.reason if data else None, source="admin"
     )
     return service.to_held_out(held)
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.db.base import utcnow
+from channel_bridge.db.engine import after_commit
 from channel_bridge.db.models import Channel, InboxEvent, Integration
 from channel_bridge.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from channel_bridge.mappings.repository import (
@@ -92,11 +93,12 @@ class ChannelService:
         # Called after each committed write (e.g. to clear the webhook's channel cache).
         self.on_change = on_change or (lambda: None)
 
-    async def _commit(self, session: AsyncSession) -> None:
-        """Commit a channel write; every process's channel cache hears of it (NOTIFY)."""
+    async def _flush(self, session: AsyncSession) -> None:
+        """Flush a channel write; when the caller commits it, every process's channel cache
+        hears of it (NOTIFY) and this one's `on_change` runs."""
         await notify_channels_changed(session)
-        await session.commit()
-        self.on_change()
+        await session.flush()
+        after_commit(session, self.on_change)
 
     async def list_channels(
         self, session: AsyncSession, *, integration_id: str | None = None
@@ -139,7 +141,7 @@ class ChannelService:
         )
         try:
             await repo.add(channel)
-            await self._commit(session)
+            await self._flush(session)
         except IntegrityError:
             # A concurrent create of the same id won the unique constraint.
             await session.rollback()
@@ -198,7 +200,7 @@ class ChannelService:
         if data.api_secret is not None:
             channel.api_secret_encrypted = self._encrypt(data.api_secret.get_secret_value())
         channel.updated_at = now
-        await self._commit(session)
+        await self._flush(session)
         log.info("channel updated", nexus_channel_id=nexus_channel_id, fields=sorted(given))
         return channel
 
@@ -216,7 +218,7 @@ class ChannelService:
         channel.enabled = False
         channel.disabled_reason = reason or f"disabled via {_SOURCE_WORDS[source]} at {_stamp(now)}"
         channel.updated_at = now
-        await self._commit(session)
+        await self._flush(session)
         log.info("channel disabled", nexus_channel_id=nexus_channel_id)
         return channel
 
@@ -224,7 +226,7 @@ class ChannelService:
         """Delete the mapping together with its conversations and message links."""
         channel = await self.get(session, nexus_channel_id)
         await ChannelRepository(session).remove(channel)
-        await self._commit(session)
+        await self._flush(session)
         log.info("channel removed", nexus_channel_id=nexus_channel_id)
 
     def to_out(self, channel: Channel) -> ChannelOut:
@@ -558,17 +560,16 @@ class IntegrationService:
         )
 
     async def dismiss_held(
-        self, *, held_id: int, reason: str | None, source: ChangeSource
+        self, session: AsyncSession, *, held_id: int, reason: str | None, source: ChangeSource
     ) -> InboxEvent:
         """Close a held callback without applying anything (e.g. a test call)."""
         note = f"dismissed via {_SOURCE_WORDS[source]} at {_stamp(self.now())}" + (
             f": {reason}" if reason else ""
         )
-        async with self.sessionmaker() as session:
-            async with session.begin():
-                await self.get_held(session, held_id)
-                await self._close_held(session, held_id, status=DISMISSED_STATUS, note=note)
-            return await self.get_held(session, held_id)
+        await self.get_held(session, held_id)
+        await self._close_held(session, held_id, status=DISMISSED_STATUS, note=note)
+        await session.flush()
+        return await self.get_held(session, held_id)
 
     async def _close_held(
         self, session: AsyncSession, held_id: int, *, status: str, note: str

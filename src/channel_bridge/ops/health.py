@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.metrics import render_latest
@@ -25,16 +25,23 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# What else readiness reports: the lifespan may set `app.state.readiness_detail`, an async
-# function of a session returning a JSON object (e.g. each upstream's circuit breaker). It
-# informs; it never makes the pod unready (an upstream outage is no reason to stop accepting).
+# What else readiness reports: an async function of a session returning a JSON object (e.g.
+# each upstream's circuit breaker). It informs; it never makes the pod unready (an upstream
+# outage is no reason to stop accepting).
 ReadinessDetail = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+
+
+class Readiness(Protocol):
+    """What /readyz reads from the lifespan's state (`request.state.bridge`)."""
+
+    engine: AsyncEngine
+    readiness_detail: ReadinessDetail | None
 
 
 @router.get("/readyz", summary="Readiness: the database answers a round-trip")
 async def readyz(request: Request) -> JSONResponse:
-    engine = request.app.state.engine
-    detail: ReadinessDetail | None = getattr(request.app.state, "readiness_detail", None)
+    state: Readiness = request.state.bridge
+    engine, detail = state.engine, state.readiness_detail
     extra: dict[str, Any] = {}
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_S):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channel_bridge.cli_support import command_settings, in_transaction
 from channel_bridge.db.models import DeliveryStatus
 from channel_bridge.errors import BridgeError
 from channel_bridge.relay import service
@@ -29,25 +30,9 @@ def _console() -> Console:
     return Console()
 
 
-def _settings() -> Settings:
-    from channel_bridge.startup import load_settings
-
-    return load_settings()
-
-
 def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
-
-    async def run() -> T:
-        engine = create_engine(settings)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await action(session)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(run())
+        return asyncio.run(in_transaction(settings, action))
     except BridgeError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1 if exc.status != 404 else 4) from None
@@ -102,7 +87,7 @@ def list_command(
 ) -> None:
     """List deliveries, newest first."""
     page = _with_session(
-        _settings(),
+        command_settings(),
         lambda session: service.list_deliveries(
             session,
             status=status,
@@ -114,7 +99,7 @@ def list_command(
             limit=limit,
         ),
     )
-    circuits = _with_session(_settings(), service.circuit_statuses)
+    circuits = _with_session(command_settings(), service.circuit_statuses)
     if circuits:
         _console().print(_circuits_table(circuits))
     _console().print(_deliveries_table(page.items))
@@ -141,7 +126,9 @@ def _circuits_table(circuits: list[service.CircuitStatus]) -> Table:
 @deliveries_app.command("show")
 def show_command(delivery_id: int) -> None:
     """Show one delivery with its payload and attempts."""
-    delivery, attempts = _with_session(_settings(), lambda s: service.get_delivery(s, delivery_id))
+    delivery, attempts = _with_session(
+        command_settings(), lambda s: service.get_delivery(s, delivery_id)
+    )
     _console().print(_deliveries_table([delivery]))
     _console().print_json(json.dumps(delivery.payload, default=str))
     if delivery.result:
@@ -175,7 +162,7 @@ def replay_command(
     destination: str | None = typer.Option(None, help="Only dead deliveries to this destination"),
 ) -> None:
     """Replay one delivery, or every dead delivery created in [--since, --until)."""
-    settings = _settings()
+    settings = command_settings()
     if delivery_id is not None:
         delivery = _with_session(
             settings, lambda s: service.replay_delivery(s, delivery_id, force=force)
@@ -201,7 +188,7 @@ def replay_command(
 @deliveries_app.command("cancel")
 def cancel_command(delivery_id: int) -> None:
     """Cancel a pending or dead delivery."""
-    delivery = _with_session(_settings(), lambda s: service.cancel_delivery(s, delivery_id))
+    delivery = _with_session(command_settings(), lambda s: service.cancel_delivery(s, delivery_id))
     _console().print(f"delivery {delivery.id} is {delivery.status}")
 
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from channel_bridge.ops.logging import redact_text
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Kept of a failed call's response body on its attempt row (secrets masked).
+EXCERPT_LIMIT = 2048
+# Of an error body's own message, in the error's message.
+DETAIL_LIMIT = 300
 
 
 class DeliveryError(Exception):
@@ -84,3 +95,38 @@ def parse_retry_after(value: str | None, *, now: datetime | float | None = None)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - reference)
+
+
+VendorError = TypeVar("VendorError", bound=DeliveryError)
+
+
+def json_document(content: bytes) -> Any:
+    """An error body as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def error_for_status(
+    response: httpx.Response,
+    by_class: Mapping[type[DeliveryError], type[VendorError]],
+    *,
+    message: str,
+    detail: object = None,
+    error_class: type[VendorError] | None = None,
+    **fields: Any,
+) -> VendorError:
+    """A vendor's error for a non-2xx answer: the vendor class of what the status means
+    (`classify_status`), the body's own message (redacted) after `message`, the status, its
+    Retry-After and a redacted excerpt of the body."""
+    if detail:
+        message += f": {redact_text(str(detail))[:DETAIL_LIMIT]}"
+    cls = error_class or by_class[classify_status(response.status_code)]
+    return cls(
+        message,
+        http_status=response.status_code,
+        retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+        response_excerpt=redact_text(response.text[:EXCERPT_LIMIT]),
+        **fields,
+    )

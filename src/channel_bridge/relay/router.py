@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from channel_bridge.db.engine import after_commit
 from channel_bridge.db.models import DeliveryStatus
-from channel_bridge.deps import AdminDep, SessionDep, SettingsDep
+from channel_bridge.deps import AdminDep, DestinationsDep, SessionDep, SettingsDep, WorkerDep
 from channel_bridge.relay import service
+from channel_bridge.relay.worker import RelayWorker
 
 NO_NUL = r"^[^\x00]*$"
 
@@ -80,10 +83,10 @@ class ReplayCount(BaseModel):
     replayed: int
 
 
-def _wake_worker(request: Request) -> None:
-    worker = getattr(request.app.state, "worker", None)
+def _wake_after_commit(session: AsyncSession, worker: RelayWorker | None) -> None:
+    """Wake this process's worker once the replay is committed (it claims only what is)."""
     if worker is not None:
-        worker.wake()
+        after_commit(session, worker.wake)
 
 
 @router.get("", response_model=DeliveryPageOut)
@@ -115,7 +118,7 @@ async def list_deliveries(
 
 @router.post("/replay", response_model=ReplayCount)
 async def replay_dead(
-    window: ReplayWindow, request: Request, session: SessionDep, settings: SettingsDep
+    window: ReplayWindow, session: SessionDep, settings: SettingsDep, worker: WorkerDep
 ) -> ReplayCount:
     count = await service.replay_dead(
         session,
@@ -125,7 +128,7 @@ async def replay_dead(
         max_window_days=settings.replay_max_window_days,
     )
     if count:
-        _wake_worker(request)
+        _wake_after_commit(session, worker)
     return ReplayCount(replayed=count)
 
 
@@ -141,10 +144,10 @@ async def show_delivery(delivery_id: DeliveryId, session: SessionDep) -> Deliver
 
 @router.post("/{delivery_id}/replay", response_model=DeliveryOut)
 async def replay_delivery(
-    delivery_id: DeliveryId, request: Request, session: SessionDep, force: bool = False
+    delivery_id: DeliveryId, session: SessionDep, worker: WorkerDep, force: bool = False
 ) -> DeliveryOut:
     delivery = await service.replay_delivery(session, delivery_id, force=force)
-    _wake_worker(request)
+    _wake_after_commit(session, worker)
     return DeliveryOut.model_validate(delivery)
 
 
@@ -170,8 +173,7 @@ class CircuitOut(BaseModel):
 
 
 @destinations_router.get("", summary="Each upstream's circuit breaker: closed, open or paused")
-async def list_destinations(request: Request, session: SessionDep) -> list[CircuitOut]:
-    registry = request.app.state.destinations
+async def list_destinations(registry: DestinationsDep, session: SessionDep) -> list[CircuitOut]:
     served: dict[str, list[str]] = {}
     for destination in registry.all():
         if destination.circuit is not None:

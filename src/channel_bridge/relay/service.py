@@ -1,4 +1,8 @@
-"""Operator actions on deliveries: list, show, replay, cancel, and marking one failed later."""
+"""Operator actions on deliveries: list, show, replay, cancel, and marking one failed later.
+
+Each flushes its writes; the caller's transaction commits them (`deps.get_session` for a
+route, `db.engine.transaction` for a command).
+"""
 
 from __future__ import annotations
 
@@ -127,7 +131,7 @@ async def inbox_events(session: AsyncSession, event_ids: Collection[int]) -> dic
 async def replay_delivery(
     session: AsyncSession, delivery_id: int, *, force: bool = False, now: datetime | None = None
 ) -> Delivery:
-    """Schedule a delivery again from attempt 1; a delivered one only with `force`. Commits."""
+    """Schedule a delivery again from attempt 1; a delivered one only with `force`."""
     now = now or utcnow()
     repository = DeliveryRepository(session)
     delivery = await repository.get(delivery_id, for_update=True)
@@ -140,7 +144,7 @@ async def replay_delivery(
             f"Delivery {delivery_id} was already delivered; replay with force to send it again"
         )
     await repository.reschedule(delivery_id, now=now)
-    await session.commit()
+    await session.flush()
     await session.refresh(delivery)
     return delivery
 
@@ -154,7 +158,7 @@ async def replay_dead(
     destination: str | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Schedule again every dead delivery created in [since, until); the count. Commits."""
+    """Schedule again every dead delivery created in [since, until); the count."""
     since, until = as_utc(since), as_utc(until)  # type: ignore[assignment]
     _check_window(since, until)
     if until - since > timedelta(days=max_window_days):
@@ -165,14 +169,14 @@ async def replay_dead(
     count = await DeliveryRepository(session).reschedule_dead(
         since=since, until=until, destination=destination, now=now or utcnow()
     )
-    await session.commit()
+    await session.flush()
     return count
 
 
 async def cancel_delivery(
     session: AsyncSession, delivery_id: int, *, now: datetime | None = None
 ) -> Delivery:
-    """Stop a pending or dead delivery for good (cancelling twice is fine). Commits."""
+    """Stop a pending or dead delivery for good (cancelling twice is fine)."""
     repository = DeliveryRepository(session)
     delivery = await repository.get(delivery_id, for_update=True)
     if delivery is None:
@@ -185,7 +189,7 @@ async def cancel_delivery(
         await repository.set_status(
             delivery_id, status=DeliveryStatus.CANCELLED, now=now or utcnow()
         )
-        await session.commit()
+        await session.flush()
         await session.refresh(delivery)
     return delivery
 
@@ -197,7 +201,7 @@ async def mark_delivery_failed(
 
     The delivery becomes `dead` (so it shows among the dead letters and can be replayed), its
     `last_error` is the reason and `result.failure` keeps the reason and time. A worker still
-    holding its lease loses it, so its outcome cannot overwrite this. The caller commits.
+    holding its lease loses it, so its outcome cannot overwrite this.
     """
     now = now or utcnow()
     repository = DeliveryRepository(session)

@@ -152,6 +152,10 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def _reply(_request: Request, exc: _Reply) -> Response:
+    return exc.response
+
+
 class AxpSimulator:
     def __init__(
         self,
@@ -381,265 +385,91 @@ class AxpSimulator:
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="AXP simulator")
         app.state.simulator = self
-        sim = self
 
-        @app.exception_handler(_Reply)
-        async def _reply(_request: Request, exc: _Reply) -> Response:
-            return exc.response
-
-        @app.post("/api/auth/v1/{account_id}/protocol/openid-connect/token")
-        async def token(account_id: str, request: Request) -> Response:
-            body = await sim._enter(request, authenticated=False, token_endpoint=True)
-            sim.token_requests += 1
-            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-            if not request.headers.get("content-type", "").startswith(
-                "application/x-www-form-urlencoded"
-            ):
-                return _problem(
-                    415,
-                    "Conflict",
-                    "The media-type in Content-type of the request is not supported by the server.",
-                    anchor="conflict",
-                )
-            if account_id != sim.account_id:
-                return _problem(404, "Not Found", "Unknown account", anchor="not-found")
-            if form.get("grant_type") != "client_credentials":
-                return _constraint_violation(
-                    [_violation("grant_type", "must be client_credentials")],
-                    detail="unsupported grant_type",
-                )
-            if (
-                request.headers.get("appkey") != sim.app_key
-                or form.get("client_id") != sim.client_id
-                or form.get("client_secret") != sim.client_secret
-            ):
-                return sim._unauthorized()
-            value = secrets.token_urlsafe(32)
-            sim.tokens[value] = sim.clock() + sim.token_ttl_s
-            return JSONResponse(
-                {
-                    "access_token": value,
-                    "expires_in": sim.token_ttl_s,
-                    "refresh_token": secrets.token_urlsafe(16),
-                    "token_type": "Bearer",
-                }
-            )
+        app.add_exception_handler(_Reply, _reply)  # type: ignore[arg-type]
+        app.add_api_route(
+            "/api/auth/v1/{account_id}/protocol/openid-connect/token",
+            self._token,
+            methods=["POST"],
+            name="token",
+        )
 
         # --- custom messaging ----------------------------------------------------------
 
         cm = "/api/digital/custom-messaging/v1/accounts/{account_id}"
 
-        @app.post(cm + "/messages")
-        async def send_message(account_id: str, request: Request) -> Response:
-            body = sim._json(await sim._enter(request))
-            sim._check_account(account_id)
-            sim._require(
-                body,
-                {
-                    "channelProviderId": (3, 256),
-                    "channelId": (3, 50),
-                    "businessAccountName": (3, 256),
-                },
-            )
-            violations = []
-            identifiers = body.get("customerIdentifiers")
-            if not isinstance(identifiers, dict) or not identifiers:
-                violations.append(_violation("customerIdentifiers", "must not be empty"))
-            element = body.get("body")
-            if not isinstance(element, dict) or not element.get("elementType"):
-                violations.append(_violation("body.elementType", "must not be null"))
-            for index, attachment in enumerate(body.get("attachments") or []):
-                if not UUID_PATTERN.match(str(attachment.get("attachmentId", ""))):
-                    violations.append(
-                        _violation(f"attachments[{index}].attachmentId", "is not valid", 20006)
-                    )
-            if violations:
-                return _constraint_violation(violations)
-            key = (body.get("providerMessageId") or "", body.get("correlationId") or "")
-            if all(key) and key in sim._sent:
-                return JSONResponse(sim._sent[key])
-            answer = sim._accept_customer_message(body)
-            if all(key):
-                sim._sent[key] = answer
-            return JSONResponse(answer)
-
-        @app.post(cm + "/provider-dialogs/{provider_dialog_id:path}:typing")
-        async def typing(account_id: str, provider_dialog_id: str, request: Request) -> Response:
-            body = sim._json(await sim._enter(request))
-            sim._check_account(account_id)
-            sim._require(body, {"channelProviderId": (3, 256), "businessAccountName": (3, 256)})
-            sim.typing.append({"providerDialogId": provider_dialog_id, **body})
-            return Response(status_code=204)
-
-        @app.post(cm + "/provider-dialogs/{provider_dialog_id:path}:disconnect")
-        async def disconnect(
-            account_id: str, provider_dialog_id: str, request: Request
-        ) -> Response:
-            body = sim._json(await sim._enter(request))
-            sim._check_account(account_id)
-            sim._require(body, {"channelProviderId": (3, 256), "businessAccountName": (3, 256)})
-            reason = body.get("reason")
-            if reason is not None and reason not in (
-                "USER_CLOSED",
-                "USER_INACTIVE",
-                "SYSTEM_CLOSED",
-                "UNKNOWN",
-            ):
-                return _constraint_violation(
-                    [_violation("reason", "is not valid", 20006)], detail="invalid reason"
-                )
-            sim.dialogs.pop(provider_dialog_id, None)
-            answer = {
-                "providerDialogId": provider_dialog_id,
-                **body,
-                "correlationId": body.get("correlationId") or str(uuid.uuid4()),
-            }
-            sim.disconnects.append(answer)
-            return JSONResponse(answer)
+        app.add_api_route(
+            cm + "/messages", self._send_message, methods=["POST"], name="send_message"
+        )
+        app.add_api_route(
+            cm + "/provider-dialogs/{provider_dialog_id:path}:typing",
+            self._typing,
+            methods=["POST"],
+            name="typing",
+        )
+        app.add_api_route(
+            cm + "/provider-dialogs/{provider_dialog_id:path}:disconnect",
+            self._disconnect,
+            methods=["POST"],
+            name="disconnect",
+        )
 
         # --- subscriptions -------------------------------------------------------------
 
         subs = "/api/digital/webhook/v1/accounts/{account_id}/subscriptions"
 
-        @app.get(subs)
-        async def list_subscriptions(account_id: str, request: Request) -> Response:
-            await sim._enter(request)
-            sim._check_account(account_id)
-            wanted = request.query_params.get("channelProviderId")
-            return JSONResponse(
-                [
-                    s
-                    for s in sim.subscriptions.values()
-                    if wanted is None or s["channelProviderId"] == wanted
-                ]
-            )
-
-        @app.post(subs)
-        async def create_subscription(account_id: str, request: Request) -> Response:
-            body = sim._json(await sim._enter(request))
-            sim._check_account(account_id)
-            sim._validate_subscription(body)
-            created = sim.add_subscription(
-                body["channelProviderId"], body["callbackUrl"], body["eventTypes"]
-            )
-            return JSONResponse(created, status_code=201)
-
-        @app.get(subs + "/{subscription_id}")
-        async def get_subscription(
-            account_id: str, subscription_id: str, request: Request
-        ) -> Response:
-            await sim._enter(request)
-            sim._check_account(account_id)
-            return JSONResponse(sim._subscription(subscription_id))
-
-        @app.put(subs + "/{subscription_id}")
-        async def update_subscription(
-            account_id: str, subscription_id: str, request: Request
-        ) -> Response:
-            body = sim._json(await sim._enter(request))
-            sim._check_account(account_id)
-            current = sim._subscription(subscription_id)
-            sim._validate_subscription(body)
-            current.update(
-                {
-                    "channelProviderId": body["channelProviderId"],
-                    "callbackUrl": body["callbackUrl"],
-                    "eventTypes": list(body["eventTypes"]),
-                }
-            )
-            return JSONResponse(current)
-
-        @app.delete(subs + "/{subscription_id}")
-        async def delete_subscription(
-            account_id: str, subscription_id: str, request: Request
-        ) -> Response:
-            await sim._enter(request)
-            sim._check_account(account_id)
-            sim._subscription(subscription_id)
-            del sim.subscriptions[subscription_id]
-            return Response(status_code=204)
+        app.add_api_route(
+            subs, self._list_subscriptions, methods=["GET"], name="list_subscriptions"
+        )
+        app.add_api_route(
+            subs, self._create_subscription, methods=["POST"], name="create_subscription"
+        )
+        app.add_api_route(
+            subs + "/{subscription_id}",
+            self._get_subscription,
+            methods=["GET"],
+            name="get_subscription",
+        )
+        app.add_api_route(
+            subs + "/{subscription_id}",
+            self._update_subscription,
+            methods=["PUT"],
+            name="update_subscription",
+        )
+        app.add_api_route(
+            subs + "/{subscription_id}",
+            self._delete_subscription,
+            methods=["DELETE"],
+            name="delete_subscription",
+        )
 
         # --- media store ---------------------------------------------------------------
 
         media = "/api/media-store/v1"
 
-        @app.post(media + "/accounts/{account_id}/media/signed-upload-uri")
-        async def signed_upload_uri(account_id: str, request: Request) -> Response:
-            body = sim._json(await sim._enter(request))
-            sim._check_account(account_id)
-            sim._require(body, {"mediaName": (1, 255), "mediaContentType": (1, 255)})
-            size = body.get("mediaSize")
-            if not isinstance(size, int | float) or size < 1:
-                return _constraint_violation(
-                    [_violation("mediaSize", "must be greater than or equal to 1")],
-                    detail="invalid mediaSize",
-                )
-            media_id = str(uuid.uuid4())
-            sim.media[media_id] = {
-                "mediaId": media_id,
-                "mediaName": body["mediaName"],
-                "mediaContentType": body["mediaContentType"],
-                "mediaSize": size,
-                "content": None,
-            }
-            uri = f"{sim.base_url}/api/media-store{sim.signed_media_path(media_id)}"
-            return JSONResponse(
-                {
-                    **{k: v for k, v in sim.media[media_id].items() if k != "content"},
-                    "uploadSignedUri": uri,
-                }
-            )
-
-        @app.get(media + "/accounts/{account_id}/media/{media_id}/signed-download-uri")
-        async def signed_download_uri(account_id: str, media_id: str, request: Request) -> Response:
-            await sim._enter(request)
-            sim._check_account(account_id)
-            item = sim._media(media_id)
-            return JSONResponse(
-                {
-                    **{k: v for k, v in item.items() if k != "content"},
-                    "downloadSignedUri": sim.signed_media_path(media_id),
-                }
-            )
-
-        @app.post(media + "/media/{media_id}")
-        async def upload_media(media_id: str, request: Request) -> Response:
-            await sim._enter(request, authenticated=False)
-            item = sim._check_signature(media_id, request)
-            form = await request.form()
-            upload = form.get("mediaFile")
-            if upload is None or isinstance(upload, str):
-                return _constraint_violation(
-                    [_violation("mediaFile", "must not be null")], detail="mediaFile is required"
-                )
-            content = await upload.read()
-            if len(content) != int(item["mediaSize"]):
-                return _constraint_violation(
-                    [_violation("mediaFile", "size must equal mediaSize")],
-                    detail="size differs from mediaSize",
-                )
-            item["content"] = content
-            return JSONResponse(
-                {"mediaId": media_id, "mediaName": item["mediaName"]}, status_code=202
-            )
-
-        @app.get(media + "/media/{media_id}")
-        async def get_media(media_id: str, request: Request) -> Response:
-            await sim._enter(request, authenticated=False)
-            item = sim._check_signature(media_id, request)
-            if item["content"] is None:
-                return Response(status_code=204)
-            return Response(
-                item["content"],
-                media_type=item["mediaContentType"],
-                headers={"content-disposition": f'attachment; filename="{item["mediaName"]}"'},
-            )
-
+        app.add_api_route(
+            media + "/accounts/{account_id}/media/signed-upload-uri",
+            self._signed_upload_uri,
+            methods=["POST"],
+            name="signed_upload_uri",
+        )
+        app.add_api_route(
+            media + "/accounts/{account_id}/media/{media_id}/signed-download-uri",
+            self._signed_download_uri,
+            methods=["GET"],
+            name="signed_download_uri",
+        )
+        app.add_api_route(
+            media + "/media/{media_id}", self._upload_media, methods=["POST"], name="upload_media"
+        )
+        app.add_api_route(
+            media + "/media/{media_id}", self._get_media, methods=["GET"], name="get_media"
+        )
         add_admin_routes(
             app,
-            sim.admin,
-            enter=sim._enter,
-            body_of=sim._json,
+            self.admin,
+            enter=self._enter,
+            body_of=self._json,
             problem=lambda status, detail: _problem(
                 status, HTTPStatus(status).phrase, detail, anchor=HTTPStatus(status).phrase.lower()
             ),
@@ -647,6 +477,229 @@ class AxpSimulator:
         return app
 
     # --- behaviour ---------------------------------------------------------------------
+
+    async def _token(self, account_id: str, request: Request) -> Response:
+        body = await self._enter(request, authenticated=False, token_endpoint=True)
+        self.token_requests += 1
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            return _problem(
+                415,
+                "Conflict",
+                "The media-type in Content-type of the request is not supported by the server.",
+                anchor="conflict",
+            )
+        if account_id != self.account_id:
+            return _problem(404, "Not Found", "Unknown account", anchor="not-found")
+        if form.get("grant_type") != "client_credentials":
+            return _constraint_violation(
+                [_violation("grant_type", "must be client_credentials")],
+                detail="unsupported grant_type",
+            )
+        if (
+            request.headers.get("appkey") != self.app_key
+            or form.get("client_id") != self.client_id
+            or form.get("client_secret") != self.client_secret
+        ):
+            return self._unauthorized()
+        value = secrets.token_urlsafe(32)
+        self.tokens[value] = self.clock() + self.token_ttl_s
+        return JSONResponse(
+            {
+                "access_token": value,
+                "expires_in": self.token_ttl_s,
+                "refresh_token": secrets.token_urlsafe(16),
+                "token_type": "Bearer",
+            }
+        )
+
+    async def _send_message(self, account_id: str, request: Request) -> Response:
+        body = self._json(await self._enter(request))
+        self._check_account(account_id)
+        self._require(
+            body,
+            {
+                "channelProviderId": (3, 256),
+                "channelId": (3, 50),
+                "businessAccountName": (3, 256),
+            },
+        )
+        violations = []
+        identifiers = body.get("customerIdentifiers")
+        if not isinstance(identifiers, dict) or not identifiers:
+            violations.append(_violation("customerIdentifiers", "must not be empty"))
+        element = body.get("body")
+        if not isinstance(element, dict) or not element.get("elementType"):
+            violations.append(_violation("body.elementType", "must not be null"))
+        for index, attachment in enumerate(body.get("attachments") or []):
+            if not UUID_PATTERN.match(str(attachment.get("attachmentId", ""))):
+                violations.append(
+                    _violation(f"attachments[{index}].attachmentId", "is not valid", 20006)
+                )
+        if violations:
+            return _constraint_violation(violations)
+        key = (body.get("providerMessageId") or "", body.get("correlationId") or "")
+        if all(key) and key in self._sent:
+            return JSONResponse(self._sent[key])
+        answer = self._accept_customer_message(body)
+        if all(key):
+            self._sent[key] = answer
+        return JSONResponse(answer)
+
+    async def _typing(self, account_id: str, provider_dialog_id: str, request: Request) -> Response:
+        body = self._json(await self._enter(request))
+        self._check_account(account_id)
+        self._require(body, {"channelProviderId": (3, 256), "businessAccountName": (3, 256)})
+        self.typing.append({"providerDialogId": provider_dialog_id, **body})
+        return Response(status_code=204)
+
+    async def _disconnect(
+        self, account_id: str, provider_dialog_id: str, request: Request
+    ) -> Response:
+        body = self._json(await self._enter(request))
+        self._check_account(account_id)
+        self._require(body, {"channelProviderId": (3, 256), "businessAccountName": (3, 256)})
+        reason = body.get("reason")
+        if reason is not None and reason not in (
+            "USER_CLOSED",
+            "USER_INACTIVE",
+            "SYSTEM_CLOSED",
+            "UNKNOWN",
+        ):
+            return _constraint_violation(
+                [_violation("reason", "is not valid", 20006)], detail="invalid reason"
+            )
+        self.dialogs.pop(provider_dialog_id, None)
+        answer = {
+            "providerDialogId": provider_dialog_id,
+            **body,
+            "correlationId": body.get("correlationId") or str(uuid.uuid4()),
+        }
+        self.disconnects.append(answer)
+        return JSONResponse(answer)
+
+    async def _list_subscriptions(self, account_id: str, request: Request) -> Response:
+        await self._enter(request)
+        self._check_account(account_id)
+        wanted = request.query_params.get("channelProviderId")
+        return JSONResponse(
+            [
+                s
+                for s in self.subscriptions.values()
+                if wanted is None or s["channelProviderId"] == wanted
+            ]
+        )
+
+    async def _create_subscription(self, account_id: str, request: Request) -> Response:
+        body = self._json(await self._enter(request))
+        self._check_account(account_id)
+        self._validate_subscription(body)
+        created = self.add_subscription(
+            body["channelProviderId"], body["callbackUrl"], body["eventTypes"]
+        )
+        return JSONResponse(created, status_code=201)
+
+    async def _get_subscription(
+        self, account_id: str, subscription_id: str, request: Request
+    ) -> Response:
+        await self._enter(request)
+        self._check_account(account_id)
+        return JSONResponse(self._subscription(subscription_id))
+
+    async def _update_subscription(
+        self, account_id: str, subscription_id: str, request: Request
+    ) -> Response:
+        body = self._json(await self._enter(request))
+        self._check_account(account_id)
+        current = self._subscription(subscription_id)
+        self._validate_subscription(body)
+        current.update(
+            {
+                "channelProviderId": body["channelProviderId"],
+                "callbackUrl": body["callbackUrl"],
+                "eventTypes": list(body["eventTypes"]),
+            }
+        )
+        return JSONResponse(current)
+
+    async def _delete_subscription(
+        self, account_id: str, subscription_id: str, request: Request
+    ) -> Response:
+        await self._enter(request)
+        self._check_account(account_id)
+        self._subscription(subscription_id)
+        del self.subscriptions[subscription_id]
+        return Response(status_code=204)
+
+    async def _signed_upload_uri(self, account_id: str, request: Request) -> Response:
+        body = self._json(await self._enter(request))
+        self._check_account(account_id)
+        self._require(body, {"mediaName": (1, 255), "mediaContentType": (1, 255)})
+        size = body.get("mediaSize")
+        if not isinstance(size, int | float) or size < 1:
+            return _constraint_violation(
+                [_violation("mediaSize", "must be greater than or equal to 1")],
+                detail="invalid mediaSize",
+            )
+        media_id = str(uuid.uuid4())
+        self.media[media_id] = {
+            "mediaId": media_id,
+            "mediaName": body["mediaName"],
+            "mediaContentType": body["mediaContentType"],
+            "mediaSize": size,
+            "content": None,
+        }
+        uri = f"{self.base_url}/api/media-store{self.signed_media_path(media_id)}"
+        return JSONResponse(
+            {
+                **{k: v for k, v in self.media[media_id].items() if k != "content"},
+                "uploadSignedUri": uri,
+            }
+        )
+
+    async def _signed_download_uri(
+        self, account_id: str, media_id: str, request: Request
+    ) -> Response:
+        await self._enter(request)
+        self._check_account(account_id)
+        item = self._media(media_id)
+        return JSONResponse(
+            {
+                **{k: v for k, v in item.items() if k != "content"},
+                "downloadSignedUri": self.signed_media_path(media_id),
+            }
+        )
+
+    async def _upload_media(self, media_id: str, request: Request) -> Response:
+        await self._enter(request, authenticated=False)
+        item = self._check_signature(media_id, request)
+        form = await request.form()
+        upload = form.get("mediaFile")
+        if upload is None or isinstance(upload, str):
+            return _constraint_violation(
+                [_violation("mediaFile", "must not be null")], detail="mediaFile is required"
+            )
+        content = await upload.read()
+        if len(content) != int(item["mediaSize"]):
+            return _constraint_violation(
+                [_violation("mediaFile", "size must equal mediaSize")],
+                detail="size differs from mediaSize",
+            )
+        item["content"] = content
+        return JSONResponse({"mediaId": media_id, "mediaName": item["mediaName"]}, status_code=202)
+
+    async def _get_media(self, media_id: str, request: Request) -> Response:
+        await self._enter(request, authenticated=False)
+        item = self._check_signature(media_id, request)
+        if item["content"] is None:
+            return Response(status_code=204)
+        return Response(
+            item["content"],
+            media_type=item["mediaContentType"],
+            headers={"content-disposition": f'attachment; filename="{item["mediaName"]}"'},
+        )
 
     def _validate_subscription(self, body: Any) -> None:
         self._require(body, {"channelProviderId": (3, 256), "callbackUrl": (1, 2048)})

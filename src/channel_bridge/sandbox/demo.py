@@ -102,7 +102,8 @@ async def run_demo(
         if not await _wait_for(lambda: server.started, 15):
             raise DemoFailed("the bridge did not start")
         conversation = _gc_conversation if backend == "genesys-cloud" else _conversation
-        return await conversation(app.state.sandbox, f"http://127.0.0.1:{port}")
+        assert app.sandbox is not None  # sandbox mode: no upstream configured
+        return await conversation(app.sandbox, f"http://127.0.0.1:{port}")
     finally:
         server.should_exit = True
         await serving
@@ -184,9 +185,7 @@ async def _gc_conversation(sandbox: Sandbox, base_url: str) -> list[Hop]:
     hop = _recorder(hops)
 
     gc = sandbox.genesys_cloud
-    attachment = gc.attachment(
-        GENESYS_CLOUD_HOST, PIXEL_PNG, "image/png", "damaged-box.png"
-    )
+    attachment = gc.attachment(GENESYS_CLOUD_HOST, PIXEL_PNG, "image/png", "damaged-box.png")
     message = gc.agent_message(
         DEMO_GENESYS_CLOUD_INTEGRATION,
         CUSTOMER,

@@ -102,6 +102,8 @@ class Sandbox:
     nexus_http: httpx.AsyncClient
     genesys_cloud: GenesysCloudSandbox
     genesys_cloud_transport: httpx.AsyncBaseTransport
+    # The AXP platform's transport: the simulator in process, instead of the network.
+    axp_transport: httpx.AsyncBaseTransport
 
 
 def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
@@ -154,35 +156,37 @@ def prepare_sandbox(app: FastAPI, settings: Settings) -> Sandbox:
     app.mount(MOUNTS["axp"], axp.app)
     app.mount(MOUNTS["nexus"], nexus_app)
     app.mount(MOUNTS["genesys-cloud"], genesys_cloud_app)
-    # The AXP platform picks this transport up instead of the network.
-    app.state.axp_transport = httpx.ASGITransport(app=axp.app)
-    sandbox = Sandbox(
+    return Sandbox(
         axp=axp,
         nexus=nexus,
         nexus_http=nexus_http,
         genesys_cloud=genesys_cloud,
         genesys_cloud_transport=httpx.ASGITransport(app=genesys_cloud_app),
+        axp_transport=httpx.ASGITransport(app=axp.app),
     )
-    app.state.sandbox = sandbox
-    return sandbox
 
 
 async def start_sandbox(
-    app: FastAPI, settings: Settings, sandbox: Sandbox, stack: AsyncExitStack
+    app: FastAPI,
+    settings: Settings,
+    sandbox: Sandbox,
+    stack: AsyncExitStack,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    secret_box: SecretBox,
+    akixi_simulator: akixi_sandbox.AkixiSimulator | None,
 ) -> None:
     """Lifespan step: seed the demo integration and channel, print the banner."""
     stack.push_async_callback(sandbox.nexus_http.aclose)
     if sandbox.genesys_cloud.media_fetcher is not None:
         stack.push_async_callback(sandbox.genesys_cloud.media_fetcher.aclose)
     stack.push_async_callback(sandbox.axp.wait_idle)
-    await seed_demo_channel(app.state.sessionmaker, app.state.secret_box)
-    await warn_undecryptable_channels(app.state.sessionmaker, app.state.secret_box)
-    if app.state.akixi_simulator is not None:  # built by the lifespan's Akixi step
-        app.mount(MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(app.state.akixi_simulator))
+    await seed_demo_channel(sessionmaker, secret_box)
+    await warn_undecryptable_channels(sessionmaker, secret_box)
+    if akixi_simulator is not None:  # built by the lifespan's Akixi step
+        app.mount(MOUNTS["akixi"], akixi_sandbox.create_akixi_simulator(akixi_simulator))
     # Every channel the operator creates exists in the simulated Nexus too, with its secrets.
-    sandbox.nexus.resolver = partial(
-        channel_from_mappings, app.state.sessionmaker, app.state.secret_box
-    )
+    sandbox.nexus.resolver = partial(channel_from_mappings, sessionmaker, secret_box)
     log.warning(
         "SANDBOX MODE: AXP, Nexus and Akixi are simulated in this process "
         "(see /sandbox/axp, /sandbox/nexus and /sandbox/akixi; the axp, nexus and akixi "

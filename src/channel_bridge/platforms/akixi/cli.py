@@ -11,8 +11,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from channel_bridge.db.engine import create_engine, create_sessionmaker
+from channel_bridge.cli_support import command_settings, in_transaction
 from channel_bridge.mappings.repository import IntegrationRepository
 from channel_bridge.ops.logging import configure_logging
 from channel_bridge.outbound import build_client
@@ -52,9 +53,7 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    from channel_bridge.startup import load_upstream_settings
-
-    settings = load_upstream_settings()
+    settings = command_settings(upstream=True)
     # Logs go to stderr so the report on stdout stays clean; secrets are scrubbed.
     configure_logging(level="WARNING", fmt="console", secret_values=settings.secret_values())
     if not settings.akixi_url:
@@ -64,16 +63,13 @@ def _settings() -> Settings:
 
 
 async def _our_integrations(settings: Settings) -> list[IntegrationState]:
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            rows = await IntegrationRepository(session).list_all(include_deleted=True)
-            return [
-                IntegrationState(row.integration_id, row.name, row.status == "active")
-                for row in rows
-            ]
-    finally:
-        await engine.dispose()
+    async def read(session: AsyncSession) -> list[IntegrationState]:
+        rows = await IntegrationRepository(session).list_all(include_deleted=True)
+        return [
+            IntegrationState(row.integration_id, row.name, row.status == "active") for row in rows
+        ]
+
+    return await in_transaction(settings, read)
 
 
 async def _sync(settings: Settings, *, dry_run: bool, console: Console) -> int:

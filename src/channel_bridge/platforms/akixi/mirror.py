@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.akixi import schemas as ax
 from channel_bridge.platforms.akixi.client import AkixiClient
+from channel_bridge.platforms.akixi.destinations import AkixiDestination
 from channel_bridge.platforms.akixi.entries import (
     EntryNaming,
     add_properties,
@@ -46,8 +47,6 @@ from channel_bridge.settings import Settings
 
 log = get_logger(__name__)
 
-UPSERT_DESTINATION = "akixi.upsert"
-DELETE_DESTINATION = "akixi.delete"
 # Markers in `changed` (or a `created` flag) that mean "the integration is new".
 CREATED_MARKERS = frozenset({"created", "create", "*"})
 # Integration fields Akixi holds: the name is the Description, the status CommsEnabled.
@@ -257,8 +256,8 @@ def akixi_destinations(client: AkixiClient, settings: Settings) -> list[Destinat
         )
 
     return [
-        Destination(UPSERT_DESTINATION, upsert, AkixiUpsertPayload),
-        Destination(DELETE_DESTINATION, delete, AkixiDeletePayload),
+        Destination(AkixiDestination.UPSERT, upsert, AkixiUpsertPayload),
+        Destination(AkixiDestination.DELETE, delete, AkixiDeletePayload),
     ]
 
 

@@ -84,14 +84,23 @@ class InvalidAdminInput(AxpAdminError, ValueError):
 class ProvisioningTimeout(AxpAdminError):
     """The resource did not reach a terminal status before the deadline."""
 
-    def __init__(self, *, label: str, resource_id: str, last_status: str | None, waited_s: float,
-                 last_error: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        label: str,
+        resource_id: str,
+        last_status: str | None,
+        waited_s: float,
+        last_error: str | None = None,
+    ) -> None:
         self.label = label
         self.resource_id = resource_id
         self.last_status = last_status
         self.waited_s = waited_s
-        message = (f"gave up waiting for {label} {resource_id} after {waited_s:.0f} s: "
-                   f"last status {last_status or 'unknown'}")
+        message = (
+            f"gave up waiting for {label} {resource_id} after {waited_s:.0f} s: "
+            f"last status {last_status or 'unknown'}"
+        )
         if last_error:
             message += f" (last poll error: {last_error})"
         message += "; AXP may still finish it, check again with `get`"
@@ -173,8 +182,13 @@ class StatusPoller:
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise ProvisioningTimeout(label=label, resource_id=resource_id, last_status=status,
-                                          waited_s=self._clock() - started, last_error=last_error)
+                raise ProvisioningTimeout(
+                    label=label,
+                    resource_id=resource_id,
+                    last_status=status,
+                    waited_s=self._clock() - started,
+                    last_error=last_error,
+                )
             await self._sleep(min(interval, remaining))
             interval = min(interval * self.policy.multiplier, self.policy.max_interval_s)
             try:
@@ -189,8 +203,12 @@ class StatusPoller:
             if on_status:
                 on_status(status, self._clock() - started)
             if status in terminal:
-                return Outcome(resource=resource, status=status or "",
-                               waited_s=self._clock() - started, polls=polls)
+                return Outcome(
+                    resource=resource,
+                    status=status or "",
+                    waited_s=self._clock() - started,
+                    polls=polls,
+                )
 
 
 # --- HTTP core ----------------------------------------------------------------------------
@@ -202,15 +220,24 @@ class _AdminHttp:
         self.inventory_base = INVENTORY_BASE.format(account_id=account_id)
         self.voice_base = VOICE_BASE.format(account_id=account_id)
 
-    async def request(self, method: str, path: str, *, operation: str,
-                      params: Mapping[str, Any] | None = None, json: Any = None) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
         """A 2xx response, or `AxpApiError` (problem+json parsed) for anything else."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        return await checked_request(self._http, method, path, operation=operation,
-                                     params=query or None, json=json)
+        return await checked_request(
+            self._http, method, path, operation=operation, params=query or None, json=json
+        )
 
-    async def get_json(self, path: str, *, operation: str,
-                       params: Mapping[str, Any] | None = None) -> Any:
+    async def get_json(
+        self, path: str, *, operation: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
         response = await self.request("GET", path, operation=operation, params=params)
         try:
             return response.json()
@@ -235,8 +262,11 @@ class _AdminHttp:
         collected: list[Any] = []
         for page_number in range(1, MAX_PAGES + 1):
             query = {**params, "pageNumber": page_number, "pageSize": page_size}
-            page = parse(await self.get_json(path, operation=f"{operation} (page {page_number})",
-                                             params=query))
+            page = parse(
+                await self.get_json(
+                    path, operation=f"{operation} (page {page_number})", params=query
+                )
+            )
             items = items_of(page)
             collected.extend(items)
             if not items:
@@ -272,9 +302,13 @@ class ElementInventory:
         query = query or ElementQuery()
         params = {"filter": query.filter_text(), "orderBy": query.order_by}
         return await self._core.walk_pages(
-            f"{self._core.inventory_base}/elements", params, operation="list elements",
+            f"{self._core.inventory_base}/elements",
+            params,
+            operation="list elements",
             parse=ElementPage.model_validate,
-            items_of=lambda page: page.elements, page_size=self._page_size)
+            items_of=lambda page: page.elements,
+            page_size=self._page_size,
+        )
 
 
 # --- voice elements -----------------------------------------------------------------------
@@ -296,8 +330,9 @@ ElementChanges = AcoElementChanges | MsTeamsElementChanges
 class VoiceElements(Generic[Resource]):
     """Create, read, replace and delete one kind of Admin Voice element."""
 
-    def __init__(self, core: _AdminHttp, poller: StatusPoller,
-                 kind: VoiceElementKind[Resource]) -> None:
+    def __init__(
+        self, core: _AdminHttp, poller: StatusPoller, kind: VoiceElementKind[Resource]
+    ) -> None:
         self._core = core
         self._poller = poller
         self.kind = kind
@@ -309,18 +344,23 @@ class VoiceElements(Generic[Resource]):
     async def get(self, element_id: str) -> Resource:
         """The element as AXP holds it now."""
         return self.kind.model.model_validate(
-            await self._core.get_json(self._path(element_id), operation=f"get {self.kind.label}"))
+            await self._core.get_json(self._path(element_id), operation=f"get {self.kind.label}")
+        )
 
     async def create(
-        self, spec: AcoElementSpec | MsTeamsElementSpec, *, on_status: StatusCallback | None = None,
+        self,
+        spec: AcoElementSpec | MsTeamsElementSpec,
+        *,
+        on_status: StatusCallback | None = None,
         timeout_s: float | None = None,
     ) -> Outcome[Resource]:
         """Create the element and wait until AXP reports SUCCESS or FAILED."""
-        response = await self._core.request("POST", self._path(), json=spec.to_wire(),
-                                            operation=f"create {self.kind.label}")
+        response = await self._core.request(
+            "POST", self._path(), json=spec.to_wire(), operation=f"create {self.kind.label}"
+        )
         accepted = self._accepted(response)
-        log.info("axp element create accepted", kind=self.kind.collection,
-                 element_id=accepted.element_id)  # type: ignore[attr-defined]
+        element_id = accepted.element_id  # type: ignore[attr-defined]
+        log.info("axp element create accepted", kind=self.kind.collection, element_id=element_id)
         return await self._wait(accepted, on_status=on_status, timeout_s=timeout_s)
 
     async def update(
@@ -345,17 +385,23 @@ class VoiceElements(Generic[Resource]):
             raise InvalidAdminInput("nothing to change: name at least one field to update")
         body = {key: value for key, value in current.items() if key not in VOICE_ELEMENT_READ_ONLY}
         body.update(wanted)
-        response = await self._core.request("PUT", path, json=body,
-                                            operation=f"update {self.kind.label}")
+        response = await self._core.request(
+            "PUT", path, json=body, operation=f"update {self.kind.label}"
+        )
         accepted = self._accepted(response, fallback_id=element_id)
-        log.info("axp element update accepted", kind=self.kind.collection, element_id=element_id,
-                 fields=sorted(wanted))
+        log.info(
+            "axp element update accepted",
+            kind=self.kind.collection,
+            element_id=element_id,
+            fields=sorted(wanted),
+        )
         return await self._wait(accepted, on_status=on_status, timeout_s=timeout_s)
 
     async def delete(self, element_id: str) -> None:
         """Delete the element (AXP answers 204)."""
-        await self._core.request("DELETE", self._path(element_id),
-                                 operation=f"delete {self.kind.label}")
+        await self._core.request(
+            "DELETE", self._path(element_id), operation=f"delete {self.kind.label}"
+        )
         log.info("axp element deleted", kind=self.kind.collection, element_id=element_id)
 
     def _accepted(self, response: httpx.Response, *, fallback_id: str | None = None) -> Resource:
@@ -368,17 +414,25 @@ class VoiceElements(Generic[Resource]):
             if fallback_id is None:
                 raise IncompleteAcceptance(
                     f"AXP accepted the {self.kind.label} but returned no elementId to follow; "
-                    "find it with `axp elements list`")
+                    "find it with `axp elements list`"
+                )
             body = {**body, "elementId": fallback_id}
         return self.kind.model.model_validate(body)
 
-    async def _wait(self, accepted: Resource, *, on_status: StatusCallback | None,
-                    timeout_s: float | None) -> Outcome[Resource]:
+    async def _wait(
+        self, accepted: Resource, *, on_status: StatusCallback | None, timeout_s: float | None
+    ) -> Outcome[Resource]:
         element_id: str = accepted.element_id  # type: ignore[attr-defined]
         return await self._poller.wait(
-            lambda: self.get(element_id), status_of=lambda e: e.status,  # type: ignore[attr-defined]
-            terminal=ELEMENT_TERMINAL_STATUSES, label=self.kind.label, resource_id=element_id,
-            initial_status=accepted.status, on_status=on_status, timeout_s=timeout_s)  # type: ignore[attr-defined]
+            lambda: self.get(element_id),
+            status_of=lambda e: e.status,  # type: ignore[attr-defined]
+            terminal=ELEMENT_TERMINAL_STATUSES,
+            label=self.kind.label,
+            resource_id=element_id,
+            initial_status=accepted.status,  # type: ignore[attr-defined]
+            on_status=on_status,
+            timeout_s=timeout_s,
+        )
 
 
 # --- phone numbers ------------------------------------------------------------------------
@@ -400,44 +454,70 @@ class PhoneNumbers:
             return base
         return f"{base}/{_validated_id(phone_number_id, 'phone number id')}"
 
-    async def list_page(self, query: PhoneNumberQuery | None = None, *, page_number: int = 1,
-                        page_size: int | None = None) -> PhoneNumberPage:
+    async def list_page(
+        self,
+        query: PhoneNumberQuery | None = None,
+        *,
+        page_number: int = 1,
+        page_size: int | None = None,
+    ) -> PhoneNumberPage:
         """One page of the account's numbers."""
         query = query or PhoneNumberQuery()
-        params = {"filter": query.filter, "orderBy": query.order_by, "pageNumber": page_number,
-                  "pageSize": _page_size(page_size or self._page_size)}
+        params = {
+            "filter": query.filter,
+            "orderBy": query.order_by,
+            "pageNumber": page_number,
+            "pageSize": _page_size(page_size or self._page_size),
+        }
         return PhoneNumberPage.model_validate(
-            await self._core.get_json(self._path(), operation="list phone numbers", params=params))
+            await self._core.get_json(self._path(), operation="list phone numbers", params=params)
+        )
 
     async def list(self, query: PhoneNumberQuery | None = None) -> list[PhoneNumber]:
         """Every number matching the query, all pages walked."""
         query = query or PhoneNumberQuery()
         return await self._core.walk_pages(
-            self._path(), {"filter": query.filter, "orderBy": query.order_by},
-            operation="list phone numbers", parse=PhoneNumberPage.model_validate,
+            self._path(),
+            {"filter": query.filter, "orderBy": query.order_by},
+            operation="list phone numbers",
+            parse=PhoneNumberPage.model_validate,
             items_of=lambda page: page.phone_numbers,
-            page_size=self._page_size)
+            page_size=self._page_size,
+        )
 
     async def get(self, phone_number_id: str) -> PhoneNumber:
         return PhoneNumber.model_validate(
-            await self._core.get_json(self._path(phone_number_id), operation="get phone number"))
+            await self._core.get_json(self._path(phone_number_id), operation="get phone number")
+        )
 
-    async def add(self, number: NewPhoneNumber, *, on_status: StatusCallback | None = None,
-                  timeout_s: float | None = None) -> Outcome[PhoneNumber]:
+    async def add(
+        self,
+        number: NewPhoneNumber,
+        *,
+        on_status: StatusCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> Outcome[PhoneNumber]:
         """Assign the number and wait for ACTIVE, INACTIVE, DISABLED or FAILED."""
-        response = await self._core.request("POST", self._path(), json=number.to_wire(),
-                                            operation="add phone number")
+        response = await self._core.request(
+            "POST", self._path(), json=number.to_wire(), operation="add phone number"
+        )
         accepted = _json_object(response)
         if not accepted.get("phoneNumberId"):
             raise IncompleteAcceptance(
                 f"AXP accepted {number.phone_number} but returned no phoneNumberId to follow; "
-                "find it with `axp numbers list`")
+                "find it with `axp numbers list`"
+            )
         log.info("axp phone number add accepted", phone_number_id=accepted["phoneNumberId"])
         return await self._wait(PhoneNumber.model_validate(accepted), on_status, timeout_s)
 
-    async def update(self, phone_number_id: str, changes: PhoneNumberChanges, *,
-                     on_status: StatusCallback | None = None,
-                     timeout_s: float | None = None) -> Outcome[PhoneNumber]:
+    async def update(
+        self,
+        phone_number_id: str,
+        changes: PhoneNumberChanges,
+        *,
+        on_status: StatusCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> Outcome[PhoneNumber]:
         """Apply `changes` to the number's current settings and send them all (PUT replaces)."""
         wanted = changes.to_wire()
         if not wanted:
@@ -450,42 +530,61 @@ class PhoneNumbers:
         body.update(wanted)
         response = await self._core.request("PUT", path, json=body, operation="update phone number")
         accepted = {"phoneNumberId": phone_number_id, **_json_object(response)}
-        log.info("axp phone number update accepted", phone_number_id=phone_number_id,
-                 fields=sorted(wanted))
+        log.info(
+            "axp phone number update accepted",
+            phone_number_id=phone_number_id,
+            fields=sorted(wanted),
+        )
         return await self._wait(PhoneNumber.model_validate(accepted), on_status, timeout_s)
 
     async def release(self, phone_number_id: str) -> None:
         """Release the number from the account (AXP answers 204)."""
-        await self._core.request("DELETE", self._path(phone_number_id),
-                                 operation="release phone number")
+        await self._core.request(
+            "DELETE", self._path(phone_number_id), operation="release phone number"
+        )
         log.info("axp phone number released", phone_number_id=phone_number_id)
 
-    async def available(self, query: AvailableNumberQuery, *, page_number: int = 1,
-                        page_size: int | None = None) -> AvailablePhoneNumberPage:
+    async def available(
+        self, query: AvailableNumberQuery, *, page_number: int = 1, page_size: int | None = None
+    ) -> AvailablePhoneNumberPage:
         """One page of numbers that could be added, with `documentationRequired`."""
-        params = {**query.to_wire(), "pageNumber": page_number,
-                  "pageSize": _page_size(page_size or self._page_size)}
+        params = {
+            **query.to_wire(),
+            "pageNumber": page_number,
+            "pageSize": _page_size(page_size or self._page_size),
+        }
         path = f"{self._core.voice_base}/available-phone-numbers"
         return AvailablePhoneNumberPage.model_validate(
-            await self._core.get_json(path, operation="list available numbers", params=params))
+            await self._core.get_json(path, operation="list available numbers", params=params)
+        )
 
     async def available_all(
         self, query: AvailableNumberQuery
     ) -> builtins.list[AvailablePhoneNumber]:
         """Every available number for the query, all pages walked."""
         return await self._core.walk_pages(
-            f"{self._core.voice_base}/available-phone-numbers", query.to_wire(),
-            operation="list available numbers", parse=AvailablePhoneNumberPage.model_validate,
+            f"{self._core.voice_base}/available-phone-numbers",
+            query.to_wire(),
+            operation="list available numbers",
+            parse=AvailablePhoneNumberPage.model_validate,
             items_of=lambda page: page.phone_numbers,
-            page_size=self._page_size)
+            page_size=self._page_size,
+        )
 
-    async def _wait(self, accepted: PhoneNumber, on_status: StatusCallback | None,
-                    timeout_s: float | None) -> Outcome[PhoneNumber]:
+    async def _wait(
+        self, accepted: PhoneNumber, on_status: StatusCallback | None, timeout_s: float | None
+    ) -> Outcome[PhoneNumber]:
         number_id = accepted.phone_number_id or ""
         return await self._poller.wait(
-            lambda: self.get(number_id), status_of=lambda n: n.status,
-            terminal=PHONE_NUMBER_TERMINAL_STATUSES, label=self.label, resource_id=number_id,
-            initial_status=accepted.status, on_status=on_status, timeout_s=timeout_s)
+            lambda: self.get(number_id),
+            status_of=lambda n: n.status,
+            terminal=PHONE_NUMBER_TERMINAL_STATUSES,
+            label=self.label,
+            resource_id=number_id,
+            initial_status=accepted.status,
+            on_status=on_status,
+            timeout_s=timeout_s,
+        )
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
@@ -525,7 +624,8 @@ class AxpAdmin:
         # Element inventory allows 5..50 per page, phone numbers 1..50.
         if not 5 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidAdminInput(
-                f"invalid page size {page_size}: AXP accepts 5 to {MAX_PAGE_SIZE}")
+                f"invalid page size {page_size}: AXP accepts 5 to {MAX_PAGE_SIZE}"
+            )
         self.account_id = account_id
         core = _AdminHttp(http, account_id)
         poller = StatusPoller(poll or PollPolicy(), clock=clock, sleep=sleep)
@@ -535,14 +635,17 @@ class AxpAdmin:
         self.numbers = PhoneNumbers(core, poller, page_size=page_size)
 
     @classmethod
-    def from_settings(cls, http: httpx.AsyncClient, settings: Settings,
-                      **overrides: Any) -> AxpAdmin:
+    def from_settings(
+        cls, http: httpx.AsyncClient, settings: Settings, **overrides: Any
+    ) -> AxpAdmin:
         """An admin for the configured account with the configured polling and paging."""
         require_axp_settings(settings)
         options: dict[str, Any] = {
-            "poll": PollPolicy(timeout_s=settings.axp_admin_poll_timeout_s,
-                               initial_interval_s=settings.axp_admin_poll_initial_interval_s,
-                               max_interval_s=settings.axp_admin_poll_max_interval_s),
+            "poll": PollPolicy(
+                timeout_s=settings.axp_admin_poll_timeout_s,
+                initial_interval_s=settings.axp_admin_poll_initial_interval_s,
+                max_interval_s=settings.axp_admin_poll_max_interval_s,
+            ),
             "page_size": settings.axp_admin_page_size,
         }
         options.update(overrides)

@@ -32,12 +32,10 @@ from channel_bridge.platforms.axp.admin import (
     describe_validation_error,
 )
 from channel_bridge.platforms.axp.admin_schemas import (
-    AcoElement,
     AcoElementChanges,
     AcoElementSpec,
     AvailableNumberQuery,
     ElementQuery,
-    MsTeamsElement,
     MsTeamsElementChanges,
     MsTeamsElementSpec,
     NewPhoneNumber,
@@ -313,12 +311,7 @@ def aco_create(
         )
     )
 
-    async def work(admin: AxpAdmin) -> ExitCode:
-        with _spinner(f"creating {ACO_LABEL} {name!r}") as show:
-            outcome = await admin.aco.create(spec, on_status=show, timeout_s=timeout)
-        return _element_result(outcome, ACO_LABEL)
-
-    _run(work, conflict_hint=ONE_PER_ACCOUNT.format(what=ACO_LABEL))
+    _create_element(lambda admin: admin.aco, ACO_LABEL, spec, name, timeout)
 
 
 @aco_app.command("update")
@@ -350,44 +343,9 @@ def aco_update(
             )
         )
     )
-    _did_changes(add_did, remove_did)
-    if not changes.model_fields_set and not add_did and not remove_did:
-        raise _fail(
-            "invalid input: nothing to change: give at least one option", ExitCode.INVALID_INPUT
-        )
-
-    def apply(current: AcoElement) -> AcoElementChanges:
-        return _with_dids(changes, _merged_dids(current.did_numbers, add_did, remove_did))
-
-    async def work(admin: AxpAdmin) -> ExitCode:
-        with _spinner(f"updating {ACO_LABEL} {element_id}") as show:
-            outcome = await admin.aco.update(element_id, apply, on_status=show, timeout_s=timeout)
-        return _element_result(outcome, ACO_LABEL)
-
-    _run(work, conflict_hint=ONE_PER_ACCOUNT.format(what=ACO_LABEL))
-
-
-@aco_app.command("get")
-def aco_get(
-    element_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")
-) -> None:
-    """Show the ACO element."""
-    _valid_id(element_id, "elementId")
-
-    async def work(admin: AxpAdmin) -> None:
-        _show_element(await admin.aco.get(element_id), as_json)
-
-    _run(work)
-
-
-@aco_app.command("delete")
-def aco_delete(
-    element_id: str = typer.Argument(...),
-    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
-) -> None:
-    """Delete the ACO element (asks first unless --yes)."""
-    _valid_id(element_id, "elementId")
-    _run(lambda admin: _delete_element(admin.aco, element_id, ACO_LABEL, yes))
+    _update_element(
+        lambda admin: admin.aco, ACO_LABEL, element_id, changes, add_did, remove_did, timeout
+    )
 
 
 @msteams_app.command("create")
@@ -414,12 +372,7 @@ def msteams_create(
         )
     )
 
-    async def work(admin: AxpAdmin) -> ExitCode:
-        with _spinner(f"creating {MSTEAMS_LABEL} {name!r}") as show:
-            outcome = await admin.msteams.create(spec, on_status=show, timeout_s=timeout)
-        return _element_result(outcome, MSTEAMS_LABEL)
-
-    _run(work, conflict_hint=ONE_PER_ACCOUNT.format(what=MSTEAMS_LABEL))
+    _create_element(lambda admin: admin.msteams, MSTEAMS_LABEL, spec, name, timeout)
 
 
 @msteams_app.command("update")
@@ -447,46 +400,83 @@ def msteams_update(
             )
         )
     )
+    _update_element(
+        lambda admin: admin.msteams,
+        MSTEAMS_LABEL,
+        element_id,
+        changes,
+        add_did,
+        remove_did,
+        timeout,
+    )
+
+
+def _create_element(
+    elements_of: Callable[[AxpAdmin], Any],
+    label: str,
+    spec: Model,
+    name: str,
+    timeout: float | None,
+) -> None:
+    async def work(admin: AxpAdmin) -> ExitCode:
+        with _spinner(f"creating {label} {name!r}") as show:
+            outcome = await elements_of(admin).create(spec, on_status=show, timeout_s=timeout)
+        return _element_result(outcome, label)
+
+    _run(work, conflict_hint=ONE_PER_ACCOUNT.format(what=label))
+
+
+def _update_element(
+    elements_of: Callable[[AxpAdmin], Any],
+    label: str,
+    element_id: str,
+    changes: Model,
+    add_did: list[str],
+    remove_did: list[str],
+    timeout: float | None,
+) -> None:
     _did_changes(add_did, remove_did)
     if not changes.model_fields_set and not add_did and not remove_did:
         raise _fail(
             "invalid input: nothing to change: give at least one option", ExitCode.INVALID_INPUT
         )
 
-    def apply(current: MsTeamsElement) -> MsTeamsElementChanges:
+    def apply(current: Any) -> Model:
         return _with_dids(changes, _merged_dids(current.did_numbers, add_did, remove_did))
 
     async def work(admin: AxpAdmin) -> ExitCode:
-        with _spinner(f"updating {MSTEAMS_LABEL} {element_id}") as show:
-            outcome = await admin.msteams.update(
+        with _spinner(f"updating {label} {element_id}") as show:
+            outcome = await elements_of(admin).update(
                 element_id, apply, on_status=show, timeout_s=timeout
             )
-        return _element_result(outcome, MSTEAMS_LABEL)
+        return _element_result(outcome, label)
 
-    _run(work, conflict_hint=ONE_PER_ACCOUNT.format(what=MSTEAMS_LABEL))
+    _run(work, conflict_hint=ONE_PER_ACCOUNT.format(what=label))
 
 
-@msteams_app.command("get")
-def msteams_get(
-    element_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")
+def _register_get_and_delete(
+    app: typer.Typer, elements_of: Callable[[AxpAdmin], Any], label: str, short: str
 ) -> None:
-    """Show the MS Teams element."""
-    _valid_id(element_id, "elementId")
+    """`get` and `delete`, the same for every voice element kind."""
 
-    async def work(admin: AxpAdmin) -> None:
-        _show_element(await admin.msteams.get(element_id), as_json)
+    @app.command("get", help=f"Show the {short} element.")
+    def get(
+        element_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")
+    ) -> None:
+        _valid_id(element_id, "elementId")
 
-    _run(work)
+        async def work(admin: AxpAdmin) -> None:
+            _show_element(await elements_of(admin).get(element_id), as_json)
 
+        _run(work)
 
-@msteams_app.command("delete")
-def msteams_delete(
-    element_id: str = typer.Argument(...),
-    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
-) -> None:
-    """Delete the MS Teams element (asks first unless --yes)."""
-    _valid_id(element_id, "elementId")
-    _run(lambda admin: _delete_element(admin.msteams, element_id, MSTEAMS_LABEL, yes))
+    @app.command("delete", help=f"Delete the {short} element (asks first unless --yes).")
+    def delete(
+        element_id: str = typer.Argument(...),
+        yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
+    ) -> None:
+        _valid_id(element_id, "elementId")
+        _run(lambda admin: _delete_element(elements_of(admin), element_id, label, yes))
 
 
 async def _delete_element(elements: Any, element_id: str, label: str, yes: bool) -> ExitCode:
@@ -498,6 +488,10 @@ async def _delete_element(elements: Any, element_id: str, label: str, yes: bool)
     await elements.delete(element_id)
     typer.echo(f"deleted {label} {element_id}")
     return ExitCode.OK
+
+
+_register_get_and_delete(aco_app, lambda admin: admin.aco, ACO_LABEL, "ACO")
+_register_get_and_delete(msteams_app, lambda admin: admin.msteams, MSTEAMS_LABEL, "MS Teams")
 
 
 # --- phone numbers ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 
-from channel_bridge.deps import AdminDep
+from channel_bridge.deps import AdminDep, bridge_state
 from channel_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -29,7 +29,6 @@ from channel_bridge.platforms.axp.admin_schemas import (
     PhoneNumberQuery,
     check_resource_id,
 )
-from channel_bridge.platforms.axp.auth import axp_configured, build_axp_http
 from channel_bridge.platforms.axp.errors import AxpApiError
 from channel_bridge.relay.errors import RetryableError
 
@@ -40,6 +39,17 @@ router = APIRouter(prefix="/admin/v1/axp", tags=["axp-admin"], dependencies=[Adm
 
 class AxpUpstreamError(BridgeError):
     status, title, slug = 502, "AXP error", "axp-upstream-error"
+
+
+def get_axp_admin(request: Request) -> AxpAdmin:
+    """The AXP admin client the lifespan built over the AXP platform's shared HTTP client."""
+    admin = bridge_state(request).axp_admin
+    if admin is None:
+        raise ServiceUnavailable("AXP is not configured: set the BRIDGE_AXP_* settings")
+    return admin
+
+
+AxpAdminDep = Annotated[AxpAdmin, Depends(get_axp_admin)]
 
 
 class ElementList(BaseModel):
@@ -53,29 +63,6 @@ class PhoneNumberList(BaseModel):
     total: int
 
 
-async def get_axp_admin(request: Request) -> AxpAdmin:
-    """`app.state.axp_admin`, built on first use over the AXP platform's shared client."""
-    state = request.app.state
-    admin: AxpAdmin | None = getattr(state, "axp_admin", None)
-    if admin is not None:
-        return admin
-    settings = state.settings
-    if not axp_configured(settings):
-        raise ServiceUnavailable("AXP is not configured: set the BRIDGE_AXP_* settings")
-    platform = getattr(state, "axp", None)
-    if platform is not None:
-        http = platform.http
-    else:
-        # No platform (lifespan without AXP start-up): own a client and close it with the app.
-        http = build_axp_http(settings)
-        state.exit_stack.push_async_callback(http.aclose)
-    admin = state.axp_admin = AxpAdmin.from_settings(http, settings)
-    return admin
-
-
-AxpAdminDep = Annotated[AxpAdmin, Depends(get_axp_admin)]
-
-
 def _upstream(exc: AxpApiError | AxpAdminError) -> BridgeError:
     """What a dashboard should see when AXP refuses or fails."""
     if isinstance(exc, InvalidAdminInput):
@@ -86,8 +73,9 @@ def _upstream(exc: AxpApiError | AxpAdminError) -> BridgeError:
         headers = {"Retry-After": str(int(exc.retry_after_s))} if exc.retry_after_s else None
         return ServiceUnavailable(f"AXP is unavailable: {exc}", headers=headers)
     if exc.status == 400:
-        errors = [{"field": v.field or "query", "message": v.message or "invalid"}
-                  for v in exc.violations]
+        errors = [
+            {"field": v.field or "query", "message": v.message or "invalid"} for v in exc.violations
+        ]
         return BadRequest(f"AXP refused the query: {exc}", errors=errors or None)
     # 401/403 concern the bridge's own AXP credentials or role, not the dashboard's request.
     return AxpUpstreamError(str(exc))
@@ -110,9 +98,15 @@ async def list_elements(
     filter_: Annotated[str | None, Query(alias="filter", description="Raw AXP filter")] = None,
     order_by: Annotated[str | None, Query(alias="orderBy")] = None,
 ) -> ElementList:
-    query = _validated(lambda: ElementQuery(filter=filter_, order_by=order_by,
-                                            element_type=element_type, element_sub_type=subtype,
-                                            name=name))
+    query = _validated(
+        lambda: ElementQuery(
+            filter=filter_,
+            order_by=order_by,
+            element_type=element_type,
+            element_sub_type=subtype,
+            name=name,
+        )
+    )
     try:
         elements = await admin.elements.list(query)
     except (AxpApiError, AxpAdminError) as exc:
@@ -120,8 +114,11 @@ async def list_elements(
     return ElementList(elements=elements, total=len(elements))
 
 
-@router.get("/phone-numbers", response_model=PhoneNumberList,
-            summary="The account's phone numbers (all pages)")
+@router.get(
+    "/phone-numbers",
+    response_model=PhoneNumberList,
+    summary="The account's phone numbers (all pages)",
+)
 async def list_phone_numbers(
     admin: AxpAdminDep,
     filter_: Annotated[str | None, Query(alias="filter", description="e.g. countryCode:US")] = None,
@@ -135,8 +132,11 @@ async def list_phone_numbers(
     return PhoneNumberList(phoneNumbers=numbers, total=len(numbers))
 
 
-@router.get("/phone-numbers/{phone_number_id}", response_model=PhoneNumber,
-            summary="One phone number with its status and statusMessage")
+@router.get(
+    "/phone-numbers/{phone_number_id}",
+    response_model=PhoneNumber,
+    summary="One phone number with its status and statusMessage",
+)
 async def get_phone_number(admin: AxpAdminDep, phone_number_id: str) -> PhoneNumber:
     try:
         check_resource_id(phone_number_id)

@@ -100,7 +100,8 @@ def check_domain(value: str) -> str:
     for label in labels:
         if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
             raise ValueError(
-                f"{problem}: label {label!r} must be 1 to 63 characters, no '-' at either end")
+                f"{problem}: label {label!r} must be 1 to 63 characters, no '-' at either end"
+            )
         if not all(_is_letter(c) or (c.isdigit() and c.isascii()) or c == "-" for c in label):
             raise ValueError(f"{problem}: label {label!r} may hold only letters, digits and '-'")
     if not 2 <= len(top) <= 63 or not all(_is_letter(c) for c in top):
@@ -137,7 +138,9 @@ class WireModel(BaseModel):
     """camelCase on the wire, snake_case in Python."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
         serialize_by_alias=True,
     )
 
@@ -368,8 +371,11 @@ class ElementQuery(RequestModel):
     def filter_text(self) -> str | None:
         """The `filter` parameter: the raw filter and `field:value` terms joined by commas."""
         terms = [self.filter] if self.filter else []
-        for field, value in (("elementType", self.element_type),
-                             ("elementSubType", self.element_sub_type), ("name", self.name)):
+        for field, value in (
+            ("elementType", self.element_type),
+            ("elementSubType", self.element_sub_type),
+            ("name", self.name),
+        ):
             if value:
                 terms.append(f"{field}:{value}")
         return ",".join(terms) or None

@@ -12,16 +12,15 @@ request waits on another request's I/O.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 
+from channel_bridge.client_credentials import AccessToken, TokenCache, read_token
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.logging import secrets as log_secrets
 from channel_bridge.outbound import AiohttpTransport, build_client
@@ -45,36 +44,6 @@ CREDENTIAL_REJECTIONS = frozenset({400, 401, 403, 404})
 
 class AxpNotConfigured(ConfigError):
     """An AXP client was requested but BRIDGE_AXP_* settings are missing."""
-
-
-@dataclass(slots=True)
-class AccessToken:
-    value: str
-    expires_in_s: float
-    obtained_at: float
-
-    def is_fresh(self, now: float, refresh_ratio: float) -> bool:
-        return now - self.obtained_at < self.expires_in_s * refresh_ratio
-
-
-@dataclass(slots=True)
-class _CacheEntry:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    token: AccessToken | None = None
-
-
-class TokenCache:
-    """Tokens keyed by (accountId, client_id); share one instance to share tokens."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], _CacheEntry] = {}
-
-    def entry(self, account_id: str, client_id: str) -> _CacheEntry:
-        key = (account_id, client_id)
-        found = self._entries.get(key)
-        if found is None:
-            found = self._entries[key] = _CacheEntry()
-        return found
 
 
 class AxpTokenAuth(httpx.Auth):
@@ -142,21 +111,13 @@ class AxpTokenAuth(httpx.Auth):
 
     async def token(self) -> AccessToken:
         """A fresh token from the cache, or from one refresh shared by all waiting callers."""
-        entry = self._entry
-        current = entry.token
-        if current is not None and current.is_fresh(self._clock(), self._refresh_ratio):
-            return current
-        async with entry.lock:
-            current = entry.token
-            if current is not None and current.is_fresh(self._clock(), self._refresh_ratio):
-                return current
-            entry.token = await self._request_token()
-            return entry.token
+        return await self._entry.fresh(
+            clock=self._clock, refresh_ratio=self._refresh_ratio, fetch=self._request_token
+        )
 
     def invalidate(self, token: AccessToken) -> None:
         """Forget `token` if it is still the cached one (a newer token is kept)."""
-        if self._entry.token is token:
-            self._entry.token = None
+        self._entry.invalidate(token)
 
     async def _request_token(self) -> AccessToken:
         self.token_requests += 1
@@ -180,21 +141,17 @@ class AxpTokenAuth(httpx.Auth):
             )
         if response.is_error:
             raise error_from_response(response, operation=operation)
-        try:
-            body = response.json()
-            value = body["access_token"]
-            if not isinstance(value, str) or not value:
-                raise TypeError("access_token is not a string")
-            expires_in = body.get("expires_in") or DEFAULT_EXPIRES_IN_S
-            expires_in = float(expires_in)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AxpRetryableError(
+        token = read_token(
+            response,
+            obtained_at=started,
+            default_expires_in_s=DEFAULT_EXPIRES_IN_S,
+            unusable=lambda: AxpRetryableError(
                 f"AXP token request failed: HTTP {response.status_code} "
                 "without a usable access_token"
-            ) from exc
-        log_secrets.add(value)
-        log.info("axp token obtained", account_id=self._account_id, expires_in_s=expires_in)
-        return AccessToken(value=value, expires_in_s=expires_in, obtained_at=started)
+            ),
+        )
+        log.info("axp token obtained", account_id=self._account_id, expires_in_s=token.expires_in_s)
+        return token
 
 
 class AxpHttpClient(httpx.AsyncClient):

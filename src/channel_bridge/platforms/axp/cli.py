@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from channel_bridge.cli_support import command_settings, in_transaction
 from channel_bridge.platforms.axp.errors import AxpApiError
 from channel_bridge.settings import ConfigError, Settings
 
@@ -23,20 +25,17 @@ subscriptions_app = typer.Typer(help="Digital webhook subscriptions", no_args_is
 axp_app.add_typer(subscriptions_app, name="subscriptions")
 
 
-def _settings() -> Settings:
-    from channel_bridge.startup import load_upstream_settings
-
-    return load_upstream_settings()
-
-
 def _run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
     """Run `action(platform)` against AXP; exit 2 on configuration, 1 on AXP errors."""
     from channel_bridge.ops.logging import configure_logging
     from channel_bridge.platforms.axp.platform import AxpPlatform
 
     # Logs go to stderr so stdout stays machine-readable JSON.
-    configure_logging(level=settings.log_level, fmt=settings.effective_log_format,
-                      secret_values=settings.secret_values())
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.effective_log_format,
+        secret_values=settings.secret_values(),
+    )
 
     async def main() -> T:
         platform = AxpPlatform.from_settings(settings)
@@ -64,7 +63,7 @@ def list_subscriptions(
     channel_provider_id: str | None = typer.Option(None, help="Only this channel provider"),
 ) -> None:
     """List the account's digital webhook subscriptions."""
-    settings = _settings()
+    settings = command_settings(upstream=True)
 
     async def action(platform: Any) -> list[dict[str, Any]]:
         found = await platform.subscriptions.list(channel_provider_id)
@@ -80,7 +79,7 @@ def ensure_subscriptions(
     ),
 ) -> None:
     """Create or repair our subscription for each channel provider (idempotent)."""
-    settings = _settings()
+    settings = command_settings(upstream=True)
 
     async def action(platform: Any) -> dict[str, Any]:
         providers = list(channel_provider_id or []) or await _known_providers(settings)
@@ -100,7 +99,7 @@ def ensure_subscriptions(
 @subscriptions_app.command("delete")
 def delete_subscription(subscription_id: str = typer.Argument(..., help="subscriptionId")) -> None:
     """Delete one subscription (the reconcile loop recreates ours unless its provider is gone)."""
-    settings = _settings()
+    settings = command_settings(upstream=True)
 
     async def action(platform: Any) -> None:
         await platform.subscriptions.delete(subscription_id)
@@ -110,14 +109,11 @@ def delete_subscription(subscription_id: str = typer.Argument(..., help="subscri
 
 
 async def _known_providers(settings: Settings) -> list[str]:
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
     from channel_bridge.mappings.repository import IntegrationRepository
 
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            return await IntegrationRepository(session).known_channel_provider_ids(
-                account_id=settings.axp_account_id
-            )
-    finally:
-        await engine.dispose()
+    async def read(session: AsyncSession) -> list[str]:
+        return await IntegrationRepository(session).known_channel_provider_ids(
+            account_id=settings.axp_account_id
+        )
+
+    return await in_transaction(settings, read)

@@ -55,8 +55,12 @@ class AxpApiError(DeliveryError):
         retry_after_s: float | None = None,
         response_excerpt: str | None = None,
     ) -> None:
-        super().__init__(message, http_status=http_status, retry_after_s=retry_after_s,
-                         response_excerpt=response_excerpt)
+        super().__init__(
+            message,
+            http_status=http_status,
+            retry_after_s=retry_after_s,
+            response_excerpt=response_excerpt,
+        )
         self.status = http_status
         self.title = title
         self.detail = detail
@@ -92,8 +96,6 @@ _BY_RELAY_CLASS: dict[type[DeliveryError], type[AxpApiError]] = {
 }
 
 
-
-
 def _violations(raw: Any) -> tuple[Violation, ...]:
     if not isinstance(raw, list):
         return ()
@@ -101,10 +103,13 @@ def _violations(raw: Any) -> tuple[Violation, ...]:
     for item in raw:
         if isinstance(item, dict):
             code = item.get("code")
-            found.append(Violation(
-                field=_text(item.get("field")), message=_text(item.get("message")),
-                code=code if isinstance(code, int) else None,
-            ))
+            found.append(
+                Violation(
+                    field=_text(item.get("field")),
+                    message=_text(item.get("message")),
+                    code=code if isinstance(code, int) else None,
+                )
+            )
     return tuple(found)
 
 

@@ -21,6 +21,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from channel_bridge.deps import bridge_state
 from channel_bridge.jsondoc import why_unstorable
 from channel_bridge.mappings.service import INTEGRATION_INBOX_SOURCE, IntegrationService
 from channel_bridge.ops.metrics import ack_seconds, webhooks
@@ -68,7 +69,8 @@ async def _receive(
     token: str, request: Request, *, path_integration_id: str | None
 ) -> JSONResponse:
     started = time.perf_counter()
-    settings = request.app.state.settings
+    state = bridge_state(request)
+    settings = state.settings
     check_callback_token(token, settings, _count, route="lifecycle")
     body = await read_json_document(request, _count, allow_empty=True)
     method = request.method
@@ -87,9 +89,9 @@ async def _receive(
         # held with its raw text only, whatever it says.
         reading = CallbackNeedsReview([{"field": "body", "message": unstorable}])
     service = IntegrationService(
-        inbox=request.app.state.inbox,
-        sessionmaker=request.app.state.sessionmaker,
-        on_change=request.app.state.channel_cache.invalidate,
+        inbox=state.inbox,
+        sessionmaker=state.sessionmaker,
+        on_change=state.channel_cache.invalidate,
     )
     external_id = callback_dedupe_key(
         method, body.document, target=callback_target(path_integration_id, query)

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import httpx
-from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.mappings.repository import IntegrationRepository
 from channel_bridge.media import MediaTransfers
@@ -51,17 +51,22 @@ class AxpPlatform:
             http=http,
             account_id=account_id,
             messaging=AxpMessagingClient(http, account_id),
-            media=AxpMediaStore(http, account_id, settings.axp_base_url,
-                                settings.axp_media_max_bytes,
-                                media_store_path=settings.axp_media_store_path,
-                                transfers=MediaTransfers.from_settings(settings)),
+            media=AxpMediaStore(
+                http,
+                account_id,
+                settings.axp_base_url,
+                settings.axp_media_max_bytes,
+                media_store_path=settings.axp_media_store_path,
+                transfers=MediaTransfers.from_settings(settings),
+            ),
             subscriptions=AxpSubscriptions(http, account_id),
         )
 
     @property
     def callback_url(self) -> str:
-        return callback_url_for(self.settings.public_base_url,
-                                self.settings.axp_callback_token.get_secret_value())
+        return callback_url_for(
+            self.settings.public_base_url, self.settings.axp_callback_token.get_secret_value()
+        )
 
     @property
     def event_types(self) -> list[str]:
@@ -71,23 +76,24 @@ class AxpPlatform:
         await self.http.aclose()
 
 
-async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    """Lifespan step: `app.state.axp` (None unless AXP is configured) and the subscription
+async def start_axp_platform(
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AxpPlatform | None:
+    """Lifespan step: the platform (None unless AXP is configured) and the subscription
     reconcile task, both undone when the stack closes.
 
-    Tests and the sandbox may set `app.state.axp_transport` before start-up to reach a
-    simulated AXP in-process.
+    `transport` (tests, the sandbox) reaches a simulated AXP in-process instead of the network.
     """
-    app.state.axp = None
     if not axp_configured(settings):
-        return
-    transport = getattr(app.state, "axp_transport", None)
+        return None
     platform = AxpPlatform.from_settings(settings, transport=transport)
     stack.push_async_callback(platform.aclose)
-    app.state.axp = platform
     if not settings.axp_subscription_reconcile_enabled:
-        return
-    sessionmaker = app.state.sessionmaker
+        return platform
 
     async def provider_ids() -> list[str]:
         async with sessionmaker() as session:
@@ -96,9 +102,13 @@ async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitS
             )
 
     task = asyncio.create_task(
-        reconcile_forever(platform.subscriptions, provider_ids=provider_ids,
-                          callback_url=platform.callback_url, event_types=platform.event_types,
-                          interval_s=settings.axp_subscription_reconcile_s),
+        reconcile_forever(
+            platform.subscriptions,
+            provider_ids=provider_ids,
+            callback_url=platform.callback_url,
+            event_types=platform.event_types,
+            interval_s=settings.axp_subscription_reconcile_s,
+        ),
         name="axp-subscription-reconcile",
     )
 
@@ -108,3 +118,4 @@ async def start_axp_platform(app: FastAPI, settings: Settings, stack: AsyncExitS
             await task
 
     stack.push_async_callback(stop)
+    return platform

@@ -9,12 +9,12 @@ commit and acknowledged; the work happens later in the relay.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from channel_bridge.deps import bridge_state
 from channel_bridge.errors import (
     Unprocessable,
     UnsupportedMediaType,
@@ -25,19 +25,14 @@ from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.metrics import ack_seconds, webhooks
 from channel_bridge.platforms.axp.callback_request import check_callback_token, read_json_object
 from channel_bridge.platforms.axp.schemas import (
-    AxpCallbackEvent,
     dedupe_key,
     parse_callback_event,
 )
-from channel_bridge.relay.envelope import Plan
 
 log = get_logger(__name__)
 
 SOURCE = "axp.notification"
 ACK = {"status": "accepted"}
-
-# Set by the bridge wiring on app.state.axp_event_planner.
-AxpEventPlanner = Callable[[AxpCallbackEvent], Plan]
 
 router = APIRouter(tags=["axp"])
 
@@ -61,7 +56,8 @@ def _count(outcome: str) -> None:
 @fast_path
 async def axp_notification(token: str, request: Request) -> JSONResponse:
     started = time.perf_counter()
-    settings = request.app.state.settings
+    state = bridge_state(request)
+    settings = state.settings
     check_callback_token(token, settings, _count)
     if not _is_json(request.headers.get("content-type")):
         _count("unsupported_media_type")
@@ -87,9 +83,8 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
         )
         return JSONResponse(ACK)
 
-    planner: AxpEventPlanner | None = getattr(request.app.state, "axp_event_planner", None)
-    plan = planner(event) if planner is not None else Plan()
-    acceptance = await request.app.state.inbox.accept(
+    plan = state.planners.axp_event(event)
+    acceptance = await state.inbox.accept(
         source=SOURCE,
         external_id=dedupe_key(event, data),
         payload=data,

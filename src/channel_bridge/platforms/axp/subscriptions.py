@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel_bridge.ops.logging import get_logger
+from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.errors import AxpApiError, AxpPermanentError, checked_request
 from channel_bridge.platforms.axp.schemas import Subscription, SubscriptionRequest
 from channel_bridge.relay.destinations import DeliveryContext, Destination
@@ -27,7 +28,6 @@ log = get_logger(__name__)
 WEBHOOK_BASE = "/api/digital/webhook/v1"
 # Our callback route; every URL under `{public base}{CALLBACK_PATH_PREFIX}` is ours.
 CALLBACK_PATH_PREFIX = "/axp/callbacks/"
-SUBSCRIPTION_ENSURE_DESTINATION = "axp.subscription.ensure"
 
 
 def callback_url_for(public_base_url: str, token: str) -> str:
@@ -67,7 +67,8 @@ class AxpSubscriptions:
         self, *, channel_provider_id: str, callback_url: str, event_types: Sequence[str]
     ) -> Subscription:
         body = SubscriptionRequest(
-            channelProviderId=channel_provider_id, callbackUrl=callback_url,
+            channelProviderId=channel_provider_id,
+            callbackUrl=callback_url,
             eventTypes=list(event_types),  # type: ignore[arg-type]
         )
         response = await checked_request(
@@ -85,11 +86,16 @@ class AxpSubscriptions:
     ) -> Subscription:
         """Replace the subscription (PUT carries the full object, as in the spec example)."""
         body = SubscriptionRequest(
-            subscriptionId=subscription_id, channelProviderId=channel_provider_id,
-            callbackUrl=callback_url, eventTypes=list(event_types),  # type: ignore[arg-type]
+            subscriptionId=subscription_id,
+            channelProviderId=channel_provider_id,
+            callbackUrl=callback_url,
+            eventTypes=list(event_types),  # type: ignore[arg-type]
         )
         response = await checked_request(
-            self._http, "PUT", self._one(subscription_id), operation="update subscription",
+            self._http,
+            "PUT",
+            self._one(subscription_id),
+            operation="update subscription",
             json=body.to_wire(),
         )
         return Subscription.model_validate(response.json())
@@ -109,32 +115,46 @@ class AxpSubscriptions:
         # Another provider's rows can appear if the filter is ignored; never touch them.
         existing = [s for s in existing if s.channelProviderId == channel_provider_id]
         exact = [s for s in existing if s.callbackUrl == callback_url]
-        stale = [s for s in existing if s.callbackUrl != callback_url
-                 and s.callbackUrl.startswith(prefix)]
+        stale = [
+            s
+            for s in existing
+            if s.callbackUrl != callback_url and s.callbackUrl.startswith(prefix)
+        ]
         candidates = sorted(exact, key=lambda s: sorted(set(s.eventTypes)) != wanted) + stale
         if not candidates:
             created = await self.create(
-                channel_provider_id=channel_provider_id, callback_url=callback_url,
+                channel_provider_id=channel_provider_id,
+                callback_url=callback_url,
                 event_types=wanted,
             )
-            log.info("axp subscription created", channel_provider_id=channel_provider_id,
-                     subscription_id=created.subscriptionId)
+            log.info(
+                "axp subscription created",
+                channel_provider_id=channel_provider_id,
+                subscription_id=created.subscriptionId,
+            )
             return created
         keep, *duplicates = candidates
         if keep.callbackUrl != callback_url or sorted(set(keep.eventTypes)) != wanted:
             assert keep.subscriptionId is not None
             keep = await self.update(
-                keep.subscriptionId, channel_provider_id=channel_provider_id,
-                callback_url=callback_url, event_types=wanted,
+                keep.subscriptionId,
+                channel_provider_id=channel_provider_id,
+                callback_url=callback_url,
+                event_types=wanted,
             )
-            log.info("axp subscription updated", channel_provider_id=channel_provider_id,
-                     subscription_id=keep.subscriptionId)
+            log.info(
+                "axp subscription updated",
+                channel_provider_id=channel_provider_id,
+                subscription_id=keep.subscriptionId,
+            )
         for duplicate in duplicates:
             if duplicate.subscriptionId:
                 await self.delete(duplicate.subscriptionId)
-                log.info("axp duplicate subscription deleted",
-                         channel_provider_id=channel_provider_id,
-                         subscription_id=duplicate.subscriptionId)
+                log.info(
+                    "axp duplicate subscription deleted",
+                    channel_provider_id=channel_provider_id,
+                    subscription_id=duplicate.subscriptionId,
+                )
         return keep
 
     def _one(self, subscription_id: str) -> str:
@@ -159,7 +179,7 @@ def subscription_destination(
         subscription = await subscriptions.ensure_subscription(provider, callback_url, event_types)
         return {"subscriptionId": subscription.subscriptionId, "channelProviderId": provider}
 
-    return Destination(SUBSCRIPTION_ENSURE_DESTINATION, handle, SubscriptionEnsurePayload)
+    return Destination(AxpDestination.SUBSCRIPTION_ENSURE, handle, SubscriptionEnsurePayload)
 
 
 async def reconcile_once(
@@ -177,8 +197,9 @@ async def reconcile_once(
             outcomes[provider] = "ok"
         except AxpApiError as exc:
             outcomes[provider] = "failed"
-            log.warning("axp subscription reconcile failed", channel_provider_id=provider,
-                        error=str(exc))
+            log.warning(
+                "axp subscription reconcile failed", channel_provider_id=provider, error=str(exc)
+            )
     return outcomes
 
 
@@ -193,8 +214,12 @@ async def reconcile_forever(
     """Reconcile at start-up and then every `interval_s` until cancelled."""
     while True:
         try:
-            await reconcile_once(subscriptions, provider_ids=provider_ids,
-                                 callback_url=callback_url, event_types=event_types)
+            await reconcile_once(
+                subscriptions,
+                provider_ids=provider_ids,
+                callback_url=callback_url,
+                event_types=event_types,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the DB may be briefly unreachable; try again next round

@@ -12,15 +12,14 @@ that used it) and the request is retried once with a fresh one.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from channel_bridge.client_credentials import AccessToken, TokenSlot, read_token
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.logging import secrets as log_secrets
 from channel_bridge.platforms.genesys_cloud.errors import (
@@ -39,16 +38,6 @@ TOKEN_PATH = "/oauth/token"
 DEFAULT_EXPIRES_IN_S = 86400
 # Statuses from the token endpoint that mean "these credentials are wrong", not "try later".
 CREDENTIAL_REJECTIONS = frozenset({400, 401, 403})
-
-
-@dataclass(slots=True)
-class AccessToken:
-    value: str
-    expires_in_s: float
-    obtained_at: float
-
-    def is_fresh(self, now: float, refresh_ratio: float) -> bool:
-        return now - self.obtained_at < self.expires_in_s * refresh_ratio
 
 
 class GenesysCloudTokenAuth(httpx.Auth):
@@ -72,8 +61,7 @@ class GenesysCloudTokenAuth(httpx.Auth):
         self._token_http = token_http
         self._refresh_ratio = refresh_ratio
         self._clock = clock
-        self._lock = asyncio.Lock()
-        self._token: AccessToken | None = None
+        self._slot = TokenSlot()
         self.token_requests = 0
         log_secrets.add(client_secret.get_secret_value())
 
@@ -102,20 +90,13 @@ class GenesysCloudTokenAuth(httpx.Auth):
 
     async def token(self) -> AccessToken:
         """A fresh token from the cache, or from one refresh shared by all waiting callers."""
-        current = self._token
-        if current is not None and current.is_fresh(self._clock(), self._refresh_ratio):
-            return current
-        async with self._lock:
-            current = self._token
-            if current is not None and current.is_fresh(self._clock(), self._refresh_ratio):
-                return current
-            self._token = await self._request_token()
-            return self._token
+        return await self._slot.fresh(
+            clock=self._clock, refresh_ratio=self._refresh_ratio, fetch=self._request_token
+        )
 
     def invalidate(self, token: AccessToken) -> None:
         """Forget `token` if it is still the cached one (a newer token is kept)."""
-        if self._token is token:
-            self._token = None
+        self._slot.invalidate(token)
 
     async def _request_token(self) -> AccessToken:
         self.token_requests += 1
@@ -135,17 +116,14 @@ class GenesysCloudTokenAuth(httpx.Auth):
             raise error_for_response(response, operation, error_class=GenesysCloudRejectedError)
         if response.is_error:
             raise error_for_response(response, operation)
-        try:
-            body = response.json()
-            value = body["access_token"]
-            if not isinstance(value, str) or not value:
-                raise TypeError("access_token is not a string")
-            expires_in = float(body.get("expires_in") or DEFAULT_EXPIRES_IN_S)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise GenesysCloudRetryableError(
+        token = read_token(
+            response,
+            obtained_at=started,
+            default_expires_in_s=DEFAULT_EXPIRES_IN_S,
+            unusable=lambda: GenesysCloudRetryableError(
                 f"Genesys Cloud token request failed: HTTP {response.status_code} "
                 "without a usable access_token"
-            ) from exc
-        log_secrets.add(value)
-        log.info("genesys cloud token obtained", expires_in_s=expires_in)
-        return AccessToken(value=value, expires_in_s=expires_in, obtained_at=started)
+            ),
+        )
+        log.info("genesys cloud token obtained", expires_in_s=token.expires_in_s)
+        return token

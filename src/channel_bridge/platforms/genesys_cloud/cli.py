@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy.exc
 import typer
 
+from channel_bridge.cli_support import command_settings, fail
 from channel_bridge.errors import BridgeError
 from channel_bridge.mappings.schemas import ChannelCreate
 from channel_bridge.mappings.service import ChannelService
@@ -33,17 +34,6 @@ from channel_bridge.settings import Settings
 app = typer.Typer(help="Genesys Cloud Open Messaging: provisioning", no_args_is_help=True)
 
 
-def _settings() -> Settings:
-    from channel_bridge.startup import load_settings  # the root CLI imports this module
-
-    return load_settings()
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
-
-
 @app.command()
 def provision(
     name: str = typer.Option(..., "--name", help="The integration's name in Genesys Cloud"),
@@ -58,12 +48,12 @@ def provision(
     ),
 ) -> None:
     """Create the Open Messaging integration whose webhook is this bridge, and its channel."""
-    settings = _settings()
+    settings = command_settings()
     secret_token = new_secret_token()
     try:
         request = integration_request(name, settings.public_base_url, secret_token)
     except ProvisioningError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     shown: dict[str, Any] = dump(request)
     shown["outboundNotificationWebhookSignatureSecretToken"] = "**********"
     typer.echo("POST /api/v2/conversations/messaging/integrations/open", err=True)
@@ -79,13 +69,13 @@ def provision(
         if not ok
     ]
     if missing:
-        raise _fail(f"{', '.join(missing)} must be set to provision Genesys Cloud")
+        raise fail(f"{', '.join(missing)} must be set to provision Genesys Cloud")
     try:
         result = asyncio.run(_provision(settings, request, integration, identifier_key))
     except (ProvisioningError, GenesysCloudApiError, BridgeError) as exc:
-        raise _fail(str(getattr(exc, "detail", None) or exc)) from None
+        raise fail(str(getattr(exc, "detail", None) or exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise _fail(
+        raise fail(
             f"database not usable ({type(exc).__name__}): check BRIDGE_DATABASE_URL and run "
             "`channel-bridge migrate`"
         ) from None
@@ -96,7 +86,7 @@ def provision(
 
 
 async def _provision(settings: Settings, request: Any, axp_integration: str, key: str) -> Any:
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
+    from channel_bridge.db.engine import create_engine, create_sessionmaker, transaction
 
     assert settings.secret_key is not None
     engine = create_engine(settings)
@@ -113,7 +103,7 @@ async def _provision(settings: Settings, request: Any, axp_integration: str, key
                 webhook_secret=request.outboundNotificationWebhookSignatureSecretToken,
             )
             try:
-                async with create_sessionmaker(engine)() as session:
+                async with transaction(create_sessionmaker(engine)) as session:
                     await service.create(session, data)
             except BridgeError as exc:
                 raise ProvisioningError(

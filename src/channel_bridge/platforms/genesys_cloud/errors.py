@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 
-from channel_bridge.ops.logging import redact_text
 from channel_bridge.relay.errors import (
     AuthError,
     DeliveryError,
     PermanentError,
     RetryableError,
     ThrottledError,
-    classify_status,
-    parse_retry_after,
+    error_for_status,
+    json_document,
 )
-
-EXCERPT_LIMIT = 2048
 
 
 class GenesysCloudApiError(DeliveryError):
@@ -64,23 +59,17 @@ def error_for_response(
 ) -> GenesysCloudApiError:
     """The typed error for a non-2xx answer, with the error body's `code` and `message`."""
     code = detail = None
-    try:
-        document = json.loads(response.content)
-    except ValueError:
-        document = None
+    document = json_document(response.content)
     if isinstance(document, dict):
         code = document.get("code") if isinstance(document.get("code"), str) else None
         detail = document.get("message") or document.get("error_description")
-    cls = error_class or _BY_RELAY_CLASS[classify_status(response.status_code)]
-    message = f"Genesys Cloud {operation} failed with HTTP {response.status_code}"
-    if detail:
-        message += f": {redact_text(str(detail))[:300]}"
-    return cls(
-        message,
+    return error_for_status(
+        response,
+        _BY_RELAY_CLASS,
+        message=f"Genesys Cloud {operation} failed with HTTP {response.status_code}",
+        detail=detail,
+        error_class=error_class,
         code=code,
-        http_status=response.status_code,
-        retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-        response_excerpt=redact_text(response.text[:EXCERPT_LIMIT]),
     )
 
 

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD
+from channel_bridge.deps import bridge_state
 from channel_bridge.errors import BridgeError, NotFound, Unauthorized, Unprocessable
 from channel_bridge.ids import random_hex_id
 from channel_bridge.ops import metrics
@@ -29,7 +30,6 @@ from channel_bridge.ops.fast_path import fast_path
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.genesys_cloud.schemas import OpenNormalizedMessage
 from channel_bridge.platforms.genesys_cloud.signing import SIGNATURE_HEADER, verify
-from channel_bridge.relay.envelope import Plan
 from channel_bridge.webhooks import channel_webhook_secrets, parse_json, require_json
 
 log = get_logger(__name__)
@@ -64,7 +64,7 @@ async def receive_webhook(integrationId: str, request: Request) -> JSONResponse:
 
 
 async def _receive(integration_id: str, request: Request) -> tuple[str, bool]:
-    state = request.app.state
+    state = bridge_state(request)
     if not INTEGRATION_ID_PATTERN.match(integration_id):
         raise NotFound("No Genesys Cloud integration with this id")
     channel = await state.channel_cache.get_enabled(integration_id)
@@ -101,9 +101,8 @@ async def _receive(integration_id: str, request: Request) -> tuple[str, bool]:
         )
 
     ack_id = ACK_PREFIX + random_hex_id()
-    planner = state.genesys_cloud_message_planner
     # The planner is pure (no I/O): it runs before accept so the event joins the group commit.
-    plan = planner(channel, message, ack_id) if planner is not None else Plan()
+    plan = state.planners.genesys_cloud_message(channel, message, ack_id)
     acceptance = await state.inbox.accept(
         source=SOURCE,
         external_id=_dedupe_key(integration_id, message, raw),

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy.exc
 import typer
 
+from channel_bridge.cli_support import command_settings, fail, with_database
 from channel_bridge.platforms.nexus import capture as capture_module
 from channel_bridge.platforms.nexus.errors import NexusApiError
 from channel_bridge.platforms.nexus.provisioning import (
@@ -32,33 +33,15 @@ app = typer.Typer(
 )
 
 
-def _settings(*, upstream: bool = False) -> Settings:
-    """The settings; with `upstream`, those of the Nexus to call (the served sandbox's in
-    sandbox mode)."""
-    from channel_bridge.startup import load_settings, load_upstream_settings
-
-    return load_upstream_settings() if upstream else load_settings()
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
-
-
 async def _with_database(settings: Settings, work: Any) -> Any:
-    from channel_bridge.db.engine import create_engine, create_sessionmaker
-
-    engine = create_engine(settings)
+    secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
     try:
-        secret_box = SecretBox(settings.secret_key) if settings.secret_key else None
-        return await work(create_sessionmaker(engine), secret_box)
+        return await with_database(settings, lambda factory: work(factory, secret_box))
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise _fail(
+        raise fail(
             f"database not usable ({type(exc).__name__}): check BRIDGE_DATABASE_URL and run "
             "`channel-bridge migrate`"
         ) from None
-    finally:
-        await engine.dispose()
 
 
 async def _post(settings: Settings, service: str, body: dict[str, Any]) -> int:
@@ -81,14 +64,14 @@ def provision(
     ),
 ) -> None:
     """Create or replace the Async service from the enabled channels in the database."""
-    settings = _settings(upstream=not dry_run)
+    settings = command_settings(upstream=not dry_run)
     missing = missing_settings(settings)
     if missing and not dry_run:
-        raise _fail(f"{', '.join(missing)} must be set to provision Nexus services")
+        raise fail(f"{', '.join(missing)} must be set to provision Nexus services")
     try:
         channels = asyncio.run(_with_database(settings, load_channels))
     except ProvisioningError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     body = async_service_body(settings, channels)
     _print_plan(settings, ASYNC_SERVICE, body)
     if dry_run:
@@ -96,7 +79,7 @@ def provision(
     try:
         status = asyncio.run(_post(settings, ASYNC_SERVICE, body))
     except (ProvisioningError, NexusApiError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(
         f"Async service provisioned for {len(channels)} channel(s) (HTTP {status})", err=True
     )
@@ -107,17 +90,17 @@ def provision_sms(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the body; send nothing"),
 ) -> None:
     """Create the SMS service that selects the Async provider."""
-    settings = _settings(upstream=not dry_run)
+    settings = command_settings(upstream=not dry_run)
     missing = missing_settings(settings)
     if missing and not dry_run:
-        raise _fail(f"{', '.join(missing)} must be set to provision Nexus services")
+        raise fail(f"{', '.join(missing)} must be set to provision Nexus services")
     _print_plan(settings, SMS_SERVICE, SMS_SERVICE_BODY)
     if dry_run:
         return
     try:
         status = asyncio.run(_post(settings, SMS_SERVICE, SMS_SERVICE_BODY))
     except (ProvisioningError, NexusApiError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"SMS service provisioned with provider Async (HTTP {status})", err=True)
 
 
@@ -131,7 +114,7 @@ def capture(
     ),
 ) -> None:
     """Write the newest stored webhook bodies as fixture files, secrets masked."""
-    settings = _settings()
+    settings = command_settings()
 
     async def work(sessionmaker: Any, secret_box: SecretBox | None) -> list[Path]:
         return await capture_module.capture(

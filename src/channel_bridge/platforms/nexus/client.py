@@ -67,7 +67,7 @@ class NexusClient:
 
     # --- calls ------------------------------------------------------------------------
 
-    async def send_inbound_message(
+    async def post_to_nexus(
         self,
         channel_id: str,
         api_secret: SecretStr,

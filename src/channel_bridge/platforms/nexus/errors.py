@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 
-from channel_bridge.ops.logging import redact_text
 from channel_bridge.relay.errors import (
     AuthError,
     DeliveryError,
     PermanentError,
     RetryableError,
     ThrottledError,
-    classify_status,
-    parse_retry_after,
+    error_for_status,
+    json_document,
 )
-
-EXCERPT_LIMIT = 2048
 
 
 class NexusApiError(DeliveryError):
@@ -58,27 +53,18 @@ _BY_RELAY_CLASS: dict[type[DeliveryError], type[NexusApiError]] = {
 }
 
 
-
-
 def error_for_response(response: httpx.Response, operation: str) -> NexusApiError:
     """The typed error for a non-2xx response, with the envelope's status code and message."""
     code: int | str | None = None
     detail = None
-    try:
-        document = json.loads(response.content)
-    except ValueError:
-        document = None
+    document = json_document(response.content)
     if isinstance(document, dict) and isinstance(document.get("status"), dict):
         code = document["status"].get("code")
         detail = document["status"].get("message")
-    error_class = _BY_RELAY_CLASS[classify_status(response.status_code)]
-    message = f"Nexus {operation} failed with HTTP {response.status_code}"
-    if detail:
-        message += f": {redact_text(str(detail))[:300]}"
-    return error_class(
-        message,
+    return error_for_status(
+        response,
+        _BY_RELAY_CLASS,
+        message=f"Nexus {operation} failed with HTTP {response.status_code}",
+        detail=detail,
         nexus_code=code,
-        http_status=response.status_code,
-        retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-        response_excerpt=redact_text(response.text[:EXCERPT_LIMIT]),
     )

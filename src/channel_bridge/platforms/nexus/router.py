@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from channel_bridge.db.models import CHANNEL_BACKEND_NEXUS, Channel
+from channel_bridge.deps import bridge_state
 from channel_bridge.errors import (
     BridgeError,
     NotFound,
@@ -31,12 +32,12 @@ from channel_bridge.platforms.nexus.client import TRACE_HEADER, safe_trace_id
 from channel_bridge.platforms.nexus.fields import FieldMap
 from channel_bridge.platforms.nexus.schemas import (
     MessageProblem,
-    OutgoingMessage,
+    NexusWebhookMessage,
     parse_message,
     split_batch,
 )
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
-from channel_bridge.relay.envelope import Plan
+from channel_bridge.state import State
 from channel_bridge.webhooks import channel_webhook_secrets, parse_json, require_json
 
 log = get_logger(__name__)
@@ -82,7 +83,7 @@ async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
 
 
 async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[list[str], bool]:
-    state = request.app.state
+    state = bridge_state(request)
     if not CHANNEL_ID_PATTERN.match(channel_id):
         raise NotFound("No Nexus channel with this id")
     structlog.contextvars.bind_contextvars(nexus_channel_id=channel_id)
@@ -146,7 +147,9 @@ async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[li
     return acks, duplicate
 
 
-def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, index: int) -> None:
+def _check_usable(
+    message: NexusWebhookMessage, channel_id: str, fields: FieldMap, index: int
+) -> None:
     prefix = f"messages.{index}." if index else ""
     if message.channel_id is not None and message.channel_id != channel_id:
         field = prefix + fields.wire_name("channel_id")
@@ -165,7 +168,7 @@ def _check_usable(message: OutgoingMessage, channel_id: str, fields: FieldMap, i
 
 
 def _dedupe_key(
-    channel_id: str, message: OutgoingMessage, body_hash: str, index: int, count: int
+    channel_id: str, message: NexusWebhookMessage, body_hash: str, index: int, count: int
 ) -> str:
     if message.is_receipt:
         # Several receipts (delivered, then read) name the same message: the status is part of it.
@@ -182,20 +185,19 @@ def _dedupe_key(
 
 
 async def _accept(
-    state: Any,
+    state: State,
     *,
     channel: Channel,
     entry: Any,
-    message: OutgoingMessage,
+    message: NexusWebhookMessage,
     trace_id: str,
     external_id: str,
     raw_body: str,
 ) -> tuple[str, bool]:
     ack_id = new_ack_id()
-    planner = state.nexus_message_planner
     # The planner is pure (no I/O), so it runs before accept and the message joins the inbox's
     # group commit; for a redelivery accept stores nothing and this plan is dropped.
-    plan = planner(channel, message, ack_id, trace_id) if planner is not None else Plan()
+    plan = state.planners.nexus_message(channel, message, ack_id, trace_id)
 
     payload = {
         "channelId": channel.nexus_channel_id,

@@ -2,7 +2,7 @@
 
 Read: the webhook body parameter is named `messages` (type `Message`), the answer is
 `{"messageId": ...}`, and API responses use the `{status:{code,message}, data}` envelope.
-Not read: the fields of `Message`. `OutgoingMessage` is therefore provisional; its field
+Not read: the fields of `Message`. `NexusWebhookMessage` is therefore provisional; its field
 names come only from `fields.FieldMap` (settings), and unknown fields are kept in `extra`.
 """
 
@@ -36,7 +36,7 @@ class MediaItem(BaseModel):
     filename: str | None = None
 
 
-class OutgoingMessage(BaseModel):
+class NexusWebhookMessage(BaseModel):
     """A message Digital Channels sends through the webhook (agent -> customer). Provisional."""
 
     message_id: str | None = None
@@ -97,8 +97,8 @@ def _scalar(fields: FieldMap, document: Mapping[str, Any], field: str) -> str | 
     return str(value)
 
 
-def parse_message(document: Any, fields: FieldMap) -> OutgoingMessage:
-    """Map one webhook message onto `OutgoingMessage` through the configured aliases."""
+def parse_message(document: Any, fields: FieldMap) -> NexusWebhookMessage:
+    """Map one webhook message onto `NexusWebhookMessage` through the configured aliases."""
     if not isinstance(document, Mapping):
         raise MessageProblem("message", "a message must be a JSON object")
     media = _parse_media(document, fields)
@@ -108,7 +108,7 @@ def parse_message(document: Any, fields: FieldMap) -> OutgoingMessage:
     consumed = {
         key for field in fields.aliases if (key := fields.consumed(document, field)) is not None
     }
-    return OutgoingMessage(
+    return NexusWebhookMessage(
         message_id=_scalar(fields, document, "message_id"),
         channel_id=_scalar(fields, document, "channel_id"),
         to=_scalar(fields, document, "to"),

@@ -1,13 +1,8 @@
-"""All SQL of the relay: inbox rows, deliveries, attempts. SQLAlchemy Core on the hot paths."""
+"""The SQL of deliveries and attempts: insert, claim with a lease, outcomes, operator views."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
-import time
-import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -17,7 +12,6 @@ from sqlalchemy import (
     CursorResult,
     Integer,
     String,
-    Table,
     Text,
     and_,
     bindparam,
@@ -27,68 +21,32 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
-    null,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from channel_bridge import jsondoc
 from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
 from channel_bridge.db.bulk import (
     among,
-    dialect_insert,
     insert_rows,
     is_postgres,
-    select_by_keys,
 )
-from channel_bridge.db.models import Attempt, CircuitState, Delivery, DeliveryStatus, InboxEvent
+from channel_bridge.db.models import Attempt, Delivery, DeliveryStatus
 from channel_bridge.relay.envelope import DeliveryRequest
-
-_counter = itertools.count()
-
-inbox_table = cast(Table, InboxEvent.__table__)
-circuit_table = cast(Table, CircuitState.__table__)
-delivery_table = cast(Table, Delivery.__table__)
-attempt_table = cast(Table, Attempt.__table__)
-
-# Statuses that hold back later deliveries of the same partition (head-of-line order).
-BLOCKING_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.IN_FLIGHT)
-# Statuses the retention task may delete once old enough; dead ones wait for an operator.
-FINISHED_STATUSES = (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED)
-# An inbox event whose body retention removed: only its dedupe key and ack are left.
-TOMBSTONE_STATUS = "expired"
+from channel_bridge.relay.repository.sequence import next_sequence
+from channel_bridge.relay.repository.tables import (
+    BLOCKING_STATUSES,
+    FINISHED_STATUSES,
+    attempt_table,
+    delivery_table,
+)
 
 # Woken by NOTIFY after accept commits deliveries (PostgreSQL only).
 NOTIFY_CHANNEL = "bridge_deliveries"
-
-
-_sqlite_write_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def write_turn(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> contextlib.AbstractAsyncContextManager[Any]:
-    """On SQLite, one relay write transaction at a time per engine; elsewhere nothing.
-
-    SQLite has one writer. Connections that find it busy sleep in the busy handler (in steps
-    up to 100 ms), so letting the inbox and every delivery race for it wastes most of the
-    time; queueing them in-process hands the lock over without sleeping.
-    """
-    engine = sessionmaker.kw["bind"]
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    lock = _sqlite_write_locks.get(engine.sync_engine)
-    if lock is None:
-        lock = _sqlite_write_locks[engine.sync_engine] = asyncio.Lock()
-    return lock
-
-
-def next_sequence() -> int:
-    """Monotonic ordering value for deliveries: wall-clock microseconds plus a tie-breaker."""
-    return time.time_ns() // 1000 * 1000 + next(_counter) % 1000
 
 
 def delivery_row(
@@ -116,126 +74,6 @@ async def notify_deliveries(connection: AsyncConnection) -> None:
         await connection.execute(
             text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
         )
-
-
-class InboxRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def insert_if_new(
-        self,
-        *,
-        source: str,
-        external_id: str,
-        payload: dict[str, Any] | None,
-        ack: dict[str, Any] | None,
-        kind: str | None,
-        raw_body: str | None,
-        now: datetime | None = None,
-    ) -> int | None:
-        """Insert the event; its id if new, None if (source, external_id) was already stored."""
-        statement = (
-            dialect_insert(self.session, inbox_table)
-            .values(
-                source=source,
-                external_id=external_id,
-                payload=payload,
-                ack=ack,
-                kind=kind,
-                raw_body=raw_body,
-                status="received",
-                received_at=now or utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["source", "external_id"])
-            .returning(inbox_table.c.id)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def get_by_key(self, source: str, external_id: str) -> tuple[int, dict[str, Any] | None]:
-        row = (
-            await self.session.execute(
-                select(InboxEvent.id, InboxEvent.ack).where(
-                    InboxEvent.source == source, InboxEvent.external_id == external_id
-                )
-            )
-        ).one()
-        return row.id, row.ack
-
-    async def get_many(self, event_ids: Collection[int]) -> dict[int, InboxEvent]:
-        if not event_ids:
-            return {}
-        rows = await self.session.scalars(
-            select(InboxEvent).where(among(self.session, InboxEvent.id, list(event_ids)))
-        )
-        return {event.id: event for event in rows}
-
-    async def purge_handled(self, *, before: datetime) -> int:
-        """Strip the bodies of events received before `before` whose deliveries are finished.
-
-        The row stays as a tombstone (source, external id, ack): a replay of the webhook still
-        meets the unique key and gets the answer it got the first time.
-        """
-        result = await self.session.execute(
-            update(inbox_table)
-            .where(
-                inbox_table.c.received_at < before,
-                inbox_table.c.status != TOMBSTONE_STATUS,
-                _all_deliveries_finished(),
-            )
-            # SQL NULL, not JSON null. The status says the body is gone (and takes a held
-            # callback out of the review list, as deleting it did).
-            .values(payload=null(), raw_body=null(), status=TOMBSTONE_STATUS)
-        )
-        return cast(CursorResult[Any], result).rowcount or 0
-
-    async def purge_tombstones(self, *, before: datetime) -> int:
-        """Delete events (tombstones by now) received before `before`, deliveries finished."""
-        result = await self.session.execute(
-            delete(inbox_table).where(
-                inbox_table.c.received_at < before, _all_deliveries_finished()
-            )
-        )
-        return cast(CursorResult[Any], result).rowcount or 0
-
-
-def _all_deliveries_finished() -> Any:
-    return ~exists().where(
-        delivery_table.c.inbox_event_id == inbox_table.c.id,
-        delivery_table.c.status.not_in(FINISHED_STATUSES),
-    )
-
-
-class InboxBatchWriter:
-    """Multi-row inserts for the group-commit inbox, on one connection inside its transaction."""
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
-
-    async def insert_events(self, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
-        """Insert the events that are new; (source, external_id) -> id for those only."""
-        inserted = await insert_rows(
-            self.connection,
-            inbox_table,
-            [{**row, "status": "received"} for row in rows],
-            on_conflict_do_nothing=("source", "external_id"),
-            returning=("id", "source", "external_id"),
-        )
-        return {(row.source, row.external_id): row.id for row in inserted}
-
-    async def existing_events(
-        self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[int, dict[str, Any] | None]]:
-        keys = list(keys)
-        if not keys:
-            return {}
-        rows = await select_by_keys(
-            self.connection,
-            inbox_table,
-            ("source", "external_id"),
-            keys,
-            ("id", "source", "external_id", "ack"),
-        )
-        return {(row.source, row.external_id): (row.id, row.ack) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -827,80 +665,6 @@ class DeliveryRepository:
             delete(delivery_table).where(delivery_table.c.id.in_(finished))
         )
         return cast(CursorResult[Any], result).rowcount or 0
-
-
-class CircuitRepository:
-    """The circuits' shared state (relay/circuits.py), read at each claim, written with outcomes."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def ensure(self, keys: Sequence[str], *, now: datetime, probe_interval_s: float) -> None:
-        """A closed row for each circuit that has none yet."""
-        await insert_rows(
-            self.session,
-            circuit_table,
-            [
-                {
-                    "key": key,
-                    "state": "closed",
-                    "consecutive_failures": 0,
-                    "probe_interval_s": probe_interval_s,
-                    "updated_at": now,
-                }
-                for key in sorted(keys)
-            ],
-            on_conflict_do_nothing=("key",),
-        )
-
-    async def load(self, keys: Sequence[str], *, for_update: bool = False) -> dict[str, Any]:
-        """The rows of these circuits (locked in key order when `for_update`)."""
-        if not keys:
-            return {}
-        query = (
-            select(circuit_table)
-            .where(circuit_table.c.key.in_(sorted(keys)))
-            .order_by(circuit_table.c.key)
-        )
-        if for_update and is_postgres(self.session):
-            query = query.with_for_update()
-        return {row.key: row for row in await self.session.execute(query)}
-
-    async def take_probe(
-        self, key: str, *, now: datetime, next_probe_at: datetime, next_interval_s: float
-    ) -> bool:
-        """Take the open circuit's probe if it is due and nobody took it; True if taken."""
-        c = circuit_table.c
-        taken = await self.session.execute(
-            update(circuit_table)
-            .where(
-                c.key == key,
-                c.state == "open",
-                or_(c.next_probe_at.is_(None), c.next_probe_at <= now),
-            )
-            .values(next_probe_at=next_probe_at, probe_interval_s=next_interval_s, updated_at=now)
-            .returning(c.key)
-        )
-        return taken.first() is not None
-
-    async def extend_pause(
-        self, key: str, *, until: datetime, now: datetime, reason: str | None
-    ) -> None:
-        """Nothing to this upstream before `until` (a later pause already stored stands)."""
-        c = circuit_table.c
-        await self.session.execute(
-            update(circuit_table)
-            .where(c.key == key, or_(c.paused_until.is_(None), c.paused_until < until))
-            .values(paused_until=until, last_error=reason, updated_at=now)
-        )
-
-    async def save(self, key: str, values: dict[str, Any]) -> None:
-        await self.session.execute(
-            update(circuit_table).where(circuit_table.c.key == key).values(**values)
-        )
-
-    async def all(self) -> list[Any]:
-        return list(await self.session.execute(select(circuit_table).order_by(circuit_table.c.key)))
 
 
 async def make_pending_due(
