@@ -26,6 +26,15 @@ app = typer.Typer(
 __all__ = ["app", "load_settings", "main"]
 
 
+@app.callback()
+def compose(ctx: typer.Context) -> None:
+    # The commands' composition point: what a sub-CLI needs but may not import itself.
+    from channel_bridge.bridge.integrations import IntegrationDeliveries
+    from channel_bridge.cli_support import CommandContext
+
+    ctx.obj = CommandContext(integration_change=IntegrationDeliveries())
+
+
 @app.command()
 def serve(
     # Loopback unless asked: the image passes --host 0.0.0.0 (with real secrets, prod).

@@ -1,20 +1,43 @@
-"""What every sub-CLI shares: its settings, the database for one command, failing in one line.
+"""What every sub-CLI shares: its settings, the database for one command, failing in one line,
+and what the root CLI hands down.
 
 The root CLI (`cli.py`) imports the sub-CLIs, so they take all of this from here and from
-`startup.py`, never from the entry point.
+`startup.py`, never from the entry point. The root CLI is also the commands' composition
+point: what a sub-CLI needs but may not import (the bridge's planners, for the mappings CLI)
+it puts in click's context object as a `CommandContext`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.settings import Settings
 
+if TYPE_CHECKING:
+    from channel_bridge.mappings.service import IntegrationChangePlanner
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """What the root CLI hands its sub-commands (click's `ctx.obj` on the root context)."""
+
+    # What an integration change queues (the Akixi mirror): the bridge's to decide.
+    integration_change: IntegrationChangePlanner
+
+
+def command_context(ctx: typer.Context) -> CommandContext:
+    """The root CLI's `CommandContext`, from inside any of its commands."""
+    found = ctx.find_root().obj
+    if not isinstance(found, CommandContext):
+        raise RuntimeError("this command runs under the channel-bridge CLI (cli.py), not alone")
+    return found
 
 
 def command_settings(*, upstream: bool = False) -> Settings:

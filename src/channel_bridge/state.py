@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from channel_bridge.db.models import Channel
     from channel_bridge.mappings.channel_cache import ChannelCache
+    from channel_bridge.mappings.service import IntegrationChangePlanner
     from channel_bridge.ops.health import ReadinessDetail
     from channel_bridge.platforms.axp.admin import AxpAdmin
     from channel_bridge.platforms.axp.platform import AxpPlatform
@@ -47,6 +48,8 @@ class Planners:
     nexus_message: NexusMessagePlanner
     genesys_cloud_message: GenesysCloudMessagePlanner
     axp_event: AxpEventPlanner
+    # An AXP integration created, updated or deleted (callback, admin API): the Akixi mirror.
+    integration_change: IntegrationChangePlanner
 
 
 @dataclass(slots=True, kw_only=True)

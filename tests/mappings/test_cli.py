@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from channel_bridge.bridge.integrations import IntegrationDeliveries
 from channel_bridge.cli import app
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.db.migrate import upgrade
@@ -261,7 +262,11 @@ def _hold(database: str, body: dict[str, Any]) -> int:
         engine = create_engine(make_settings(database))
         try:
             sessionmaker = create_sessionmaker(engine)
-            service = IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)
+            service = IntegrationService(
+                inbox=Inbox(sessionmaker),
+                sessionmaker=sessionmaker,
+                planner=IntegrationDeliveries(),
+            )
             held = await service.hold_for_review(
                 external_id=callback_dedupe_key("POST", body),
                 method="POST",

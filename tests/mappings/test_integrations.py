@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from channel_bridge.bridge.integrations import IntegrationDeliveries
 from channel_bridge.db.models import InboxEvent, Integration
 from channel_bridge.mappings.service import IntegrationService
 from channel_bridge.relay.inbox import Inbox
@@ -162,7 +163,9 @@ async def test_text_postgresql_cannot_store_is_422_not_500(client, sessionmaker)
 
 async def test_service_upsert_for_the_callback_path(sessionmaker) -> None:
     """require_existing=None (the callback): update of an unknown id creates it."""
-    service = IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)
+    service = IntegrationService(
+        inbox=Inbox(sessionmaker), sessionmaker=sessionmaker, planner=IntegrationDeliveries()
+    )
     change = await service.apply_integration_change(
         action="updated",
         integration_id=INTEGRATION_ID,
@@ -185,7 +188,9 @@ async def test_service_upsert_for_the_callback_path(sessionmaker) -> None:
 
 
 async def test_deleting_an_unknown_integration_records_it(sessionmaker) -> None:
-    service = IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)
+    service = IntegrationService(
+        inbox=Inbox(sessionmaker), sessionmaker=sessionmaker, planner=IntegrationDeliveries()
+    )
     change = await service.apply_integration_change(
         action="deleted",
         integration_id=INTEGRATION_ID,

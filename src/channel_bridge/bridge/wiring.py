@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from channel_bridge.bridge import axp_to_nexus, genesys_cloud, nexus_to_axp
 from channel_bridge.bridge.context import BridgeContext
 from channel_bridge.bridge.destinations import BridgeDestination
+from channel_bridge.bridge.integrations import IntegrationDeliveries
 from channel_bridge.bridge.payloads import (
     AgentMessagePayload,
     AxpSendPayload,
@@ -69,6 +70,7 @@ def planners(settings: Settings) -> Planners:
         axp_event=axp_to_nexus.make_axp_event_planner(
             typing_enabled=settings.nexus_typing_enabled or genesys_cloud_configured(settings)
         ),
+        integration_change=IntegrationDeliveries(),
     )
 
 

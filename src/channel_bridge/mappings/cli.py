@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from channel_bridge.cli_support import command_settings, with_database
+from channel_bridge.cli_support import command_context, command_settings, with_database
 from channel_bridge.db.engine import transaction
 from channel_bridge.errors import BridgeError, field_errors_from_pydantic
 from channel_bridge.mappings.schemas import (
@@ -340,8 +340,15 @@ CHANNEL_PROVIDER_OPTION = typer.Option(None, "--channel-provider", help="AXP cha
 HELD_ID_ARGUMENT = typer.Argument(..., min=1, max=2**63 - 1, help="Id from `integrations pending`")
 
 
-def _integration_service(sessionmaker: async_sessionmaker[AsyncSession]) -> IntegrationService:
-    return IntegrationService(inbox=Inbox(sessionmaker), sessionmaker=sessionmaker)
+def _integration_service(
+    ctx: typer.Context, sessionmaker: async_sessionmaker[AsyncSession]
+) -> IntegrationService:
+    return IntegrationService(
+        inbox=Inbox(sessionmaker),
+        sessionmaker=sessionmaker,
+        # The bridge's planner, handed down by the root CLI: mappings never import the bridge.
+        planner=command_context(ctx).integration_change,
+    )
 
 
 def _integration_table(rows: list[IntegrationOut]) -> Table:
@@ -371,6 +378,7 @@ def _integration_table(rows: list[IntegrationOut]) -> Table:
 
 @integrations_app.command("add")
 def integrations_add(
+    ctx: typer.Context,
     integration_id: str = typer.Argument(
         ..., help="AXP Integration Id (sent as businessAccountName)"
     ),
@@ -390,7 +398,7 @@ def integrations_add(
     )
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
-        service = _integration_service(sessionmaker)
+        service = _integration_service(ctx, sessionmaker)
         change = await service.apply_integration_change(
             action="created",
             integration_id=data.integration_id,
@@ -415,12 +423,13 @@ def integrations_add(
 
 @integrations_app.command("list")
 def integrations_list(
+    ctx: typer.Context,
     include_deleted: bool = typer.Option(False, "--all", help="Also show deleted integrations"),
 ) -> None:
     """List integrations."""
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
-        service = _integration_service(sessionmaker)
+        service = _integration_service(ctx, sessionmaker)
         async with transaction(sessionmaker) as session:
             return [
                 service.to_out(row)
@@ -431,11 +440,11 @@ def integrations_list(
 
 
 @integrations_app.command("show")
-def integrations_show(integration_id: str = typer.Argument(...)) -> None:
+def integrations_show(ctx: typer.Context, integration_id: str = typer.Argument(...)) -> None:
     """Show one integration and the channels mapped to it."""
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox | None) -> Any:
-        service = _integration_service(sessionmaker)
+        service = _integration_service(ctx, sessionmaker)
         channels = ChannelService(secret_box=box)
         async with transaction(sessionmaker) as session:
             integration = service.to_out(await service.get(session, integration_id))
@@ -453,6 +462,7 @@ def integrations_show(integration_id: str = typer.Argument(...)) -> None:
 
 @integrations_app.command("remove")
 def integrations_remove(
+    ctx: typer.Context,
     integration_id: str = typer.Argument(...),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
 ) -> None:
@@ -461,7 +471,7 @@ def integrations_remove(
         typer.confirm(f"Delete integration {integration_id} and disable its channels?", abort=True)
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
-        return await _integration_service(sessionmaker).apply_integration_change(
+        return await _integration_service(ctx, sessionmaker).apply_integration_change(
             action="deleted",
             integration_id=integration_id,
             raw=None,
@@ -501,11 +511,11 @@ def _excerpt(text: str | None, limit: int = 120) -> str:
 
 
 @integrations_app.command("pending")
-def integrations_pending() -> None:
+def integrations_pending(ctx: typer.Context) -> None:
     """List lifecycle callbacks that were stored but could not be applied."""
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
-        service = _integration_service(sessionmaker)
+        service = _integration_service(ctx, sessionmaker)
         async with transaction(sessionmaker) as session:
             return [service.to_held_out(event) for event in await service.list_held(session)]
 
@@ -518,6 +528,7 @@ def integrations_pending() -> None:
 
 @integrations_app.command("resolve")
 def integrations_resolve(
+    ctx: typer.Context,
     held_id: int = HELD_ID_ARGUMENT,
     action: str = typer.Option(..., "--action", help="created, updated or deleted"),
     integration_id: str | None = typer.Option(
@@ -540,7 +551,7 @@ def integrations_resolve(
     )
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
-        return await _integration_service(sessionmaker).resolve_held(
+        return await _integration_service(ctx, sessionmaker).resolve_held(
             held_id=held_id, resolution=data, source="cli"
         )
 
@@ -556,6 +567,7 @@ def integrations_resolve(
 
 @integrations_app.command("dismiss")
 def integrations_dismiss(
+    ctx: typer.Context,
     held_id: int = HELD_ID_ARGUMENT,
     reason: str | None = typer.Option(None, "--reason", help="Kept in the inbox event's note"),
 ) -> None:
@@ -563,7 +575,7 @@ def integrations_dismiss(
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession], _box: SecretBox | None) -> Any:
         async with transaction(sessionmaker) as session:
-            return await _integration_service(sessionmaker).dismiss_held(
+            return await _integration_service(ctx, sessionmaker).dismiss_held(
                 session, held_id=held_id, reason=reason, source="cli"
             )
 

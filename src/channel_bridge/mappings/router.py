@@ -47,9 +47,14 @@ def get_channel_service(secret_box: SecretBoxDep, channels: ChannelCacheDep) -> 
 
 
 def get_integration_service(
-    inbox: InboxDep, sessionmaker: SessionmakerDep, channels: ChannelCacheDep
+    request: Request, inbox: InboxDep, sessionmaker: SessionmakerDep, channels: ChannelCacheDep
 ) -> IntegrationService:
-    return IntegrationService(inbox=inbox, sessionmaker=sessionmaker, on_change=channels.invalidate)
+    return IntegrationService(
+        inbox=inbox,
+        sessionmaker=sessionmaker,
+        planner=bridge_state(request).planners.integration_change,
+        on_change=channels.invalidate,
+    )
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -54,21 +54,9 @@ INTEGRATION_INBOX_SOURCE = "axp.integration"
 NEEDS_REVIEW = HeldCallbackRepository.NEEDS_REVIEW
 RESOLVED_STATUS = "handled"
 DISMISSED_STATUS = "ignored"
-AKIXI_UPSERT = "akixi.upsert"
-AKIXI_DELETE = "akixi.delete"
-AXP_SUBSCRIPTION_ENSURE = "axp.subscription.ensure"
 INTEGRATION_FIELDS = ("name", "account_id", "channel_provider_id")
 
 _SOURCE_WORDS = {"callback": "AXP callback", "admin": "admin API", "cli": "CLI"}
-
-
-def akixi_partition(integration_id: str) -> str:
-    """Akixi mirror calls for one integration are delivered in order."""
-    return f"akixi:{integration_id}"
-
-
-def subscription_partition(channel_provider_id: str) -> str:
-    return f"axp.subscription:{channel_provider_id}"
 
 
 def _stamp(moment: datetime) -> str:
@@ -345,6 +333,25 @@ class ChannelService:
 # --- integrations ---------------------------------------------------------------------
 
 
+class IntegrationChangePlanner(Protocol):
+    """Which deliveries an integration change queues beside its row (in its transaction).
+
+    The bridge decides (`bridge/integrations.py`: the Akixi mirror and the AXP notification
+    subscription); this module only stores the change and hands the row over.
+    """
+
+    def upserted(
+        self, row: Integration, action: Literal["created", "updated"], changed: list[str]
+    ) -> list[DeliveryRequest]:
+        """`row` is active: created (or back after a delete) or updated (`changed` fields)."""
+        ...
+
+    def deleted(self, row: Integration) -> list[DeliveryRequest]:
+        """`row` is deleted now: it was active, or is first heard of as deleted (its mirror
+        may exist all the same)."""
+        ...
+
+
 @dataclass
 class IntegrationChange:
     """What one call to `apply_integration_change` did (nothing, for a duplicate)."""
@@ -376,11 +383,13 @@ class IntegrationService:
         *,
         inbox: Inbox,
         sessionmaker: async_sessionmaker[AsyncSession],
+        planner: IntegrationChangePlanner,
         now: Callable[[], datetime] = utcnow,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self.sessionmaker = sessionmaker
+        self.planner = planner
         self.now = now
         # Called after a committed change that disabled channels (clears the channel cache).
         self.on_change = on_change or (lambda: None)
@@ -684,8 +693,8 @@ class IntegrationService:
             if inserted:
                 if status == "active":
                     outcome.changed = sorted(given)
-                    return self._upsert_requests(row, "created", outcome.changed)
-                return [self._delete_request(row)]
+                    return self.planner.upserted(row, "created", outcome.changed)
+                return self.planner.deleted(row)
 
         was_active = row.status == "active"
         outcome.changed = sorted(k for k, v in given.items() if getattr(row, k) != v)
@@ -705,58 +714,14 @@ class IntegrationService:
             if not was_active:
                 return []
             row.status, row.deleted_at = "deleted", now
-            return [self._delete_request(row)]
+            return self.planner.deleted(row)
 
         row.status, row.deleted_at = "active", None
         if not was_active:
             # Back after a delete: the Akixi entry is gone, so it is created again.
             outcome.changed = sorted(k for k in INTEGRATION_FIELDS if getattr(row, k) is not None)
-            return self._upsert_requests(row, "created", outcome.changed)
-        return self._upsert_requests(row, "updated", outcome.changed)
-
-    def _upsert_requests(
-        self, row: Integration, mirror_action: str, changed: list[str]
-    ) -> list[DeliveryRequest]:
-        requests = []
-        if changed or mirror_action == "created":
-            requests.append(
-                DeliveryRequest(
-                    destination=AKIXI_UPSERT,
-                    payload={
-                        "action": mirror_action,
-                        # The Akixi mirror's switch between OmnichannelIntAdd and ...Change.
-                        "created": mirror_action == "created",
-                        "integration_id": row.integration_id,
-                        "name": row.name,
-                        "account_id": row.account_id,
-                        "channel_provider_id": row.channel_provider_id,
-                        "changed": changed,
-                    },
-                    partition_key=akixi_partition(row.integration_id),
-                )
-            )
-        if row.channel_provider_id:
-            requests.append(
-                DeliveryRequest(
-                    destination=AXP_SUBSCRIPTION_ENSURE,
-                    payload={"channel_provider_id": row.channel_provider_id},
-                    partition_key=subscription_partition(row.channel_provider_id),
-                )
-            )
-        return requests
-
-    @staticmethod
-    def _delete_request(row: Integration) -> DeliveryRequest:
-        return DeliveryRequest(
-            destination=AKIXI_DELETE,
-            payload={
-                "integration_id": row.integration_id,
-                "name": row.name,
-                "account_id": row.account_id,
-                "channel_provider_id": row.channel_provider_id,
-            },
-            partition_key=akixi_partition(row.integration_id),
-        )
+            return self.planner.upserted(row, "created", outcome.changed)
+        return self.planner.upserted(row, "updated", outcome.changed)
 
     async def _differs_from_stored(
         self, action: IntegrationAction, integration_id: str, values: dict[str, str | None]

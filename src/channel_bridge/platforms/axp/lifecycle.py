@@ -91,6 +91,7 @@ async def _receive(
     service = IntegrationService(
         inbox=state.inbox,
         sessionmaker=state.sessionmaker,
+        planner=state.planners.integration_change,
         on_change=state.channel_cache.invalidate,
     )
     external_id = callback_dedupe_key(
