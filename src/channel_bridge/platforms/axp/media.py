@@ -18,7 +18,7 @@ error (redirects are never followed, so a 3xx would otherwise pass for an empty 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager
 from email.message import Message
 from urllib.parse import quote, urljoin, urlsplit
@@ -159,17 +159,6 @@ class AxpMediaStore:
         except httpx.TransportError as exc:
             raise error_from_transport(exc, operation="media download") from exc
         return spool
-
-    async def iter_download(self, url: str) -> AsyncIterator[bytes]:
-        """The media as chunks, for relaying without holding it whole (limit enforced)."""
-        target = self.resolve(url)
-        async with self._signed_get(target) as response:
-            await _raise_unless_2xx(response)
-            received = 0
-            async for chunk in response.aiter_bytes():
-                received += len(chunk)
-                self._check_size(received)
-                yield chunk
 
     # --- helpers -----------------------------------------------------------------------
 
