@@ -214,6 +214,20 @@ class MediaTransfers:
             raise
         return spool
 
+    async def spool_response(
+        self, response: Any, *, limit: int, too_large: Callable[[int], Exception]
+    ) -> MediaSpool:
+        """A streamed HTTP response's body in a spool, its declared length reserved and
+        checked first; the spool carries the response's content type."""
+        spool = await self.spool(
+            response.aiter_bytes(),
+            declared=declared_length(response.headers),
+            limit=limit,
+            too_large=too_large,
+        )
+        spool.content_type = response.headers.get("content-type")
+        return spool
+
 
 # Without settings (tools, tests): spool past 1 MiB, no process budget.
 DEFAULT_TRANSFERS = MediaTransfers(budget=None, memory_bytes=1024 * 1024)

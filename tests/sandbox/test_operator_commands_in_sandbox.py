@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.foundation.test_cli import CONSOLE_SCRIPT, run
+from tests.foundation.test_cli import run
 from tests.support.postgres import free_port
+from tests.support.served import serving
 
 
 @pytest.fixture(scope="module")
@@ -29,34 +28,8 @@ def served_sandbox(
         "BRIDGE_AXP_ADMIN_POLL_INITIAL_INTERVAL_S": "0.05",
     }
     assert run(["migrate"], env, cwd).returncode == 0
-    clean = {
-        **env,
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(cwd),
-        "BRIDGE_SECRETS_DIR": str(cwd / "none"),
-    }
-    with (cwd / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [str(CONSOLE_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=clean,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90  # a loaded CI machine starts slowly
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{env['BRIDGE_PUBLIC_BASE_URL']}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError((cwd / "serve.log").read_text())
+    with serving(cwd, port, env):
         yield cwd, env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def ok(args: list[str], served: tuple[Path, dict[str, str]]) -> subprocess.CompletedProcess[str]:

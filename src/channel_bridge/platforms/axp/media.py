@@ -25,7 +25,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from channel_bridge.media import DEFAULT_TRANSFERS, MediaSpool, MediaTransfers, declared_length
+from channel_bridge.media import DEFAULT_TRANSFERS, MediaSpool, MediaTransfers
 from channel_bridge.platforms.axp.errors import (
     AxpPermanentError,
     AxpRetryableError,
@@ -148,13 +148,9 @@ class AxpMediaStore:
         try:
             async with self._signed_get(target) as response:
                 await _raise_unless_2xx(response)
-                spool = await self.transfers.spool(
-                    response.aiter_bytes(),
-                    declared=declared_length(response.headers),
-                    limit=self.max_bytes,
-                    too_large=self._too_large,
+                spool = await self.transfers.spool_response(
+                    response, limit=self.max_bytes, too_large=self._too_large
                 )
-                spool.content_type = response.headers.get("content-type")
                 spool.filename = _filename(response.headers.get("content-disposition"))
         except httpx.TransportError as exc:
             raise error_from_transport(exc, operation="media download") from exc

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from channel_bridge.media import DEFAULT_TRANSFERS, MediaSpool, MediaTransfers, declared_length
+from channel_bridge.media import DEFAULT_TRANSFERS, MediaSpool, MediaTransfers
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.outbound import build_client
 from channel_bridge.platforms.genesys_cloud.auth import GenesysCloudTokenAuth
@@ -151,16 +151,13 @@ class GenesysCloudClient:
                 if response.is_error:
                     await response.aread()
                     raise error_for_response(response, operation)
-                spool = await self._transfers.spool(
-                    response.aiter_bytes(),
-                    declared=declared_length(response.headers),
+                return await self._transfers.spool_response(
+                    response,
                     limit=limit,
                     too_large=lambda size: GenesysCloudRejectedError(
                         f"attachment of {size} bytes exceeds {limit}"
                     ),
                 )
-                spool.content_type = response.headers.get("content-type")
-                return spool
         except httpx.TransportError as exc:
             raise error_for_transport(exc, operation) from exc
 

@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from channel_bridge.ids import random_hex_id
-from channel_bridge.media import MediaSpool, MediaTransfers, declared_length
+from channel_bridge.media import MediaSpool, MediaTransfers
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.nexus.errors import (
     NexusApiError,
@@ -177,17 +177,14 @@ class NexusClient:
                 if response.status_code >= 300:
                     await response.aread()
                     raise error_for_response(response, "fetch media")
-                spool = await self._transfers.spool(
-                    response.aiter_bytes(),
-                    declared=declared_length(response.headers),
+                return await self._transfers.spool_response(
+                    response,
                     limit=limit,
                     too_large=lambda size: NexusRejectedError(
                         f"media of {size} bytes exceeds BRIDGE_NEXUS_MEDIA_MAX_BYTES "
                         f"({limit} bytes)"
                     ),
                 )
-                spool.content_type = response.headers.get("content-type")
-                return spool
         except httpx.TimeoutException as exc:
             raise NexusThrottledError(f"Nexus fetch media timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
