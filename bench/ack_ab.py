@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,21 @@ class TreeBridge(BridgeProcess):
         )
         log.close()
         await self.wait_ready()
+
+
+async def attempted_share(database_url: str) -> float:
+    """Share of the deliveries queued so far that the relay worker has attempted at least once."""
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        row = await connection.fetchrow(
+            "SELECT count(*) AS queued, count(*) FILTER (WHERE attempt_count > 0) AS attempted "
+            "FROM deliveries"
+        )
+        return float(row["attempted"] / row["queued"]) if row["queued"] else 0.0
+    finally:
+        await connection.close()
 
 
 async def commits(database_url: str) -> int:
@@ -261,6 +277,7 @@ async def main() -> int:
                         n = figures["requests"]
                         figures["cpu_us"] = (tree_cpu(pid) - cpu0) / n * 1e6
                         figures["pg_us"] = (tree_cpu(pg) - pg0) / n * 1e6
+                        figures["attempted"] = await attempted_share(bridge.database_url)
                         await asyncio.sleep(1.2)  # backends flush their statistics
                         figures["commits"] = (await commits(bridge.database_url) - commits0) / n
                         if profiler is not None:
@@ -278,6 +295,14 @@ async def main() -> int:
                             for n in range(args.fixed_rate * args.fixed_seconds)
                         ]
                         result = await fixed_rate(bridge.port, posts, args.fixed_rate)
+                        attempted = await attempted_share(bridge.database_url)
+                        # The backlog left by the run, if any: how long the relay takes to drain it.
+                        drain_started = time.monotonic()
+                        while await attempted_share(bridge.database_url) < 1.0:
+                            if time.monotonic() - drain_started > 60:
+                                break
+                            await asyncio.sleep(0.25)
+                        drained_s = time.monotonic() - drain_started
                     finally:
                         bridge.stop()
                     lat = result.latencies_ms
@@ -288,6 +313,8 @@ async def main() -> int:
                             "p999": percentile(lat, 0.999),
                             "statuses": dict(result.statuses),
                             "saturated_after": result.saturated_after,
+                            "attempted": attempted,
+                            "drained_s": drained_s,
                         }
                     )
     finally:
@@ -296,15 +323,15 @@ async def main() -> int:
         bench.stop()
 
     note(
-        "| kind | tree | req/s (per round) | ratio to bare FastAPI (per round) | median ratio | serve CPU µs/req | PostgreSQL CPU µs/req | commits/req (approx.) | non-2xx |"
+        "| kind | tree | req/s (per round) | ratio to bare FastAPI (per round) | median ratio | serve CPU µs/req | PostgreSQL CPU µs/req | commits/req (approx.) | deliveries attempted when wrk ended | non-2xx |"
     )
-    note("|---|---|---|---|---|---|---|---|---|")
+    note("|---|---|---|---|---|---|---|---|---|---|")
     summary: dict[str, Any] = {}
     for kind in args.kinds:
         base = results[("baseline", kind)]
         note(
             f"| {kind} | bare FastAPI | {rates(base)} | 1 | 1 | "
-            f"{statistics.median(r['cpu_us'] for r in base):.0f} | – | – | {sum(r['errors_status'] for r in base)} |"
+            f"{statistics.median(r['cpu_us'] for r in base):.0f} | – | – | – | {sum(r['errors_status'] for r in base)} |"
         )
         for name in trees:
             runs = results[(name, kind)]
@@ -316,25 +343,31 @@ async def main() -> int:
                 "cpu_us": statistics.median(r["cpu_us"] for r in runs),
                 "pg_us": statistics.median(r["pg_us"] for r in runs),
                 "commits": statistics.median(r["commits"] for r in runs),
+                "attempted": statistics.median(r["attempted"] for r in runs),
             }
             cell = summary[f"{name}.{kind}"]
             note(
                 f"| {kind} | {name} | {rates(runs)} | "
                 f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}** | "
                 f"{cell['cpu_us']:.0f} | {cell['pg_us']:.0f} | {cell['commits']:.2f} | "
+                f"{cell['attempted']:.0%} | "
                 f"{sum(r['errors_status'] for r in runs)} |"
             )
     if fixed:
         note(
             f"\nOpen loop at {args.fixed_rate}/s for {args.fixed_seconds} s (signed Nexus webhooks; each tree with its own --env):\n"
         )
-        note("| tree | p50 ms | p99 ms | p99.9 ms | statuses | fell behind after |")
-        note("|---|---|---|---|---|---|")
+        note(
+            "| tree | p50 ms | p99 ms | p99.9 ms | statuses | fell behind after "
+            "| deliveries attempted when the run ended | then drained in s |"
+        )
+        note("|---|---|---|---|---|---|---|---|")
         for name, rows in fixed.items():
             for row in rows:
                 note(
                     f"| {name} | {row['p50']:.1f} | {row['p99']:.1f} | {row['p999']:.1f} | "
-                    f"{row['statuses']} | {row['saturated_after'] or '–'} |"
+                    f"{row['statuses']} | {row['saturated_after'] or '–'} | "
+                    f"{row['attempted']:.0%} | {row['drained_s']:.1f} |"
                 )
             summary[f"{name}.fixed_rate"] = rows
     out = ROOT / "bench" / "results" / f"{started:%Y-%m-%d-%H%M}-{args.label}.md"

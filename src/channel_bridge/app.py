@@ -49,6 +49,7 @@ from channel_bridge.platforms.nexus import router as nexus_router
 from channel_bridge.relay import router as relay_router
 from channel_bridge.relay import service as relay_service
 from channel_bridge.relay.destinations import DestinationRegistry
+from channel_bridge.relay.ack_priority import AckPriority
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.maintenance import Housekeeping
 from channel_bridge.relay.worker import RelayWorker
@@ -186,14 +187,30 @@ async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
         await channel_cache.listen(notifications)
         destinations = DestinationRegistry()
         # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
+        # On one event loop with the inbox, the worker yields to acknowledgements under load.
+        ack_priority = (
+            AckPriority(
+                target_s=settings.worker_ack_target_ms / 1000,
+                floor=settings.worker_ack_priority_floor,
+            )
+            if settings.worker_enabled and settings.worker_ack_target_ms > 0
+            else None
+        )
         worker = (
-            RelayWorker(sessionmaker, destinations, settings, notifications=notifications)
+            RelayWorker(
+                sessionmaker,
+                destinations,
+                settings,
+                notifications=notifications,
+                ack_priority=ack_priority,
+            )
             if settings.worker_enabled
             else None
         )
         inbox = Inbox(
             sessionmaker,
             on_accepted=worker.wake if worker else None,
+            ack_priority=ack_priority,
             window_ms=settings.inbox_group_commit_window_ms,
             max_batch=settings.inbox_group_commit_max_batch,
             max_inflight=settings.inbox_group_commit_max_inflight,

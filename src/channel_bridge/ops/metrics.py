@@ -51,6 +51,10 @@ outbox_depth = Gauge("bridge_outbox_depth", "Deliveries by status", ["status"])
 outbox_oldest_due_seconds = Gauge(
     "bridge_outbox_oldest_due_seconds", "Age of the oldest due pending delivery"
 )
+relay_ack_priority_share = Gauge(
+    "bridge_relay_ack_priority_share",
+    "Share of the in-process relay worker's slots left to it by acknowledgement latency (1 = all)",
+)
 dead_letters = Gauge("bridge_dead_letters", "Deliveries in the dead state")
 destination_state = Gauge(
     "bridge_destination_state",

@@ -40,6 +40,7 @@ from channel_bridge.db.notifications import DatabaseNotifications, notify
 from channel_bridge.ops import metrics
 from channel_bridge.ops.faults import FaultLog
 from channel_bridge.ops.logging import get_logger, redact_text
+from channel_bridge.relay.ack_priority import AckPriority
 from channel_bridge.relay.circuits import (
     CLOSED,
     OPEN,
@@ -129,8 +130,11 @@ class RelayWorker:
         worker_id: str | None = None,
         policy: RetryPolicy | None = None,
         notifications: DatabaseNotifications | None = None,
+        ack_priority: AckPriority | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Set when the inbox runs in the same process: its acknowledgements come first.
+        self._ack_priority = ack_priority
         self._registry = registry
         self._clock = clock or SystemClock()
         self.worker_id = worker_id or default_worker_id()
@@ -238,12 +242,20 @@ class RelayWorker:
         """Calls that may start now: free slots, unless commits are the ones falling behind."""
         if self._uncommitted >= self._concurrency:
             return 0
-        return self._concurrency - len(self._inflight)
+        return self._slot_limit() - len(self._inflight)
+
+    def _slot_limit(self) -> int:
+        """Every slot, unless acknowledgements in this process need the loop (AckPriority)."""
+        if self._ack_priority is None:
+            return self._concurrency
+        return self._ack_priority.relay_slots(self._concurrency)
 
     async def _wait_for_free_slots(self) -> None:
         """Busy: until a quarter of the slots are free, or the coalesce window has passed."""
         deadline = time.monotonic() + self._coalesce_s
-        while self._free_slots() < self._claim_low_water:
+        # A quarter of the slots the worker has now: fewer while acknowledgements come first.
+        low_water = min(self._claim_low_water, max(1, self._slot_limit() // 4))
+        while self._free_slots() < low_water:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not (self._inflight or self._uncommitted):
                 return
