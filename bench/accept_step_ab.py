@@ -55,8 +55,9 @@ async def _worker(url: str) -> None:
     from channel_bridge.settings import Settings
 
     settings = Settings(database_url=url, env="dev")
-    # As `serve` logs (INFO, JSON lines), to stderr: stdout answers the parent.
-    configure_logging(level="INFO", fmt="json")
+    # As the saturation bench runs `serve` (WARNING, JSON lines), to stderr: stdout answers
+    # the parent.
+    configure_logging(level="WARNING", fmt="json")
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session, session.begin():
