@@ -32,6 +32,7 @@ import sqlalchemy.exc
 from sqlalchemy import JSON, ColumnElement, Table, TextClause, any_, bindparam, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.selectable import TextualSelect
 
@@ -150,7 +151,13 @@ async def _driver(bind: Bind) -> tuple[AsyncConnection, Any] | None:
     if _ENGINE_LOG.isEnabledFor(logging.INFO):
         return None
     connection = await bind.connection() if isinstance(bind, AsyncSession) else bind
-    raw = await connection.get_raw_connection()
+    sync = connection.sync_connection
+    if sync is not None and sync.in_transaction() and not sync.invalidated:
+        # In a transaction the pooled connection is held: read it without the greenlet hop
+        # `get_raw_connection` makes for the case where it must be re-established.
+        raw = sync.connection
+    else:
+        raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     if driver is None or not hasattr(driver, "is_in_transaction"):
         return None
@@ -364,3 +371,36 @@ def among(bind: Bind, column: Any, values: Iterable[Any]) -> ColumnElement[bool]
     if is_postgres(bind):
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(values)  # type: ignore[no-any-return]
+
+
+_ASYNCPG_DIALECT = asyncpg_dialect.dialect()
+_numbered_text: dict[TextClause, tuple[str, tuple[str, ...]]] = {}
+
+
+def _numbered(statement: TextClause) -> tuple[str, tuple[str, ...]]:
+    """The statement as asyncpg takes it ($1 …) and its parameter names in that order."""
+    found = _numbered_text.get(statement)
+    if found is None:
+        compiled = statement.compile(dialect=_ASYNCPG_DIALECT)
+        found = _numbered_text[statement] = (compiled.string, tuple(compiled.positiontup or ()))
+    return found
+
+
+async def fetch_text(bind: Bind, statement: TextClause, params: dict[str, Any]) -> list[Any]:
+    """The rows of a PostgreSQL textual statement, on the driver inside a transaction.
+
+    For the repositories' own PostgreSQL statements on a hot path (a `= ANY` lookup,
+    `pg_notify`): the text is fixed, so it is one prepared statement whatever the values.
+    Parameters are passed as they are (no type processing): cast them in the text. Outside a
+    transaction, or while statements are logged, SQLAlchemy executes it.
+    """
+    on_driver = await _driver(bind)
+    if on_driver is None:
+        return list(await bind.execute(statement, params))
+    connection, driver = on_driver
+    sql, names = _numbered(statement)
+    records = await _fetch_raw(connection, driver, sql, [params[name] for name in names])
+    if not records:
+        return []
+    row_type = _row_type(tuple(records[0].keys()))
+    return [row_type(*record) for record in records]

@@ -16,12 +16,20 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge.db.base import UTCDateTime, utcnow
-from channel_bridge.db.bulk import among, dialect_insert, insert_rows, select_by_keys
+from channel_bridge.db.bulk import (
+    among,
+    dialect_insert,
+    fetch_text,
+    insert_rows,
+    is_postgres,
+    select_by_keys,
+)
 from channel_bridge.db.models import Channel, Conversation, InboxEvent, Integration, MessageLink
 from channel_bridge.db.notifications import notify
 
@@ -83,6 +91,19 @@ def _mark_sent() -> Any:
 # batch was a measurable share of the outcome write.
 _RECORD_ACTIVITY = _record_activity()
 _MARK_SENT = _mark_sent()
+
+# `sent_nexus_message_ids` on PostgreSQL: one array parameter, one statement for any batch.
+_PG_SENT_NEXUS_MESSAGE_IDS = text(
+    "SELECT c.channel_id, l.nexus_message_id FROM message_links AS l "
+    "JOIN conversations AS c ON c.id = l.conversation_id "
+    "WHERE l.nexus_message_id = ANY(CAST(:message_ids AS text[])) "
+    "AND l.direction = :direction AND l.axp_message_id IS NOT NULL"
+)
+
+_PG_LINKED_AXP_MESSAGE_IDS = text(
+    "SELECT axp_message_id FROM message_links "
+    "WHERE axp_message_id = ANY(CAST(:message_ids AS text[]))"
+)
 
 
 async def notify_channels_changed(session: AsyncSession) -> None:
@@ -494,19 +515,26 @@ class MessageLinkRepository:
         """Which (channel id, Nexus message id) pairs already have a link sent to AXP."""
         if not keys:
             return set()
-        rows = await self.session.execute(
-            select(Conversation.channel_id, MessageLink.nexus_message_id)
-            .join(Conversation, Conversation.id == MessageLink.conversation_id)
-            .where(
-                among(
-                    self.session,
-                    MessageLink.nexus_message_id,
-                    sorted({message_id for _channel, message_id in keys}),
-                ),
-                MessageLink.direction == direction,
-                MessageLink.axp_message_id.is_not(None),
+        message_ids = sorted({message_id for _channel, message_id in keys})
+        if is_postgres(self.session):
+            # Once per accepted batch: on the driver, without the ORM's compile and result layers.
+            rows = await fetch_text(
+                self.session,
+                _PG_SENT_NEXUS_MESSAGE_IDS,
+                {"message_ids": message_ids, "direction": str(direction)},
             )
-        )
+        else:
+            rows = list(
+                await self.session.execute(
+                    select(Conversation.channel_id, MessageLink.nexus_message_id)
+                    .join(Conversation, Conversation.id == MessageLink.conversation_id)
+                    .where(
+                        MessageLink.nexus_message_id.in_(message_ids),
+                        MessageLink.direction == direction,
+                        MessageLink.axp_message_id.is_not(None),
+                    )
+                )
+            )
         return {(row.channel_id, row.nexus_message_id) for row in rows} & set(keys)
 
     async def list_for_conversation(self, conversation_id: int) -> list[MessageLink]:
@@ -529,9 +557,15 @@ class MessageLinkRepository:
         """Which of these AXP message ids already have a link (relayed or being relayed)."""
         if not axp_message_ids:
             return set()
+        if is_postgres(self.session):
+            # Once per accepted batch of AXP callbacks: on the driver, without the ORM layers.
+            rows = await fetch_text(
+                self.session, _PG_LINKED_AXP_MESSAGE_IDS, {"message_ids": list(axp_message_ids)}
+            )
+            return {row.axp_message_id for row in rows if row.axp_message_id}
         found = await self.session.scalars(
             select(MessageLink.axp_message_id).where(
-                among(self.session, MessageLink.axp_message_id, axp_message_ids)
+                MessageLink.axp_message_id.in_(list(axp_message_ids))
             )
         )
         return {value for value in found if value}

@@ -32,6 +32,7 @@ from channel_bridge import jsondoc
 from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
 from channel_bridge.db.bulk import (
     among,
+    fetch_text,
     insert_rows,
     is_postgres,
 )
@@ -47,6 +48,7 @@ from channel_bridge.relay.repository.tables import (
 
 # Woken by NOTIFY after accept commits deliveries (PostgreSQL only).
 NOTIFY_CHANNEL = "bridge_deliveries"
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
 
 
 def delivery_row(
@@ -71,9 +73,7 @@ def delivery_row(
 async def notify_deliveries(connection: AsyncConnection) -> None:
     """Tell workers in other processes that deliveries are due (sent on commit; PostgreSQL only)."""
     if connection.dialect.name == "postgresql":
-        await connection.execute(
-            text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
-        )
+        await fetch_text(connection, _NOTIFY, {"channel": NOTIFY_CHANNEL})
 
 
 @dataclass(frozen=True, slots=True)
