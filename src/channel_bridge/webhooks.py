@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import SecretStr
+from starlette.responses import JSONResponse, Response
 
 from channel_bridge import jsondoc
 from channel_bridge.db.models import Channel
@@ -80,3 +82,17 @@ def parse_json(raw: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def json_answer(content: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """A webhook's 200 JSON answer: the bytes JSONResponse would send, encoded by orjson.
+
+    orjson writes an object of strings exactly as `json.dumps(..., ensure_ascii=False,
+    separators=(",", ":"))` does, at a third of the cost; what it refuses (a lone surrogate)
+    goes to JSONResponse, which answers as before.
+    """
+    try:
+        body = orjson.dumps(content)
+    except TypeError:
+        return JSONResponse(content, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from channel_bridge.deps import bridge_state
@@ -28,6 +28,7 @@ from channel_bridge.platforms.axp.schemas import (
     dedupe_key,
     parse_callback_event,
 )
+from channel_bridge.webhooks import json_answer
 
 log = get_logger(__name__)
 
@@ -54,7 +55,7 @@ def _count(outcome: str) -> None:
     responses={400: {}, 404: {}, 413: {}, 415: {}, 422: {}},
 )
 @fast_path
-async def axp_notification(token: str, request: Request) -> JSONResponse:
+async def axp_notification(token: str, request: Request) -> Response:
     started = time.perf_counter()
     state = bridge_state(request)
     settings = state.settings
@@ -81,7 +82,7 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
             event_type=event.eventType,
             account_id=account_id,
         )
-        return JSONResponse(ACK)
+        return json_answer(ACK)
 
     plan = state.planners.axp_event(event)
     acceptance = await state.inbox.accept(
@@ -104,4 +105,4 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
             inbox_event_id=acceptance.inbox_event_id,
             deliveries=len(acceptance.delivery_ids),
         )
-    return JSONResponse(acceptance.ack or ACK)
+    return json_answer(acceptance.ack or ACK)

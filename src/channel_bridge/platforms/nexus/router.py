@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from channel_bridge.db.models import CHANNEL_BACKEND_NEXUS, Channel
 from channel_bridge.deps import bridge_state
@@ -38,7 +38,12 @@ from channel_bridge.platforms.nexus.schemas import (
 )
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
 from channel_bridge.state import State
-from channel_bridge.webhooks import channel_webhook_secrets, parse_json, require_json
+from channel_bridge.webhooks import (
+    channel_webhook_secrets,
+    json_answer,
+    parse_json,
+    require_json,
+)
 
 log = get_logger(__name__)
 
@@ -62,7 +67,7 @@ def new_ack_id() -> str:
     responses={200: {"content": {"application/json": {"example": {"messageId": "nx-3f2a..."}}}}},
 )
 @fast_path
-async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
+async def receive_webhook(channelId: str, request: Request) -> Response:
     started = time.perf_counter()
     trace_id = safe_trace_id(request.headers.get(TRACE_HEADER))
     structlog.contextvars.bind_contextvars(trace_id=trace_id)
@@ -79,7 +84,7 @@ async def receive_webhook(channelId: str, request: Request) -> JSONResponse:
     body: dict[str, Any] = {"messageId": acks[0]}
     if len(acks) > 1:
         body["messageIds"] = acks
-    return JSONResponse(body, headers={TRACE_HEADER: trace_id})
+    return json_answer(body, {TRACE_HEADER: trace_id})
 
 
 async def _receive(channel_id: str, request: Request, trace_id: str) -> tuple[list[str], bool]:
