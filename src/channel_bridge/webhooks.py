@@ -22,7 +22,7 @@ from channel_bridge.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from channel_bridge.jsondoc import why_unstorable
+from channel_bridge.jsondoc import why_unstorable_body
 from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.security import SecretBox, SecretBoxError
@@ -74,7 +74,7 @@ def parse_json(raw: bytes) -> Any:
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from None
     # PostgreSQL text/jsonb cannot hold NUL or lone surrogates, and deep nesting breaks serialisers.
-    problem = why_unstorable(document)
+    problem = why_unstorable_body(raw, document)
     if problem is not None:
         raise Unprocessable(f"The body {problem}", errors=[{"field": "body", "message": problem}])
     return document
