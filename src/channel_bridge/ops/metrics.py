@@ -85,8 +85,19 @@ def render_latest() -> tuple[bytes, str]:
 
 # One child per label set, looked up in a dict: `labels()` costs a lock and a tuple check per
 # call, on every request. prometheus_client keeps a child until `remove()`/`clear()`, which
-# nothing here calls, so the cached one is the series the registry exports.
+# nothing here calls, so the cached one is the series the registry exports. Children are
+# still made on first use, so no series appears before its first event.
 _http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, made once per label set (for the per-request metrics)."""
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def observe_http_request(method: str, template: str, status: int, seconds: float) -> None:

@@ -22,7 +22,7 @@ from channel_bridge.errors import (
 )
 from channel_bridge.ops.fast_path import fast_path
 from channel_bridge.ops.logging import get_logger
-from channel_bridge.ops.metrics import ack_seconds, webhooks
+from channel_bridge.ops.metrics import ack_seconds, labelled, webhooks
 from channel_bridge.platforms.axp.callback_request import check_callback_token, read_json_object
 from channel_bridge.platforms.axp.schemas import (
     dedupe_key,
@@ -46,7 +46,7 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _count(outcome: str) -> None:
-    webhooks.labels(SOURCE, outcome).inc()
+    labelled(webhooks, SOURCE, outcome).inc()
 
 
 @router.post(
@@ -97,7 +97,7 @@ async def axp_notification(token: str, request: Request) -> Response:
         raw_body=raw.decode("utf-8", "replace"),
     )
     _count("accepted" if acceptance.is_new else "duplicate")
-    ack_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+    labelled(ack_seconds, SOURCE).observe(time.perf_counter() - started)
     if acceptance.is_new:
         log.info(
             "axp callback accepted",
