@@ -99,7 +99,7 @@ def _scalar(fields: FieldMap, values: Mapping[str, Any], field: str) -> str | No
 
 def parse_message(document: Any, fields: FieldMap) -> NexusWebhookMessage:
     """Map one webhook message onto `NexusWebhookMessage` through the configured aliases."""
-    if not isinstance(document, Mapping):
+    if type(document) is not dict and not isinstance(document, Mapping):
         raise MessageProblem("message", "a message must be a JSON object")
     values, consumed = fields.resolve(document)
     media = _parse_media(values.get("media"), fields)
