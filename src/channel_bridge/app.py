@@ -32,7 +32,7 @@ from channel_bridge.mappings.channel_cache import ChannelCache
 from channel_bridge.ops import health
 from channel_bridge.ops.api_docs import install_api_docs
 from channel_bridge.ops.body_limit import BodyLimitMiddleware
-from channel_bridge.ops.fast_path import FastPathMiddleware, fast_routes
+from channel_bridge.ops.fast_path import FastRoutes, fast_routes
 from channel_bridge.ops.gc_tuning import tuned_gc
 from channel_bridge.ops.logging import configure_logging, get_logger
 from channel_bridge.ops.metrics import MetricsMiddleware
@@ -94,11 +94,32 @@ class BridgeApp(FastAPI):
         self.axp_transport = axp_transport
         self.sandbox: Sandbox | None = None
         self.running: State | None = None
+        # The webhook routes, served before the middleware stack (ops/fast_path.py).
+        self.fast_routes: FastRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.running is not None and scope["type"] != "lifespan":
-            scope.setdefault("state", {}).setdefault("bridge", self.running)
+        if scope["type"] != "lifespan":
+            if self.running is not None:
+                scope.setdefault("state", {}).setdefault("bridge", self.running)
+            if (
+                scope["type"] == "http"
+                and self.fast_routes is not None
+                and (matched := self.fast_routes.match(scope)) is not None
+                and self._serves_directly(scope)
+            ):
+                scope["app"] = self
+                await self.fast_routes.serve(scope, receive, send, matched, self.exception_handlers)
+                return
         await super().__call__(scope, receive, send)
+
+    def _serves_directly(self, scope: Scope) -> bool:
+        # What FastRoutes does not reproduce goes through the whole stack: the debug
+        # traceback page, a root path (the router strips it before matching), and FastAPI's
+        # native OpenTelemetry, on only when a provider is configured.
+        if self.debug or self.root_path or scope.get("root_path"):
+            return False
+        telemetry = getattr(self, "_native_telemetry", None)
+        return telemetry is None or not telemetry.enabled()
 
     @property
     def state_now(self) -> State:
@@ -149,14 +170,17 @@ def create_app(
     app.include_router(relay_router.destinations_router)
     app.include_router(console_router.router)
 
-    # Middleware order: the last added runs first. The webhook routes are called directly
-    # (ops/fast_path.py), inside the request id, metrics and body limit.
-    webhook_routes = [
-        *fast_routes(nexus_router.router.routes),
-        *fast_routes(genesys_cloud_router.router.routes),
-        *fast_routes(axp_router.router.routes),
-    ]
-    app.add_middleware(FastPathMiddleware, routes=webhook_routes)
+    # The webhook routes are served before this stack, with the same request id, metrics,
+    # body limit and error answers in one layer (ops/fast_path.py).
+    app.fast_routes = FastRoutes(
+        [
+            *fast_routes(nexus_router.router.routes),
+            *fast_routes(genesys_cloud_router.router.routes),
+            *fast_routes(axp_router.router.routes),
+        ],
+        max_body_bytes=settings.max_body_bytes,
+    )
+    # Middleware order: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)

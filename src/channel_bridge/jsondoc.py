@@ -38,6 +38,29 @@ def why_unstorable(document: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None
     return None
 
 
+# UTF-8 of U+D800..U+DFFF: json.loads decodes bytes with "surrogatepass", so these survive.
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def why_unstorable_body(raw: bytes, document: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """`why_unstorable(document)` for a document parsed from `raw`, without the walk where the
+    bytes already show it would find nothing (the usual webhook body).
+
+    A parsed string holds a NUL or a lone surrogate only through a `\\u` escape or, for a
+    surrogate, its raw UTF-8 bytes: JSON allows no raw control characters. A body without NUL
+    bytes is no UTF-16/32 text, where those would be spelled differently. And no node is
+    deeper than one level below the number of brackets in the body.
+    """
+    if (
+        b"\x00" not in raw
+        and b"\\u" not in raw
+        and raw.count(b"{") + raw.count(b"[") < max_depth
+        and _RAW_SURROGATE.search(raw) is None
+    ):
+        return None
+    return why_unstorable(document, max_depth)
+
+
 def dumps(value: Any) -> str:
     """Serialise for a JSON column: orjson, with the standard library for what orjson refuses.
 

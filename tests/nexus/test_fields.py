@@ -111,3 +111,21 @@ def test_contract_doc_lists_every_nexus_setting_for_an_unread_detail() -> None:
     assert len(chosen) >= 20
     for name in chosen:
         assert f"`{name.upper()}`" in doc, name
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"id": "a", "messageId": "b", "text": None, "body": "hi", "channel": {"to": {"id": 5}}},
+        {"channel": "flat", "url": "top-level", "status": "read", "x": 1},
+        {"channel": {"id": None, "to": "not an object"}, "typing": False, "media": []},
+        {},
+    ],
+)
+def test_resolve_is_every_field_as_get_and_consumed_give_it(document) -> None:
+    field_map = fields()
+    values, keys = field_map.resolve(document)
+    expected = {name: field_map.get(document, name) for name in FIELD_SETTINGS}
+    assert values == {name: value for name, value in expected.items() if value is not None}
+    consumed = {field_map.consumed(document, name) for name in FIELD_SETTINGS}
+    assert keys == consumed - {None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -365,3 +366,28 @@ async def test_simulator_emits_webhooks_the_bridge_accepts(database_url, session
     assert response.status_code == 200, response.text
     assert response.headers["x-b3-traceid"] == "a" * 16
     assert await count(sessionmaker, InboxEvent) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "logged"),
+    [
+        ({}, False),
+        ({"log_levels": {"channel_bridge.platforms.nexus.router": "DEBUG"}}, True),
+        ({"nexus_signature_encoding": "auto"}, True),
+    ],
+)
+async def test_the_verified_signature_is_logged_at_debug_or_in_auto(
+    database_url, sessionmaker, capfd, overrides, logged
+) -> None:
+    settings = make_settings(database_url, **overrides)
+    await add_channel(sessionmaker, settings, CHANNEL)
+    body = encode(MESSAGE)
+    router_logger = logging.getLogger("channel_bridge.platforms.nexus.router")
+    try:
+        async with running_app(settings) as (app, client):
+            app.state_now.planners.nexus_message = trivial_planner([])
+            response = await client.post(URL, content=body, headers=signed_headers(body))
+    finally:
+        router_logger.setLevel(logging.NOTSET)  # BRIDGE_LOG_LEVELS outlives its app
+    assert response.status_code == 200, response.text
+    assert ("nexus signature verified" in capfd.readouterr().err) is logged

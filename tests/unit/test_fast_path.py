@@ -1,35 +1,45 @@
-"""ops/fast_path.py: a marked route is called directly, with the app's own error answers."""
+"""ops/fast_path.py: the webhook routes served before the middleware stack give the same answers.
+
+Every case is sent twice to the real app: once on the direct path (`BridgeApp.fast_routes`),
+once with it switched off, through FastAPI's middleware stack and router. Status, headers,
+body and the metrics each request adds must be the same.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request
+import pytest
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY
 
-from channel_bridge.errors import PROBLEM_CONTENT_TYPE, BridgeError, NotFound
-from channel_bridge.ops.fast_path import FastPathMiddleware, fast_path, fast_routes
+from channel_bridge.app import BridgeApp, create_app
+from channel_bridge.ops.fast_path import FastRoutes, fast_path, fast_routes
+from channel_bridge.platforms.nexus import router as nexus_router
+from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, sign
+from channel_bridge.sandbox.mode import DEMO_NEXUS_CHANNEL, DEMO_WEBHOOK_SECRET, seed_demo_channel
+from tests.axp.conftest import callback_examples
+from tests.conftest import TEST_CALLBACK_TOKEN, make_settings
 
-ROUTER_RAN: list[str] = []
+MAX_BODY = 4096
+WEBHOOK = f"/nexus/channels/{DEMO_NEXUS_CHANNEL}/webhook"
+CALLBACK = f"/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications"
+PROBLEM = "application/problem+json"
+# Fixed, so the two answers can be compared byte for byte.
+FIXED = {"X-Request-ID": "req-fast-1", "X-B3-TraceId": "0123456789abcdef0123456789abcdef"}
 
-
-def _through_router() -> None:
-    # A router-level dependency: runs only when a request goes through FastAPI's routing.
-    ROUTER_RAN.append("router")
-
-
-router = APIRouter(dependencies=[Depends(_through_router)])
+router = APIRouter()
 
 
 @router.post("/hooks/{hook_id}/in")
 @fast_path
 async def marked(hook_id: str, request: Request) -> JSONResponse:
-    body = await request.body()
-    if hook_id == "missing":
-        raise NotFound("No such hook")
-    if hook_id == "bug":
-        raise RuntimeError("a bug")
-    route = request.scope["route"].path
-    return JSONResponse({"hook": hook_id, "bytes": len(body), "route": route})
+    return JSONResponse({"hook": hook_id})
 
 
 @router.post("/hooks/{hook_id}/slow")
@@ -37,58 +47,196 @@ async def unmarked(hook_id: str) -> dict[str, str]:
     return {"hook": hook_id}
 
 
-def _app() -> FastAPI:
-    app = FastAPI()
-
-    @app.exception_handler(BridgeError)
-    async def _problem(_request: Request, exc: BridgeError) -> JSONResponse:
-        return JSONResponse(
-            exc.to_problem(), status_code=exc.status, media_type=PROBLEM_CONTENT_TYPE
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
-        return JSONResponse({"status": 500}, status_code=500, media_type=PROBLEM_CONTENT_TYPE)
-
-    app.include_router(router)
-    app.add_middleware(FastPathMiddleware, routes=fast_routes(router.routes))
-    return app
+def test_only_marked_routes_are_collected_and_matched() -> None:
+    routes = fast_routes(router.routes)
+    assert [route.path for route in routes] == ["/hooks/{hook_id}/in"]
+    fast = FastRoutes(routes, max_body_bytes=10)
+    matched = fast.match({"method": "POST", "path": "/hooks/h-1/in"})
+    assert matched is not None and matched[1] == {"hook_id": "h-1"}
+    assert fast.match({"method": "GET", "path": "/hooks/h-1/in"}) is None
+    assert fast.match({"method": "POST", "path": "/hooks/h-1/slow"}) is None
 
 
-def _client(app: FastAPI) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
+@asynccontextmanager
+async def bridge(database_url: str) -> AsyncIterator[tuple[BridgeApp, httpx.AsyncClient]]:
+    app = create_app(make_settings(database_url, max_body_bytes=MAX_BODY))
+    async with app.router.lifespan_context(app):
+        await seed_demo_channel(app.state_now.sessionmaker, app.state_now.secret_box)
+        # The server-error path re-raises to the server, as Starlette's does.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
+            yield app, client
 
 
-def test_only_marked_routes_are_collected() -> None:
-    assert [route.path for route in fast_routes(router.routes)] == ["/hooks/{hook_id}/in"]
+def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    wanted = (
+        "bridge_http_requests_total",
+        "bridge_webhooks_total",
+        "bridge_http_request_seconds_count",
+    )
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name in wanted
+    }
 
 
-async def test_a_marked_route_skips_the_router_and_keeps_its_route_in_the_scope() -> None:
-    ROUTER_RAN.clear()
-    async with _client(_app()) as client:
-        response = await client.post("/hooks/h-1/in", content=b"12345")
-    assert response.status_code == 200
-    assert response.json() == {"hook": "h-1", "bytes": 5, "route": "/hooks/{hook_id}/in"}
-    assert ROUTER_RAN == []
+def added(before: dict[Any, float], after: dict[Any, float]) -> dict[Any, float]:
+    return {
+        key: value - before.get(key, 0)
+        for key, value in after.items()
+        if value != before.get(key, 0)
+    }
 
 
-async def test_other_routes_and_methods_go_through_the_router() -> None:
-    ROUTER_RAN.clear()
-    async with _client(_app()) as client:
-        slow = await client.post("/hooks/h-1/slow")
-        wrong_method = await client.get("/hooks/h-1/in")
-    assert slow.json() == {"hook": "h-1"}
-    assert wrong_method.status_code == 405
-    assert ROUTER_RAN == ["router"]
+def signed(body: bytes) -> dict[str, str]:
+    return {
+        **FIXED,
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(body, DEMO_WEBHOOK_SECRET, "hex"),
+    }
 
 
-async def test_errors_get_the_apps_own_answers() -> None:
-    async with _client(_app()) as client:
-        missing = await client.post("/hooks/missing/in")
-        bug = await client.post("/hooks/bug/in")
-    assert missing.status_code == 404
-    assert missing.headers["content-type"] == PROBLEM_CONTENT_TYPE
-    assert missing.json()["detail"] == "No such hook"
-    assert bug.status_code == 500
-    assert bug.json() == {"status": 500}
+def message(n: int, **fields: Any) -> bytes:
+    return json.dumps(
+        {
+            "id": f"fast-{n}",
+            "to": "+15557654321",
+            "from": DEMO_NEXUS_CHANNEL,
+            "text": "hi",
+            **fields,
+        }
+    ).encode()
+
+
+async def streamed(body: bytes) -> AsyncIterator[bytes]:
+    yield body[: len(body) // 2]
+    yield body[len(body) // 2 :]
+
+
+Send = Callable[[httpx.AsyncClient, int], Any]
+
+CASES: dict[str, Send] = {
+    "nexus accepted": lambda c, n: c.post(WEBHOOK, content=message(n), headers=signed(message(n))),
+    "nexus bad signature": lambda c, n: c.post(
+        WEBHOOK, content=message(n), headers={**signed(b"x"), "Content-Type": "application/json"}
+    ),
+    "nexus unknown channel": lambda c, n: c.post(
+        "/nexus/channels/nobody/webhook", content=b"{}", headers=FIXED
+    ),
+    "nexus not json": lambda c, n: c.post(
+        WEBHOOK, content=b"hi", headers={**signed(b"hi"), "Content-Type": "text/plain"}
+    ),
+    "nexus unusable": lambda c, n: c.post(
+        WEBHOOK, content=message(n, text=None), headers=signed(message(n, text=None))
+    ),
+    "nexus declared too large": lambda c, n: c.post(
+        WEBHOOK, content=b"x" * (MAX_BODY + 1), headers=signed(b"x" * (MAX_BODY + 1))
+    ),
+    "nexus streamed too large": lambda c, n: c.post(
+        WEBHOOK, content=streamed(b"x" * (MAX_BODY + 2)), headers=FIXED
+    ),
+    "nexus unsafe request id": lambda c, n: c.post(
+        "/nexus/channels/nobody/webhook", content=b"{}", headers={"X-Request-ID": "a b"}
+    ),
+    "axp bad token": lambda c, n: c.post(
+        "/axp/callbacks/wrong/notifications", json={}, headers=FIXED
+    ),
+    "axp not json": lambda c, n: c.post(
+        CALLBACK, content=b"{", headers={**FIXED, "Content-Type": "application/json"}
+    ),
+    "axp wrong media type": lambda c, n: c.post(
+        CALLBACK, content=b"{}", headers={**FIXED, "Content-Type": "text/plain"}
+    ),
+    "axp invalid": lambda c, n: c.post(CALLBACK, json={"eventType": 3}, headers=FIXED),
+    "axp declared too large": lambda c, n: c.post(
+        CALLBACK,
+        content=b"x" * (MAX_BODY + 1),
+        headers={**FIXED, "Content-Type": "application/json"},
+    ),
+}
+
+
+def axp_message(n: int) -> bytes:
+    event = {**callback_examples()["Message-Event-Messaging-Customer-To-Agent-Reply"]}
+    event["messageId"] = f"fast-{n}"
+    return json.dumps(event).encode()
+
+
+CASES["axp accepted"] = lambda c, n: c.post(
+    CALLBACK, content=axp_message(n), headers={**FIXED, "Content-Type": "application/json"}
+)
+CASES["axp duplicate"] = lambda c, n: c.post(
+    CALLBACK, content=axp_message(-1), headers={**FIXED, "Content-Type": "application/json"}
+)
+CASES["nexus duplicate"] = lambda c, n: c.post(
+    WEBHOOK, content=message(-1), headers=signed(message(-1))
+)
+
+
+def answer(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
+    headers = list(response.headers.multi_items())
+    if response.request.headers.get("x-request-id") != FIXED["X-Request-ID"]:
+        # Fresh ids each time: compare their shape, not their value.
+        fresh = ("x-request-id", "x-b3-traceid")
+        headers = [(k, f"<{len(v)} chars>" if k in fresh else v) for k, v in headers]
+    body: Any = response.content
+    if response.status_code == 200 and "messageId" in response.json():
+        # A fresh acknowledgement id each time a message is new: compare its shape.
+        body = {k: f"<{len(v)} chars>" for k, v in response.json().items()}
+    return response.status_code, headers, body
+
+
+async def both_ways(app: BridgeApp, client: httpx.AsyncClient, send: Send) -> list[Any]:
+    """The answer and the metrics added, on the direct path and then through the stack."""
+    direct = app.fast_routes
+    seen = []
+    try:
+        for n, routes in enumerate((direct, None)):
+            app.fast_routes = routes
+            before = samples()
+            response = await send(client, n)
+            seen.append((answer(response), added(before, samples())))
+    finally:
+        app.fast_routes = direct
+    return seen
+
+
+async def test_the_direct_path_answers_as_the_middleware_stack(database_url: str) -> None:
+    async with bridge(database_url) as (app, client):
+        # The duplicates' first copies, so both paths below answer a redelivery.
+        await CASES["nexus duplicate"](client, 0)
+        await CASES["axp duplicate"](client, 0)
+        assert app.middleware_stack is None  # nothing so far went through the stack
+        for name, send in CASES.items():
+            direct, through_stack = await both_ways(app, client, send)
+            assert direct == through_stack, name
+            assert direct[1], f"{name}: no metrics counted"
+
+
+async def test_an_unexpected_error_is_the_same_500_and_reaches_the_server(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(nexus_router, "_accept", broken)
+    async with bridge(database_url) as (app, client):
+        direct, through_stack = await both_ways(app, client, CASES["nexus accepted"])
+    assert direct == through_stack
+    (status, headers, body), counted = direct
+    assert status == 500 and json.loads(body)["type"].endswith("internal-error")
+    assert ("x-request-id", FIXED["X-Request-ID"]) in headers
+    assert ("content-type", PROBLEM) in headers
+    method_route = (("method", "POST"), ("route", "/nexus/channels/{channelId}/webhook"))
+    assert counted[("bridge_http_requests_total", (*method_route, ("status", "500")))] == 1
+    assert capfd.readouterr().err.count("unhandled error") == 2
+
+
+def test_the_direct_path_is_off_where_it_would_answer_differently(database_url: str) -> None:
+    app = create_app(make_settings(database_url))
+    assert app._serves_directly({"root_path": ""})
+    assert not app._serves_directly({"root_path": "/bridge"})
+    app.debug = True
+    assert not app._serves_directly({"root_path": ""})

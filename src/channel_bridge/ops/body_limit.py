@@ -13,6 +13,57 @@ class BodyTooLarge(PayloadTooLarge):
     """Raised from receive() when a streamed body passes the limit; rendered as 413."""
 
 
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """Whether the request's Content-Length already says it is over the limit."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                declared = -1
+            return declared > max_bytes
+    return False
+
+
+def limited_receive(receive: Receive, max_bytes: int) -> Receive:
+    """`receive` that raises BodyTooLarge once the body read so far passes the limit."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise BodyTooLarge(f"The request body exceeds {max_bytes} bytes")
+        return message
+
+    return limited
+
+
+async def send_too_large(send: Send, max_bytes: int) -> None:
+    """The 413 problem answer of a body over the limit."""
+    body = json.dumps(
+        problem_body(
+            413,
+            "Payload too large",
+            f"The request body exceeds {max_bytes} bytes",
+            slug="payload-too-large",
+        )
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -22,28 +73,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    await self._reject(send)
-                    return
-                break
+        if declared_too_large(scope, self.max_bytes):
+            await send_too_large(send, self.max_bytes)
+            return
 
-        received = 0
         started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(f"The request body exceeds {self.max_bytes} bytes")
-            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -52,28 +86,7 @@ class BodyLimitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive(receive, self.max_bytes), tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            problem_body(
-                413,
-                "Payload too large",
-                f"The request body exceeds {self.max_bytes} bytes",
-                slug="payload-too-large",
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+                await send_too_large(send, self.max_bytes)

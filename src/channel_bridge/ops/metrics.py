@@ -87,6 +87,41 @@ def render_latest() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+# One child per label set, looked up in a dict: `labels()` costs a lock and a tuple check per
+# call, on every request. prometheus_client keeps a child until `remove()`/`clear()`, which
+# nothing here calls, so the cached one is the series the registry exports. Children are
+# still made on first use, so no series appears before its first event.
+_http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, made once per label set (for the per-request metrics)."""
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
+def observe_http_request(method: str, template: str, status: int, seconds: float) -> None:
+    """Count one served request and its latency, labelled by route template."""
+    key = (method, template, status)
+    children = _http_children.get(key)
+    if children is None:
+        children = _http_children[key] = (
+            http_requests.labels(method, template, str(status)),
+            http_request_seconds.labels(method, template),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def route_template(scope: Scope) -> str:
+    """The metrics label of a request: its route's template, or `unmatched`."""
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
 class MetricsMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware overhead on the hot path)."""
 
@@ -108,8 +143,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            http_requests.labels(method, template, str(status_holder["status"])).inc()
-            http_request_seconds.labels(method, template).observe(time.perf_counter() - started)
+            observe_http_request(
+                scope.get("method", "GET"),
+                route_template(scope),
+                status_holder["status"],
+                time.perf_counter() - started,
+            )

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channel_bridge import jsondoc
 from channel_bridge.errors import BadRequest, PayloadTooLarge, Unprocessable
-from channel_bridge.jsondoc import why_unstorable
+from channel_bridge.jsondoc import why_unstorable_body
 from channel_bridge.security import any_token_equal
 from channel_bridge.settings import Settings
 
@@ -77,7 +77,7 @@ async def read_json_object(request: Request, count: CountOutcome) -> tuple[bytes
             "The callback body must be a JSON object",
             errors=[{"field": "body", "message": "must be an object"}],
         )
-    problem = why_unstorable(data)
+    problem = why_unstorable_body(raw, data)
     if problem is not None:
         count("invalid")
         raise Unprocessable(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from channel_bridge.deps import bridge_state
@@ -22,12 +22,13 @@ from channel_bridge.errors import (
 )
 from channel_bridge.ops.fast_path import fast_path
 from channel_bridge.ops.logging import get_logger
-from channel_bridge.ops.metrics import ack_seconds, webhooks
+from channel_bridge.ops.metrics import ack_seconds, labelled, webhooks
 from channel_bridge.platforms.axp.callback_request import check_callback_token, read_json_object
 from channel_bridge.platforms.axp.schemas import (
     dedupe_key,
     parse_callback_event,
 )
+from channel_bridge.webhooks import json_answer
 
 log = get_logger(__name__)
 
@@ -45,7 +46,7 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _count(outcome: str) -> None:
-    webhooks.labels(SOURCE, outcome).inc()
+    labelled(webhooks, SOURCE, outcome).inc()
 
 
 @router.post(
@@ -54,7 +55,7 @@ def _count(outcome: str) -> None:
     responses={400: {}, 404: {}, 413: {}, 415: {}, 422: {}},
 )
 @fast_path
-async def axp_notification(token: str, request: Request) -> JSONResponse:
+async def axp_notification(token: str, request: Request) -> Response:
     started = time.perf_counter()
     state = bridge_state(request)
     settings = state.settings
@@ -81,7 +82,7 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
             event_type=event.eventType,
             account_id=account_id,
         )
-        return JSONResponse(ACK)
+        return json_answer(ACK)
 
     plan = state.planners.axp_event(event)
     acceptance = await state.inbox.accept(
@@ -96,7 +97,7 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
         raw_body=raw.decode("utf-8", "replace"),
     )
     _count("accepted" if acceptance.is_new else "duplicate")
-    ack_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+    labelled(ack_seconds, SOURCE).observe(time.perf_counter() - started)
     if acceptance.is_new:
         log.info(
             "axp callback accepted",
@@ -104,4 +105,4 @@ async def axp_notification(token: str, request: Request) -> JSONResponse:
             inbox_event_id=acceptance.inbox_event_id,
             deliveries=len(acceptance.delivery_ids),
         )
-    return JSONResponse(acceptance.ack or ACK)
+    return json_answer(acceptance.ack or ACK)

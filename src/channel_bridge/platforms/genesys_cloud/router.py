@@ -55,11 +55,11 @@ async def receive_webhook(integrationId: str, request: Request) -> JSONResponse:
     try:
         ack_id, duplicate = await _receive(integrationId, request)
     except BridgeError as exc:
-        metrics.webhooks.labels(SOURCE, exc.slug).inc()
+        metrics.labelled(metrics.webhooks, SOURCE, exc.slug).inc()
         log.info("genesys cloud webhook refused", status=exc.status, reason=exc.detail)
         raise
-    metrics.webhooks.labels(SOURCE, "duplicate" if duplicate else "accepted").inc()
-    metrics.ack_seconds.labels(SOURCE).observe(time.perf_counter() - started)
+    metrics.labelled(metrics.webhooks, SOURCE, "duplicate" if duplicate else "accepted").inc()
+    metrics.labelled(metrics.ack_seconds, SOURCE).observe(time.perf_counter() - started)
     return JSONResponse({"messageId": ack_id})
 
 

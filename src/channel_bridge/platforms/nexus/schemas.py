@@ -88,8 +88,8 @@ def split_batch(document: Any) -> list[Any]:
     return [document]
 
 
-def _scalar(fields: FieldMap, document: Mapping[str, Any], field: str) -> str | None:
-    value = fields.get(document, field)
+def _scalar(fields: FieldMap, values: Mapping[str, Any], field: str) -> str | None:
+    value = values.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -99,32 +99,29 @@ def _scalar(fields: FieldMap, document: Mapping[str, Any], field: str) -> str | 
 
 def parse_message(document: Any, fields: FieldMap) -> NexusWebhookMessage:
     """Map one webhook message onto `NexusWebhookMessage` through the configured aliases."""
-    if not isinstance(document, Mapping):
+    if type(document) is not dict and not isinstance(document, Mapping):
         raise MessageProblem("message", "a message must be a JSON object")
-    media = _parse_media(document, fields)
-    typing_value = fields.get(document, "typing")
+    values, consumed = fields.resolve(document)
+    media = _parse_media(values.get("media"), fields)
+    typing_value = values.get("typing")
     if typing_value is not None and not isinstance(typing_value, bool):
         raise MessageProblem("typing", f"`{fields.wire_name('typing')}` must be true or false")
-    consumed = {
-        key for field in fields.aliases if (key := fields.consumed(document, field)) is not None
-    }
     return NexusWebhookMessage(
-        message_id=_scalar(fields, document, "message_id"),
-        channel_id=_scalar(fields, document, "channel_id"),
-        to=_scalar(fields, document, "to"),
-        from_=_scalar(fields, document, "from"),
-        text=_scalar(fields, document, "text"),
+        message_id=_scalar(fields, values, "message_id"),
+        channel_id=_scalar(fields, values, "channel_id"),
+        to=_scalar(fields, values, "to"),
+        from_=_scalar(fields, values, "from"),
+        text=_scalar(fields, values, "text"),
         media=media,
-        timestamp=_scalar(fields, document, "timestamp"),
+        timestamp=_scalar(fields, values, "timestamp"),
         typing=typing_value,
-        receipt_for=_scalar(fields, document, "receipt_message_id"),
-        receipt_status=_scalar(fields, document, "receipt_status"),
+        receipt_for=_scalar(fields, values, "receipt_message_id"),
+        receipt_status=_scalar(fields, values, "receipt_status"),
         extra={k: v for k, v in document.items() if k not in consumed},
     )
 
 
-def _parse_media(document: Mapping[str, Any], fields: FieldMap) -> list[MediaItem]:
-    raw = fields.get(document, "media")
+def _parse_media(raw: Any, fields: FieldMap) -> list[MediaItem]:
     if raw is None:
         return []
     if isinstance(raw, Mapping):
