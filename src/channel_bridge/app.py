@@ -48,8 +48,8 @@ from channel_bridge.platforms.genesys_cloud import router as genesys_cloud_route
 from channel_bridge.platforms.nexus import router as nexus_router
 from channel_bridge.relay import router as relay_router
 from channel_bridge.relay import service as relay_service
-from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.ack_priority import AckPriority
+from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.maintenance import Housekeeping
 from channel_bridge.relay.worker import RelayWorker
