@@ -145,6 +145,53 @@ async def test_a_worker_behind_slow_acks_keeps_only_its_floor_in_flight(
         await worker.stop()
 
 
+async def test_a_throttled_worker_claims_once_a_period(sessionmaker, database_url) -> None:
+    """At its floor the worker does not claim each time a slot frees: one claim a period
+    (here 1 s), so each claim and outcome transaction serves every slot."""
+    ticks = Ticks()
+    priority = _priority(ticks)
+    delivered: list[int] = []
+
+    async def destination(ctx):
+        delivered.append(ctx.delivery_id)
+        return {}
+
+    registry = DestinationRegistry()
+    registry.register("test.sink", destination)
+    settings = make_settings(database_url, worker_concurrency=8, worker_poll_interval_s=0.05)
+    inbox = Inbox(sessionmaker)
+    for n in range(12):
+        await inbox.accept(
+            source="t",
+            external_id=f"e{n}",
+            payload={},
+            deliveries=[DeliveryRequest("test.sink", {"n": n}, f"p{n}")],
+        )
+    for _ in range(4):
+        _period(priority, ticks, 0.5)
+    worker = RelayWorker(sessionmaker, registry, settings, ack_priority=priority)
+    claims = 0
+    claim = worker._claim
+
+    async def counted(limit):
+        nonlocal claims
+        claims += 1
+        return await claim(limit)
+
+    worker._claim = counted  # type: ignore[method-assign]
+    await worker.start()
+    try:
+        for _ in range(100):
+            if delivered:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        # Both slots' deliveries were done within milliseconds; the next claim waits its turn.
+        assert (len(delivered), claims) == (2, 1)
+    finally:
+        await worker.stop()
+
+
 async def _pending(sessionmaker) -> int:
     from sqlalchemy import func, select
 

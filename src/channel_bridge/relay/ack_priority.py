@@ -42,7 +42,7 @@ class AckPriority:
     ) -> None:
         self._target_s = target_s
         self._floor = max(1, floor)
-        self._period_s = period_s
+        self.period_s = period_s
         self._clock = clock
         self._period_started = clock()
         self._slowest_s = 0.0
@@ -58,7 +58,7 @@ class AckPriority:
     def relay_slots(self, concurrency: int) -> int:
         """How many of the worker's `concurrency` calls may be in flight now."""
         now = self._clock()
-        if now - self._period_started >= self._period_s:
+        if now - self._period_started >= self.period_s:
             self._adjust()
             self._period_started = now
         if self.share >= 1.0:

@@ -135,6 +135,7 @@ class RelayWorker:
         self._sessionmaker = sessionmaker
         # Set when the inbox runs in the same process: its acknowledgements come first.
         self._ack_priority = ack_priority
+        self._last_claim_at = 0.0
         self._registry = registry
         self._clock = clock or SystemClock()
         self.worker_id = worker_id or default_worker_id()
@@ -220,9 +221,11 @@ class RelayWorker:
             self._wake_event.clear()
             if self._inflight:
                 await self._wait_for_free_slots()
+            await self._wait_for_claim_turn()
             free = self._free_slots()
             if free > 0:
                 wanted = min(free, self._claim_batch)
+                self._last_claim_at = time.monotonic()
                 claimed = await self._claim_logged(wanted)
                 for item in claimed:
                     task = asyncio.create_task(self._deliver(item))
@@ -237,6 +240,19 @@ class RelayWorker:
                     await self._wake_event.wait()
             except TimeoutError:
                 await self._notifications.ensure_connected()
+
+    async def _wait_for_claim_turn(self) -> None:
+        """While acknowledgements come first, one claim per priority period.
+
+        Claiming whenever a slot freed made each delivery at the floor cost a claim and an
+        outcome transaction of its own (16 % of the serving process's samples for 5 % of the
+        run's deliveries); one claim a period serves every slot freed in it.
+        """
+        if self._ack_priority is None or self._slot_limit() >= self._concurrency:
+            return
+        delay = self._last_claim_at + self._ack_priority.period_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _free_slots(self) -> int:
         """Calls that may start now: free slots, unless commits are the ones falling behind."""
