@@ -204,3 +204,17 @@ async def _pending(sessionmaker) -> int:
             )
             or 0
         )
+
+
+async def test_off_by_default_and_shared_by_inbox_and_worker_when_set(database_url, engine) -> None:
+    from tests.conftest import running_app
+
+    async with running_app(make_settings(database_url, worker_enabled=True)) as (app, _client):
+        assert app.state_now.worker is not None
+        assert app.state_now.worker._ack_priority is None
+        assert app.state_now.inbox._ack_priority is None
+    settings = make_settings(database_url, worker_enabled=True, worker_ack_target_ms=10.0)
+    async with running_app(settings) as (app, _client):
+        priority = app.state_now.worker._ack_priority
+        assert isinstance(priority, AckPriority)
+        assert app.state_now.inbox._ack_priority is priority
