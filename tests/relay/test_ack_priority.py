@@ -103,20 +103,9 @@ async def test_a_worker_behind_slow_acks_keeps_only_its_floor_in_flight(
         in_flight -= 1
         return {}
 
-    registry = DestinationRegistry()
-    registry.register("test.sink", destination)
-    settings = make_settings(database_url, worker_concurrency=8, worker_poll_interval_s=0.05)
-    inbox = Inbox(sessionmaker)
-    for n in range(12):
-        await inbox.accept(
-            source="t",
-            external_id=f"e{n}",
-            payload={},
-            deliveries=[DeliveryRequest("test.sink", {"n": n}, f"p{n}")],
-        )
-    for _ in range(4):  # acks far over the target: a share of 1/16, the floor of 2 slots of 8
-        _period(priority, ticks, 0.5)
-    worker = RelayWorker(sessionmaker, registry, settings, ack_priority=priority)
+    worker = await _worker_behind_slow_acks(
+        sessionmaker, database_url, destination, priority, ticks
+    )
     await worker.start()
     try:
         for _ in range(100):
@@ -156,20 +145,9 @@ async def test_a_throttled_worker_claims_once_a_period(sessionmaker, database_ur
         delivered.append(ctx.delivery_id)
         return {}
 
-    registry = DestinationRegistry()
-    registry.register("test.sink", destination)
-    settings = make_settings(database_url, worker_concurrency=8, worker_poll_interval_s=0.05)
-    inbox = Inbox(sessionmaker)
-    for n in range(12):
-        await inbox.accept(
-            source="t",
-            external_id=f"e{n}",
-            payload={},
-            deliveries=[DeliveryRequest("test.sink", {"n": n}, f"p{n}")],
-        )
-    for _ in range(4):
-        _period(priority, ticks, 0.5)
-    worker = RelayWorker(sessionmaker, registry, settings, ack_priority=priority)
+    worker = await _worker_behind_slow_acks(
+        sessionmaker, database_url, destination, priority, ticks
+    )
     claims = 0
     claim = worker._claim
 
@@ -190,6 +168,25 @@ async def test_a_throttled_worker_claims_once_a_period(sessionmaker, database_ur
         assert (len(delivered), claims) == (2, 1)
     finally:
         await worker.stop()
+
+
+async def _worker_behind_slow_acks(sessionmaker, database_url, destination, priority, ticks):
+    """A worker of 8 slots with 12 due deliveries (one partition each) to `destination`, its
+    priority throttled to the floor: acks far over the target, a share of 1/16, 2 slots of 8."""
+    registry = DestinationRegistry()
+    registry.register("test.sink", destination)
+    settings = make_settings(database_url, worker_concurrency=8, worker_poll_interval_s=0.05)
+    inbox = Inbox(sessionmaker)
+    for n in range(12):
+        await inbox.accept(
+            source="t",
+            external_id=f"e{n}",
+            payload={},
+            deliveries=[DeliveryRequest("test.sink", {"n": n}, f"p{n}")],
+        )
+    for _ in range(4):
+        _period(priority, ticks, 0.5)
+    return RelayWorker(sessionmaker, registry, settings, ack_priority=priority)
 
 
 async def _pending(sessionmaker) -> int:

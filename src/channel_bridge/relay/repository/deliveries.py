@@ -586,15 +586,7 @@ class DeliveryRepository:
         await self.session.execute(
             update(delivery_table)
             .where(delivery_table.c.id == delivery_id)
-            .values(
-                status=DeliveryStatus.PENDING,
-                attempt_count=0,
-                next_attempt_at=now,
-                locked_until=None,
-                locked_by=None,
-                skipped=False,
-                updated_at=now,
-            )
+            .values(_rescheduled(now))
         )
 
     async def reschedule_dead(
@@ -608,17 +600,7 @@ class DeliveryRepository:
         if destination:
             conditions.append(delivery_table.c.destination == destination)
         result = await self.session.execute(
-            update(delivery_table)
-            .where(*conditions)
-            .values(
-                status=DeliveryStatus.PENDING,
-                attempt_count=0,
-                next_attempt_at=now,
-                locked_until=None,
-                locked_by=None,
-                skipped=False,
-                updated_at=now,
-            )
+            update(delivery_table).where(*conditions).values(_rescheduled(now))
         )
         return cast(CursorResult[Any], result).rowcount or 0
 
@@ -681,3 +663,16 @@ async def make_pending_due(
         .values(next_attempt_at=now, updated_at=now)
     )
     return cast(CursorResult[Any], result).rowcount or 0
+
+
+def _rescheduled(now: datetime) -> dict[str, Any]:
+    """A delivery back to pending, due now, attempts counted from zero again (replay)."""
+    return {
+        "status": DeliveryStatus.PENDING,
+        "attempt_count": 0,
+        "next_attempt_at": now,
+        "locked_until": None,
+        "locked_by": None,
+        "skipped": False,
+        "updated_at": now,
+    }
