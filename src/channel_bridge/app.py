@@ -48,7 +48,7 @@ from channel_bridge.platforms.genesys_cloud import router as genesys_cloud_route
 from channel_bridge.platforms.nexus import router as nexus_router
 from channel_bridge.relay import router as relay_router
 from channel_bridge.relay import service as relay_service
-from channel_bridge.relay.ack_priority import AckPriority
+from channel_bridge.relay.ack_priority import AckPriority, watch_loop_lag
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.maintenance import Housekeeping
@@ -211,13 +211,14 @@ async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
         await channel_cache.listen(notifications)
         destinations = DestinationRegistry()
         # Relay worker (BRIDGE_WORKER_ENABLED): woken in-process by every accept that queues.
-        # On one event loop with the inbox, the worker yields to acknowledgements under load.
+        # On one event loop with the inbox, the worker yields to acknowledgements while the
+        # loop runs late (relay/ack_priority.py).
         ack_priority = (
             AckPriority(
-                target_s=settings.worker_ack_target_ms / 1000,
+                target_s=settings.worker_loop_lag_target_ms / 1000,
                 floor=settings.worker_ack_priority_floor,
             )
-            if settings.worker_enabled and settings.worker_ack_target_ms > 0
+            if settings.worker_enabled and settings.worker_loop_lag_target_ms > 0
             else None
         )
         worker = (
@@ -234,7 +235,6 @@ async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
         inbox = Inbox(
             sessionmaker,
             on_accepted=worker.wake if worker else None,
-            ack_priority=ack_priority,
             window_ms=settings.inbox_group_commit_window_ms,
             max_batch=settings.inbox_group_commit_max_batch,
             max_inflight=settings.inbox_group_commit_max_inflight,
@@ -308,6 +308,9 @@ async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
             stack.push_async_callback(housekeeping.stop)
             await worker.start()
             stack.push_async_callback(worker.stop)
+        if ack_priority is not None:
+            lag = asyncio.create_task(watch_loop_lag(ack_priority), name="loop-lag")
+            stack.push_async_callback(_cancel, lag)
         # Last, so everything start-up built is frozen out of the collector's walks.
         stack.enter_context(tuned_gc(settings.gc_gen0_threshold))
         app.running = state

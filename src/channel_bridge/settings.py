@@ -160,14 +160,13 @@ class Settings(BaseSettings):
     # so one claim serves several slots; an idle worker claims at once.
     worker_claim_low_water: int = Field(default=0, ge=0)
     worker_claim_coalesce_ms: float = 5.0
-    # Acknowledgements first (relay/ack_priority.py), off by default (0): while the inbox's
-    # slowest ack of a 50 ms period exceeds this, the worker in the same process halves its
-    # slots, down to worker_ack_priority_floor calls in flight. At saturation it doubled the
-    # Nexus webhook's throughput with the worker on, but the ack time it reads is mostly
-    # commit time: at an ordinary 200 msg/s it throttled the relay too (end-to-end p50 1.8 s
-    # instead of 22 ms, docs/performance.md). Set it (e.g. 10) only where ack latency under
-    # overload matters more than relay latency, until the signal is the event loop's own lag.
-    worker_ack_target_ms: float = Field(default=0.0, ge=0)
+    # Acknowledgements first (relay/ack_priority.py): while the event loop's mean lag over a
+    # 50 ms period exceeds this, the relay worker in the same process halves its slots, down
+    # to worker_ack_priority_floor calls in flight; 0 turns it off. The lag, not the ack
+    # time, because the ack time is mostly commit time that yielding cannot shorten (the
+    # first version read it and throttled the relay at an ordinary 200 msg/s). Default
+    # chosen by bench (docs/performance.md).
+    worker_loop_lag_target_ms: float = Field(default=2.0, ge=0)
     # The relay's share under any acknowledgement load: the backlog always drains.
     worker_ack_priority_floor: int = Field(default=2, ge=1)
     # Circuit breakers, one per upstream (relay/circuits.py). Five failures in a row open one:

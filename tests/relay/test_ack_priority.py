@@ -1,11 +1,12 @@
-"""Acknowledgements first: the in-process worker yields its slots while acks are slow."""
+"""Acknowledgements first: the in-process worker yields its slots while the loop runs late."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from channel_bridge.ops import metrics
-from channel_bridge.relay.ack_priority import AckPriority
+from channel_bridge.relay.ack_priority import AckPriority, watch_loop_lag
 from channel_bridge.relay.destinations import DestinationRegistry
 from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.inbox import Inbox
@@ -25,23 +26,31 @@ def _priority(ticks: Ticks, *, floor: int = 2) -> AckPriority:
     return AckPriority(target_s=0.010, floor=floor, period_s=1.0, clock=ticks)
 
 
-def _period(priority: AckPriority, ticks: Ticks, *acks_s: float) -> int:
-    for waited in acks_s:
-        priority.acknowledged(waited)
+def _period(priority: AckPriority, ticks: Ticks, *lags_s: float) -> int:
+    for lag in lags_s:
+        priority.lagged(lag)
     ticks.now += 1.0
     return priority.relay_slots(64)
 
 
-def test_slow_acks_halve_the_slots_down_to_the_floor() -> None:
+def test_a_late_loop_halves_the_slots_down_to_the_floor() -> None:
     ticks = Ticks()
     priority = _priority(ticks)
     assert priority.relay_slots(64) == 64
-    # The slowest ack of the period decides, not the average.
     assert [_period(priority, ticks, 0.001, 0.030) for _ in range(7)] == [32, 16, 8, 4, 2, 2, 2]
     assert metrics.relay_ack_priority_share._value.get() == priority.share
+    assert metrics.event_loop_lag_seconds._value.get() == 0.0155
 
 
-def test_fast_acks_give_the_slots_back_one_step_a_period() -> None:
+def test_the_mean_lag_decides_not_one_long_callback() -> None:
+    ticks = Ticks()
+    priority = _priority(ticks)
+    # Nine callbacks on time and one 50 ms late: 5.9 ms on average, under the 10 ms target.
+    assert _period(priority, ticks, *[0.001] * 9, 0.050) == 64
+    assert _period(priority, ticks, *[0.012] * 10) == 32
+
+
+def test_an_on_time_loop_gives_the_slots_back_one_step_a_period() -> None:
     ticks = Ticks()
     priority = _priority(ticks)
     for _ in range(3):
@@ -50,13 +59,13 @@ def test_fast_acks_give_the_slots_back_one_step_a_period() -> None:
     assert [_period(priority, ticks, 0.002) for _ in range(3)] == [12, 16, 20]
 
 
-def test_a_period_without_acks_gives_every_slot_back_at_once() -> None:
+def test_a_period_without_a_sample_is_as_late_as_the_probe() -> None:
     ticks = Ticks()
     priority = _priority(ticks)
-    for _ in range(6):
-        _period(priority, ticks, 0.050)
-    assert priority.relay_slots(64) == 2
-    assert _period(priority, ticks) == 64
+    # The probe did not wake for a whole period: the loop is at least that late.
+    assert _period(priority, ticks) == 32
+    priority.lagged(0.001)
+    assert _period(priority, ticks) == 32 + 4
 
 
 def test_the_floor_never_exceeds_the_concurrency() -> None:
@@ -68,27 +77,32 @@ def test_the_floor_never_exceeds_the_concurrency() -> None:
     assert priority.relay_slots(64) == 4
 
 
-async def test_the_inbox_reports_each_batch_s_oldest_wait(sessionmaker) -> None:
+async def test_the_probe_reports_how_late_the_loop_woke_it() -> None:
     seen: list[float] = []
 
     class Recorder(AckPriority):
-        def acknowledged(self, waited_s: float) -> None:
-            seen.append(waited_s)
+        def lagged(self, lag_s: float) -> None:
+            seen.append(lag_s)
 
-    inbox = Inbox(sessionmaker, window_ms=20, ack_priority=Recorder(target_s=0.01, floor=1))
-    await asyncio.gather(
-        *(inbox.accept(source="t", external_id=f"e{n}", payload={}) for n in range(5))
-    )
-    # One batch of five: one report, at least the group-commit window long.
-    assert len(seen) == 1
-    assert seen[0] >= 0.019
+    probe = asyncio.create_task(watch_loop_lag(Recorder(target_s=0.01, floor=1), tick_s=0.002))
+    try:
+        await asyncio.sleep(0.02)
+        time.sleep(0.05)  # noqa: ASYNC251 (the point: one callback holds the loop for 50 ms)
+        await asyncio.sleep(0.02)
+    finally:
+        probe.cancel()
+    assert len(seen) >= 3
+    late = [lag for lag in seen if lag >= 0.04]
+    assert len(late) == 1
+    assert late[0] < 0.2
+    assert sorted(seen)[len(seen) // 2] < 0.01  # the rest woke about on time
 
 
-async def test_a_worker_behind_slow_acks_keeps_only_its_floor_in_flight(
+async def test_a_worker_on_a_late_loop_keeps_only_its_floor_in_flight(
     sessionmaker, database_url
 ) -> None:
-    """While acknowledgements are slow the worker runs 2 calls at a time, not its 8; when
-    they stop it takes every slot again, and the backlog drains either way."""
+    """While the loop runs late the worker runs 2 calls at a time, not its 8; when it is on
+    time again the worker takes every slot back, and the backlog drains either way."""
     ticks = Ticks()
     priority = _priority(ticks)
     in_flight = 0
@@ -103,9 +117,7 @@ async def test_a_worker_behind_slow_acks_keeps_only_its_floor_in_flight(
         in_flight -= 1
         return {}
 
-    worker = await _worker_behind_slow_acks(
-        sessionmaker, database_url, destination, priority, ticks
-    )
+    worker = await _worker_on_a_late_loop(sessionmaker, database_url, destination, priority, ticks)
     await worker.start()
     try:
         for _ in range(100):
@@ -115,8 +127,9 @@ async def test_a_worker_behind_slow_acks_keeps_only_its_floor_in_flight(
         await asyncio.sleep(0.2)
         assert (in_flight, most_in_flight) == (2, 2)
 
-        # The acks stop: the next period without any gives the worker all its slots.
-        ticks.now += 1.0
+        # The loop is on time again: period by period the worker takes its slots back.
+        for _ in range(16):
+            _period(priority, ticks, 0.0)
         worker.wake()
         for _ in range(100):
             if in_flight == 8:
@@ -145,9 +158,7 @@ async def test_a_throttled_worker_claims_once_a_period(sessionmaker, database_ur
         delivered.append(ctx.delivery_id)
         return {}
 
-    worker = await _worker_behind_slow_acks(
-        sessionmaker, database_url, destination, priority, ticks
-    )
+    worker = await _worker_on_a_late_loop(sessionmaker, database_url, destination, priority, ticks)
     claims = 0
     claim = worker._claim
 
@@ -170,9 +181,9 @@ async def test_a_throttled_worker_claims_once_a_period(sessionmaker, database_ur
         await worker.stop()
 
 
-async def _worker_behind_slow_acks(sessionmaker, database_url, destination, priority, ticks):
+async def _worker_on_a_late_loop(sessionmaker, database_url, destination, priority, ticks):
     """A worker of 8 slots with 12 due deliveries (one partition each) to `destination`, its
-    priority throttled to the floor: acks far over the target, a share of 1/16, 2 slots of 8."""
+    priority throttled to the floor: a lag far over the target, a share of 1/16, 2 slots of 8."""
     registry = DestinationRegistry()
     registry.register("test.sink", destination)
     settings = make_settings(database_url, worker_concurrency=8, worker_poll_interval_s=0.05)
@@ -203,15 +214,19 @@ async def _pending(sessionmaker) -> int:
         )
 
 
-async def test_off_by_default_and_shared_by_inbox_and_worker_when_set(database_url, engine) -> None:
+async def test_on_by_default_shared_with_the_worker_and_off_at_zero(database_url, engine) -> None:
     from tests.conftest import running_app
 
     async with running_app(make_settings(database_url, worker_enabled=True)) as (app, _client):
-        assert app.state_now.worker is not None
-        assert app.state_now.worker._ack_priority is None
-        assert app.state_now.inbox._ack_priority is None
-    settings = make_settings(database_url, worker_enabled=True, worker_ack_target_ms=10.0)
-    async with running_app(settings) as (app, _client):
         priority = app.state_now.worker._ack_priority
         assert isinstance(priority, AckPriority)
-        assert app.state_now.inbox._ack_priority is priority
+        assert priority._target_s == 0.002
+        # The probe is running: samples arrive while the app serves.
+        before = priority._last_sample_at
+        await asyncio.sleep(0.05)
+        assert priority._last_sample_at > before
+        assert "loop-lag" in {task.get_name() for task in asyncio.all_tasks()}
+    assert "loop-lag" not in {task.get_name() for task in asyncio.all_tasks()}
+    settings = make_settings(database_url, worker_enabled=True, worker_loop_lag_target_ms=0)
+    async with running_app(settings) as (app, _client):
+        assert app.state_now.worker._ack_priority is None

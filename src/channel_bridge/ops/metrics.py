@@ -53,7 +53,11 @@ outbox_oldest_due_seconds = Gauge(
 )
 relay_ack_priority_share = Gauge(
     "bridge_relay_ack_priority_share",
-    "Share of the in-process relay worker's slots left to it by acknowledgement latency (1 = all)",
+    "Share of the in-process relay worker's slots left to it by the event loop's lag (1 = all)",
+)
+event_loop_lag_seconds = Gauge(
+    "bridge_event_loop_lag_seconds",
+    "Mean lag of the serving process's event loop over the last ack-priority period",
 )
 dead_letters = Gauge("bridge_dead_letters", "Deliveries in the dead state")
 destination_state = Gauge(

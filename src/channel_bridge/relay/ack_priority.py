@@ -7,21 +7,25 @@ within milliseconds is acknowledged in seconds, and an upstream that waits 5 s (
 (Nexus) for its 2XX starts redelivering, which is more load. The acknowledgement is what the
 upstreams' contracts time; the relay is durable and can fall behind for a while.
 
-So the worker's concurrency follows how fast the inbox acknowledges (additive increase,
-multiplicative decrease, as a congestion window): each `period_s` the slowest
-acknowledgement of the period is compared with `target_s`. Slower: the worker's share of its
-slots is halved, down to `floor` calls in flight (so the backlog keeps draining under any
-load). Faster: the share grows by one step, back to every slot. A period without any
-acknowledgement gives the worker all its slots at once. Below saturation the worker takes
-whatever the acknowledgements leave; at saturation it keeps its floor.
+So the worker's concurrency follows how late the event loop runs (additive increase,
+multiplicative decrease, as a congestion window). `watch_loop_lag` sleeps a short tick again
+and again and reports how much later than asked it woke: the time a ready callback (an
+acknowledgement's next step) waits behind the others. Each `period_s` the mean lag of the
+period is compared with `target_s`. Later: the worker's share of its slots is halved, down to
+`floor` calls in flight (so the backlog keeps draining under any load). On time: the share
+grows by one step, back to every slot. Below saturation the worker takes whatever the
+acknowledgements leave; at saturation it keeps its floor.
 
-The acknowledgement time measured is the inbox's: from `accept` to the commit that releases
-it (the group-commit window, the wait for a writer, the transaction). When the loop is
-saturated that time stretches with everything else on it.
+Why the loop's lag and not the acknowledgement time itself: the first version read the
+inbox's ack wait, and that is mostly commit time (the group-commit window, PostgreSQL's
+fsync), which no yielding shortens. At an ordinary 200 msg/s it throttled the relay to
+seconds behind (docs/performance.md). The lag only grows when the loop has more ready work
+than it can run, which is the one case yielding helps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -29,6 +33,8 @@ from channel_bridge.ops import metrics
 
 # Additive increase: the share regained per calm period (all slots back within ~16 periods).
 _INCREASE = 1 / 16
+# How often the lag is sampled: ten samples a default period, 200 wake-ups a second.
+LAG_TICK_S = 0.005
 
 
 class AckPriority:
@@ -45,33 +51,47 @@ class AckPriority:
         self.period_s = period_s
         self._clock = clock
         self._period_started = clock()
-        self._slowest_s = 0.0
-        self._acknowledged = 0
+        self._last_sample_at = self._period_started
+        self._lag_sum_s = 0.0
+        self._samples = 0
         self.share = 1.0
 
-    def acknowledged(self, waited_s: float) -> None:
-        """One acknowledgement (or a batch's slowest one) took `waited_s`."""
-        self._acknowledged += 1
-        if waited_s > self._slowest_s:
-            self._slowest_s = waited_s
+    def lagged(self, lag_s: float) -> None:
+        """The loop ran a callback `lag_s` later than it was due."""
+        self._lag_sum_s += max(0.0, lag_s)
+        self._samples += 1
+        self._last_sample_at = self._clock()
 
     def relay_slots(self, concurrency: int) -> int:
         """How many of the worker's `concurrency` calls may be in flight now."""
         now = self._clock()
         if now - self._period_started >= self.period_s:
-            self._adjust()
+            self._adjust(now)
             self._period_started = now
         if self.share >= 1.0:
             return concurrency
         return max(min(self._floor, concurrency), int(concurrency * self.share))
 
-    def _adjust(self) -> None:
-        if self._acknowledged == 0:
-            self.share = 1.0
-        elif self._slowest_s > self._target_s:
+    def _adjust(self, now: float) -> None:
+        if self._samples:
+            lag_s = self._lag_sum_s / self._samples
+        else:
+            # No sample in the whole period: the probe itself is that late.
+            lag_s = now - self._last_sample_at
+        if lag_s > self._target_s:
             self.share = max(self.share / 2, _INCREASE / 4)
         else:
             self.share = min(1.0, self.share + _INCREASE)
-        self._acknowledged = 0
-        self._slowest_s = 0.0
+        self._lag_sum_s = 0.0
+        self._samples = 0
+        metrics.event_loop_lag_seconds.set(lag_s)
         metrics.relay_ack_priority_share.set(self.share)
+
+
+async def watch_loop_lag(priority: AckPriority, *, tick_s: float = LAG_TICK_S) -> None:
+    """Report the event loop's lag to `priority` until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + tick_s
+        await asyncio.sleep(tick_s)
+        priority.lagged(loop.time() - due)

@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.ops.logging import get_logger
-from channel_bridge.relay.ack_priority import AckPriority
 from channel_bridge.relay.clock import Clock, SystemClock
 from channel_bridge.relay.envelope import Acceptance, AcceptedEvent, AcceptStep, DeliveryRequest
 from channel_bridge.relay.repository import (
@@ -58,7 +57,6 @@ class _Pending:
     future: asyncio.Future[Acceptance] = field(repr=False)
     step: AcceptStep | None = None
     step_context: Any = None
-    queued_at: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -75,12 +73,9 @@ class Inbox:
         max_batch: int = 256,
         max_inflight: int = 2,
         clock: Clock | None = None,
-        ack_priority: AckPriority | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._on_accepted = on_accepted
-        # Told how long each batch's oldest call waited: the in-process worker yields to it.
-        self._ack_priority = ack_priority
         self._window_s = max(0.0, window_ms) / 1000
         self._max_batch = max(1, max_batch)
         self._max_inflight = max(1, max_inflight)
@@ -116,7 +111,6 @@ class Inbox:
             loop.create_future(),
             step,
             step_context,
-            loop.time(),
         )
         if within is not None:
             # Arbitrary work in the transaction cannot share a batch: it gets its own.
@@ -185,9 +179,6 @@ class Inbox:
             self._notify_local()
         for item, answer in zip(batch, answers, strict=True):
             _resolve(item, answer)
-        if self._ack_priority is not None:
-            # The first queued waited longest (the batch is taken in arrival order).
-            self._ack_priority.acknowledged(asyncio.get_running_loop().time() - batch[0].queued_at)
 
     async def _write_batch(self, batch: list[_Pending]) -> tuple[list[Acceptance], bool]:
         now = self._clock.now()
