@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,6 +73,10 @@ DATABASE_UNAVAILABLE = (
 )
 
 
+# How long the direct path trusts its last look at FastAPI's native telemetry.
+TELEMETRY_RECHECK_S = 1.0
+
+
 class BridgeApp(FastAPI):
     """The application: its settings and simulators, fixed before start-up, and while the
     lifespan runs the `State` it built.
@@ -96,6 +101,8 @@ class BridgeApp(FastAPI):
         self.running: State | None = None
         # The webhook routes, served before the middleware stack (ops/fast_path.py).
         self.fast_routes: FastRoutes | None = None
+        self._telemetry_on = False
+        self._telemetry_checked_until = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -118,8 +125,19 @@ class BridgeApp(FastAPI):
         # native OpenTelemetry, on only when a provider is configured.
         if self.debug or self.root_path or scope.get("root_path"):
             return False
+        return not self._native_telemetry_on()
+
+    def _native_telemetry_on(self) -> bool:
+        # FastAPI's check reads the OpenTelemetry globals and os.environ on every call (1.5 %
+        # of a webhook's CPU). A provider is set once, at start-up, and never unset: the
+        # answer is kept for a second, and for good once it is yes.
+        now = time.monotonic()
+        if self._telemetry_on or now < self._telemetry_checked_until:
+            return self._telemetry_on
         telemetry = getattr(self, "_native_telemetry", None)
-        return telemetry is None or not telemetry.enabled()
+        self._telemetry_on = telemetry is not None and telemetry.enabled()
+        self._telemetry_checked_until = now + TELEMETRY_RECHECK_S
+        return self._telemetry_on
 
     @property
     def state_now(self) -> State:

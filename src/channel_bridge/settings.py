@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     db_pool_size: int = 30
     db_max_overflow: int = 10
     db_connect_timeout_s: float = 5.0
+    # PostgreSQL planner statistics refreshed as the bridge's tables grow (db/statistics.py):
+    # checked every db_analyze_interval_s (0: left to autovacuum, which looks once a minute),
+    # a table is analyzed once the rows changed since its last ANALYZE reach its size then,
+    # and at least db_analyze_min_changes. On a fresh database the relay's claim cost 6x
+    # more before this (docs/performance.md).
+    db_analyze_interval_s: float = Field(default=2.0, ge=0)
+    db_analyze_min_changes: int = Field(default=1000, ge=1)
     # Outbound HTTP: AXP answers a send in well under a second; 10 s leaves room for media.
     http_timeout_s: float = 10.0
     http_connect_timeout_s: float = 5.0

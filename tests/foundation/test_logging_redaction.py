@@ -115,3 +115,23 @@ def test_a_secret_registered_at_run_time_is_masked(capfd, restore_logging) -> No
     err = capfd.readouterr().err
     assert "verifying" in err and "key ***" in err
     assert decrypted_channel_secret not in err
+
+
+def test_uvicorn_access_log_is_off_unless_named(capfd, restore_logging) -> None:
+    # uvicorn formats each response's access-log line whenever this logger has a handler up
+    # its chain (HttpToolsProtocol: `access_logger.hasHandlers()`), whatever its level.
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.level, access.propagate)
+    try:
+        configure_logging(level="INFO", fmt="json")
+        assert not access.hasHandlers()
+        access.warning('127.0.0.1:1 - "POST /x HTTP/1.1" 500')
+        assert "POST /x" not in capfd.readouterr().err
+
+        configure_logging(level="INFO", fmt="json", logger_levels={"uvicorn.access": "INFO"})
+        assert access.hasHandlers()
+        access.info('127.0.0.1:1 - "POST /y HTTP/1.1" 200')
+        assert "POST /y" in capfd.readouterr().err
+    finally:
+        access.setLevel(saved[0])
+        access.propagate = saved[1]

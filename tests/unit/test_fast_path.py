@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY
 
+from channel_bridge import app as app_module
 from channel_bridge.app import BridgeApp, create_app
 from channel_bridge.ops.fast_path import FastRoutes, fast_path, fast_routes
 from channel_bridge.platforms.nexus import router as nexus_router
@@ -240,3 +242,28 @@ def test_the_direct_path_is_off_where_it_would_answer_differently(database_url: 
     assert not app._serves_directly({"root_path": "/bridge"})
     app.debug = True
     assert not app._serves_directly({"root_path": ""})
+
+
+def test_native_telemetry_is_looked_at_once_a_second_and_kept_once_on(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(make_settings(database_url))
+    answers = iter([False, True, False])
+    calls: list[int] = []
+
+    def enabled() -> bool:
+        calls.append(1)
+        return next(answers)
+
+    monkeypatch.setattr(app._native_telemetry, "enabled", enabled)
+    clock = [100.0]
+    monkeypatch.setattr(app_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    assert app._serves_directly({"root_path": ""})
+    assert app._serves_directly({"root_path": ""})
+    assert len(calls) == 1  # the second request trusted the first look
+    clock[0] += app_module.TELEMETRY_RECHECK_S
+    assert not app._serves_directly({"root_path": ""})  # a provider was configured meanwhile
+    clock[0] += 10 * app_module.TELEMETRY_RECHECK_S
+    assert not app._serves_directly({"root_path": ""})
+    assert len(calls) == 2  # on stays on: providers are never unset

@@ -1,4 +1,4 @@
-"""Background housekeeping: retention of finished rows and the outbox gauges."""
+"""Background housekeeping: retention of finished rows, the outbox gauges, planner statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channel_bridge.db.models import DeliveryStatus
+from channel_bridge.db.statistics import analyze_stale_tables
 from channel_bridge.ops import metrics
 from channel_bridge.ops.faults import FaultLog
 from channel_bridge.ops.logging import get_logger
@@ -71,7 +72,7 @@ async def refresh_gauges(
 
 
 class Housekeeping:
-    """Runs retention and gauge refresh on their intervals until stopped."""
+    """Runs retention, gauge refresh and statistics upkeep on their intervals until stopped."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessionmaker = sessionmaker
@@ -86,6 +87,13 @@ class Housekeeping:
             ),
             asyncio.create_task(self._every(GAUGE_REFRESH_S, self._gauges), name="relay-gauges"),
         ]
+        if self._settings.db_analyze_interval_s > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(self._settings.db_analyze_interval_s, self._statistics),
+                    name="db-statistics",
+                )
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -105,6 +113,13 @@ class Housekeeping:
 
     async def _gauges(self) -> None:
         await refresh_gauges(self._sessionmaker)
+
+    async def _statistics(self) -> None:
+        analyzed = await analyze_stale_tables(
+            self._sessionmaker, min_changes=self._settings.db_analyze_min_changes
+        )
+        if analyzed:
+            log.info("planner statistics refreshed", tables=analyzed)
 
     @staticmethod
     async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
