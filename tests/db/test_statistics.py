@@ -6,7 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, make_url, text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from channel_bridge.db.statistics import (
     ANALYZE_LOCK_KEY,
@@ -133,3 +134,31 @@ async def test_housekeeping_runs_the_upkeep_unless_turned_off(
         assert {"relay-retention", "relay-gauges"} <= names
     finally:
         await housekeeping.stop()
+
+
+async def test_a_table_the_role_does_not_own_is_left_alone(
+    sessionmaker, engine, database_url, backend
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL planner statistics")
+    await _insert_events(sessionmaker, 1500)
+    await _wait_stale(sessionmaker, "inbox_events", min_changes=1000)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP ROLE IF EXISTS bridge_reader"))
+        await connection.execute(text("CREATE ROLE bridge_reader LOGIN"))
+        await connection.execute(
+            text("GRANT SELECT ON ALL TABLES IN SCHEMA public TO bridge_reader")
+        )
+    url = make_url(database_url).set(username="bridge_reader")
+    reader = create_async_engine(url)
+    try:
+        # PostgreSQL would skip its ANALYZE with a warning, round after round.
+        assert await analyze_stale_tables(async_sessionmaker(reader), min_changes=1000) == []
+    finally:
+        await reader.dispose()
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM bridge_reader")
+            )
+            await connection.execute(text("DROP ROLE bridge_reader"))
+    assert "inbox_events" in await analyze_stale_tables(sessionmaker, min_changes=1000)

@@ -37,6 +37,8 @@ _STALE = text(
     WHERE s.schemaname = current_schema()
       AND s.relname = ANY(CAST(:names AS text[]))
       AND s.n_mod_since_analyze >= GREATEST(:min_changes, c.reltuples)
+      -- Only a table's owner may ANALYZE it (PostgreSQL 15 skips the others with a warning).
+      AND pg_has_role(c.relowner, 'USAGE')
     ORDER BY s.relname
     """
 )
