@@ -235,6 +235,7 @@ async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
             AckPriority(
                 target_s=settings.worker_loop_lag_target_ms / 1000,
                 floor=settings.worker_ack_priority_floor,
+                ack_budget_s=settings.worker_ack_budget_ms / 1000,
             )
             if settings.worker_enabled and settings.worker_loop_lag_target_ms > 0
             else None
@@ -253,6 +254,7 @@ async def _lifespan(fastapi_app: FastAPI) -> AsyncIterator[LifespanState]:
         inbox = Inbox(
             sessionmaker,
             on_accepted=worker.wake if worker else None,
+            on_acked=ack_priority.acked if ack_priority else None,
             window_ms=settings.inbox_group_commit_window_ms,
             max_batch=settings.inbox_group_commit_max_batch,
             max_inflight=settings.inbox_group_commit_max_inflight,

@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     # first version read it and throttled the relay at an ordinary 200 msg/s). Default
     # chosen by bench (docs/performance.md).
     worker_loop_lag_target_ms: float = Field(default=2.0, ge=0)
+    # ...and only while the inbox's acknowledgements of the period took longer than this on
+    # average: a loop that is late while acks are quick is a busy or slow machine carrying its
+    # load, and throttling the relay there only made it fall behind (AXP waits 5 s for a 2XX,
+    # Nexus 10 s).
+    worker_ack_budget_ms: float = Field(default=250.0, ge=0)
     # The relay's share under any acknowledgement load: the backlog always drains.
     worker_ack_priority_floor: int = Field(default=2, ge=1)
     # Circuit breakers, one per upstream (relay/circuits.py). Five failures in a row open one:

@@ -77,6 +77,32 @@ def test_the_floor_never_exceeds_the_concurrency() -> None:
     assert priority.relay_slots(64) == 4
 
 
+def test_a_late_loop_with_quick_acks_keeps_every_slot() -> None:
+    """A busy or slow machine carrying its load: the loop is late, acknowledgements are not."""
+    ticks = Ticks()
+    priority = AckPriority(target_s=0.002, floor=2, ack_budget_s=0.25, period_s=1.0, clock=ticks)
+    for _ in range(5):
+        priority.acked(20 * 0.08, 20)  # 80 ms each: well inside the budget
+        assert _period(priority, ticks, 0.030) == 64
+    # Acknowledgements slow down past the budget (an overload): now the relay yields.
+    priority.acked(10 * 0.4, 10)
+    assert _period(priority, ticks, 0.030) == 32
+    # No acknowledgement completed in this period: the last mean stands.
+    assert _period(priority, ticks, 0.030) == 16
+    priority.acked(10 * 0.05, 10)
+    assert _period(priority, ticks, 0.030) == 20  # quick again: one step back
+
+
+async def test_the_inbox_reports_each_batch_s_waits(sessionmaker) -> None:
+    reports: list[tuple[float, int]] = []
+    inbox = Inbox(sessionmaker, on_acked=lambda total, count: reports.append((total, count)))
+    await asyncio.gather(
+        *(inbox.accept(source="t", external_id=f"w{n}", payload={}) for n in range(5))
+    )
+    assert sum(count for _total, count in reports) == 5
+    assert all(0 < total < 5 * 10 for total, _count in reports)
+
+
 async def test_the_probe_reports_how_late_the_loop_woke_it() -> None:
     seen: list[float] = []
 
@@ -221,6 +247,8 @@ async def test_on_by_default_shared_with_the_worker_and_off_at_zero(database_url
         priority = app.state_now.worker._ack_priority
         assert isinstance(priority, AckPriority)
         assert priority._target_s == 0.002
+        assert priority._ack_budget_s == 0.25
+        assert app.state_now.inbox._on_acked == priority.acked
         # The probe is running: samples arrive while the app serves.
         before = priority._last_sample_at
         await asyncio.sleep(0.05)

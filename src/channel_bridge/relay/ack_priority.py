@@ -16,11 +16,20 @@ period is compared with `target_s`. Later: the worker's share of its slots is ha
 grows by one step, back to every slot. Below saturation the worker takes whatever the
 acknowledgements leave; at saturation it keeps its floor.
 
-Why the loop's lag and not the acknowledgement time itself: the first version read the
+Lag alone is not overload, though. On a machine that took twice the CPU per request the mean
+lag crossed 2 ms at an ordinary 200 msg/s, a load the process carried with the relay at full
+speed (p99 240 ms end to end): throttled to its floor, the relay fell further behind every
+second (p50 3.4-6.9 s after 10 s, docs/performance.md). What the upstreams time is the
+acknowledgement, and it is at risk only when acknowledgements wait long: so a late period
+counts only while the inbox's acknowledgements of that period also took longer than
+`ack_budget_s` on average (250 ms by default, against AXP's 5 s and Nexus's 10 s; 0 reads the
+lag alone). Below that the relay keeps every slot, however busy the loop.
+
+Why the loop's lag and not the acknowledgement time alone: the first version read the
 inbox's ack wait, and that is mostly commit time (the group-commit window, PostgreSQL's
-fsync), which no yielding shortens. At an ordinary 200 msg/s it throttled the relay to
-seconds behind (docs/performance.md). The lag only grows when the loop has more ready work
-than it can run, which is the one case yielding helps.
+fsync), which no yielding shortens. Against a 10 ms target it throttled the relay to seconds
+behind at an ordinary 200 msg/s (docs/performance.md). The lag only grows when the loop has
+more ready work than it can run, which is the one case yielding helps; both must hold.
 """
 
 from __future__ import annotations
@@ -43,11 +52,17 @@ class AckPriority:
         *,
         target_s: float,
         floor: int,
+        ack_budget_s: float = 0.0,
         period_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._target_s = target_s
         self._floor = max(1, floor)
+        self._ack_budget_s = ack_budget_s
+        self._ack_sum_s = 0.0
+        self._acks = 0
+        # A period in which no acknowledgement completed keeps the last period's mean.
+        self._ack_mean_s = 0.0
         self.period_s = period_s
         self._clock = clock
         self._period_started = clock()
@@ -61,6 +76,11 @@ class AckPriority:
         self._lag_sum_s += max(0.0, lag_s)
         self._samples += 1
         self._last_sample_at = self._clock()
+
+    def acked(self, total_s: float, count: int) -> None:
+        """`count` acknowledgements committed, having waited `total_s` in all."""
+        self._ack_sum_s += total_s
+        self._acks += count
 
     def relay_slots(self, concurrency: int) -> int:
         """How many of the worker's `concurrency` calls may be in flight now."""
@@ -78,12 +98,17 @@ class AckPriority:
         else:
             # No sample in the whole period: the probe itself is that late.
             lag_s = now - self._last_sample_at
-        if lag_s > self._target_s:
+        if self._acks:
+            self._ack_mean_s = self._ack_sum_s / self._acks
+        acks_slow = self._ack_budget_s <= 0 or self._ack_mean_s > self._ack_budget_s
+        if lag_s > self._target_s and acks_slow:
             self.share = max(self.share / 2, _INCREASE / 4)
         else:
             self.share = min(1.0, self.share + _INCREASE)
         self._lag_sum_s = 0.0
         self._samples = 0
+        self._ack_sum_s = 0.0
+        self._acks = 0
         metrics.event_loop_lag_seconds.set(lag_s)
         metrics.relay_ack_priority_share.set(self.share)
 

@@ -10,6 +10,9 @@ Work that a kind of event needs in the same transaction (the bridge opens the co
 message belongs to, so its deliveries carry the conversation's ids) is an `AcceptStep`: it
 runs once per batch for all the new events that name it, around the delivery insert.
 
+`on_acked(total_s, count)` hears, per committed batch, how long its calls waited in all (from
+`accept` to the commit): the relay's ack priority reads it (relay/ack_priority.py).
+
 At most `max_inflight` batches are written at once. Calls that arrive while they are busy
 wait for the next batch, which starts as soon as one finishes: under load the batches grow
 with the load instead of the transactions (and pooled connections) multiplying.
@@ -18,6 +21,7 @@ with the load instead of the transactions (and pooled connections) multiplying.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,6 +61,7 @@ class _Pending:
     future: asyncio.Future[Acceptance] = field(repr=False)
     step: AcceptStep | None = None
     step_context: Any = None
+    queued_at: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -69,6 +74,7 @@ class Inbox:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         on_accepted: Callable[[], None] | None = None,
+        on_acked: Callable[[float, int], None] | None = None,
         window_ms: float = 1.5,
         max_batch: int = 256,
         max_inflight: int = 2,
@@ -76,6 +82,7 @@ class Inbox:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._on_accepted = on_accepted
+        self._on_acked = on_acked
         self._window_s = max(0.0, window_ms) / 1000
         self._max_batch = max(1, max_batch)
         self._max_inflight = max(1, max_inflight)
@@ -111,6 +118,7 @@ class Inbox:
             loop.create_future(),
             step,
             step_context,
+            time.monotonic(),
         )
         if within is not None:
             # Arbitrary work in the transaction cannot share a batch: it gets its own.
@@ -177,6 +185,9 @@ class Inbox:
             raise
         if created:
             self._notify_local()
+        if self._on_acked is not None:
+            now = time.monotonic()
+            self._on_acked(sum(now - item.queued_at for item in batch), len(batch))
         for item, answer in zip(batch, answers, strict=True):
             _resolve(item, answer)
 
