@@ -5,7 +5,7 @@ plan for it, costed with the table sizes the statistics gave at that moment. Aut
 refreshes the statistics once a table has changed by 10 % and 50 rows, but it looks only
 once a minute (`autovacuum_naptime`). Until then a fresh database, or an outbox that grew by
 thousands of rows in a burst, runs on plans made for an empty table: the relay's claim read
-every open delivery per candidate (1.8-2.3 ms a claim at a 5,000-row backlog), the
+every open delivery per candidate (1.8-2.5 ms a claim at a 5,000-row backlog), the
 conversation lookup and the sent-message check scanned their whole tables once per batch.
 An ANALYZE replaces the statistics and invalidates those plans on every connection.
 

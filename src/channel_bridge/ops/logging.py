@@ -203,8 +203,8 @@ def configure_logging(
         lib_logger.handlers = []
         lib_logger.propagate = True
     # uvicorn formats every response's access-log arguments (client address, quoted path)
-    # whenever this logger has a handler anywhere up its chain, whatever its level: ~2 % of
-    # a webhook's CPU. The access log is off unless an operator names it in BRIDGE_LOG_LEVELS.
+    # whenever this logger has a handler anywhere up its chain, whatever its level: ~1.5 %
+    # of a webhook's CPU. The access log is off unless an operator names it in BRIDGE_LOG_LEVELS.
     # Off: no handler up the chain and above every level (or the stdlib's last-resort handler
     # would print a warning unformatted).
     access = logging.getLogger("uvicorn.access")

@@ -14,12 +14,12 @@ acknowledgement's next step) waits behind the others. Each `period_s` the mean l
 period is compared with `target_s`. Later: the worker's share of its slots is halved, down to
 `floor` calls in flight (so the backlog keeps draining under any load). On time: the share
 grows by one step, back to every slot. Below saturation the worker takes whatever the
-acknowledgements leave; at saturation it keeps its floor.
+acknowledgements leave; in an overload it keeps its floor.
 
 Lag alone is not overload, though. On a machine that took twice the CPU per request the mean
 lag crossed 2 ms at an ordinary 200 msg/s, a load the process carried with the relay at full
 speed (p99 240 ms end to end): throttled to its floor, the relay fell further behind every
-second (p50 3.4-6.9 s after 10 s, docs/performance.md). What the upstreams time is the
+second (p50 6.4-6.9 s after 10 s, docs/performance.md). What the upstreams time is the
 acknowledgement, and it is at risk only when acknowledgements wait long: so a late period
 counts only while the inbox's acknowledgements of that period also took longer than
 `ack_budget_s` on average (250 ms by default, against AXP's 5 s and Nexus's 10 s; 0 reads the
