@@ -204,13 +204,12 @@ def configure_logging(
         lib_logger.propagate = True
     # uvicorn formats every response's access-log arguments (client address, quoted path)
     # whenever this logger has a handler anywhere up its chain, whatever its level: ~1.5 %
-    # of a webhook's CPU. The access log is off unless an operator names it in BRIDGE_LOG_LEVELS.
-    # Off: no handler up the chain and above every level (or the stdlib's last-resort handler
-    # would print a warning unformatted).
+    # of a webhook's CPU. The access log is off unless an operator names it in BRIDGE_LOG_LEVELS
+    # (whose level is set below). Off: no handler up the chain, and above every level, or the
+    # stdlib's last-resort handler would print a warning unformatted.
     access = logging.getLogger("uvicorn.access")
-    access_named = "uvicorn.access" in (logger_levels or {})
-    access.setLevel(logging.WARNING if access_named else logging.CRITICAL + 1)
-    access.propagate = access_named
+    access.propagate = "uvicorn.access" in (logger_levels or {})
+    access.setLevel(logging.CRITICAL + 1)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in list(logging.root.manager.loggerDict):
         if name.startswith(tuple(f"{quiet}." for quiet in QUIET_LOGGERS)):
