@@ -11,8 +11,9 @@ simulator and bare FastAPI baseline as `bridge_bench.py`. Per round and per kind
 webhook, AXP MESSAGES callback) the baseline and every tree get one wrk run in turn, each
 bridge on a fresh database with the relay worker on. Reported: req/s, the ratio to the
 baseline of the same round, and CPU per request from /proc/<pid>/stat (utime + stime) of the
-serving process and of PostgreSQL (the postmaster's children), which a noisy machine moves far
-less than req/s.
+serving process, of PostgreSQL (the postmaster's children) and of the upstream simulator, which
+a noisy machine moves far less than req/s, and the whole machine's busy CPU per request
+(/proc/stat, wrk included): on two shared cores that is the budget every part draws on.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def children(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine so far, every core (/proc/stat: all but idle and
+    iowait): the bridge, PostgreSQL, the simulator and wrk share two cores, so this is the
+    budget a webhook is measured against."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu(pid: int) -> float:
@@ -186,6 +196,13 @@ async def main() -> int:
     parser.add_argument("--fixed-rate", type=int, default=0, help="also an open-loop run at /s")
     parser.add_argument("--fixed-seconds", type=int, default=10)
     parser.add_argument("--label", default="ab")
+    parser.add_argument(
+        "--upstream",
+        choices=("sandbox", "lean"),
+        default="sandbox",
+        help="the AXP the relay sends to: the sandbox simulator (bench/upstream.py, as in every "
+        "earlier run) or the lean fake (bench/fake_axp.py, ~1/10 of its CPU per send)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ack-ab-"))
@@ -199,7 +216,7 @@ async def main() -> int:
         key, value = pair.split("=", 1)
         overrides[name][key] = value
 
-    bench = Bench(quick=True, workdir=workdir)
+    bench = Bench(quick=True, workdir=workdir, upstream=args.upstream)
     lines: list[str] = []
 
     def note(text: str) -> None:
@@ -210,11 +227,14 @@ async def main() -> int:
     note(f"# ack A/B, {started:%Y-%m-%d %H:%M} UTC\n")
     note(f"Command: `.venv/bin/python bench/ack_ab.py {' '.join(sys.argv[1:])}`\n")
     note("Trees: " + ", ".join(f"{n} = {s}" for n, s in zip(trees, args.tree, strict=True)) + "\n")
+    note(f"Upstream AXP: {args.upstream} (bench/{bench.upstream_script})\n")
     results: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     fixed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     bench.start()
     baseline, baseline_port = bench.baseline()
     pg = postmaster_pid(bench)
+    assert bench.upstream is not None
+    upstream = bench.upstream.pid
 
     async def start_tree(name: str, src: Path) -> TreeBridge:
         bridge = TreeBridge(
@@ -232,9 +252,10 @@ async def main() -> int:
         write_bodies(base_bodies, [nexus_post("base", n) for n in range(2000)])
         for round_ in range(args.rounds):
             for kind in args.kinds:
-                cpu0 = cpu_seconds(baseline.pid)
+                cpu0, machine0 = cpu_seconds(baseline.pid), machine_cpu()
                 figures = bench.wrk(baseline_port, base_bodies, args.duration)
                 figures["cpu_us"] = (cpu_seconds(baseline.pid) - cpu0) / figures["requests"] * 1e6
+                figures["machine_us"] = (machine_cpu() - machine0) / figures["requests"] * 1e6
                 results[("baseline", kind)].append(figures)
                 for name, src in trees.items():
                     bridge = await start_tree(name, src)
@@ -273,10 +294,13 @@ async def main() -> int:
                             await asyncio.sleep(0.5)
                         commits0 = await commits(bridge.database_url)
                         cpu0, pg0 = tree_cpu(pid), tree_cpu(pg)
+                        upstream0, machine0 = cpu_seconds(upstream), machine_cpu()
                         figures = bench.wrk(bridge.port, bodies, args.duration)
                         n = figures["requests"]
                         figures["cpu_us"] = (tree_cpu(pid) - cpu0) / n * 1e6
                         figures["pg_us"] = (tree_cpu(pg) - pg0) / n * 1e6
+                        figures["upstream_us"] = (cpu_seconds(upstream) - upstream0) / n * 1e6
+                        figures["machine_us"] = (machine_cpu() - machine0) / n * 1e6
                         figures["attempted"] = await attempted_share(bridge.database_url)
                         await asyncio.sleep(1.2)  # backends flush their statistics
                         figures["commits"] = (await commits(bridge.database_url) - commits0) / n
@@ -323,15 +347,16 @@ async def main() -> int:
         bench.stop()
 
     note(
-        "| kind | tree | req/s (per round) | ratio to bare FastAPI (per round) | median ratio | serve CPU µs/req | PostgreSQL CPU µs/req | commits/req (approx.) | deliveries attempted when wrk ended | non-2xx |"
+        "| kind | tree | req/s (per round) | ratio to bare FastAPI (per round) | median ratio | serve CPU µs/req | PostgreSQL CPU µs/req | upstream simulator CPU µs/req | machine CPU µs/req (every process) | commits/req (approx.) | deliveries attempted when wrk ended | non-2xx |"
     )
-    note("|---|---|---|---|---|---|---|---|---|---|")
+    note("|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary: dict[str, Any] = {}
     for kind in args.kinds:
         base = results[("baseline", kind)]
         note(
             f"| {kind} | bare FastAPI | {rates(base)} | 1 | 1 | "
-            f"{statistics.median(r['cpu_us'] for r in base):.0f} | – | – | – | {sum(r['errors_status'] for r in base)} |"
+            f"{statistics.median(r['cpu_us'] for r in base):.0f} | – | – | "
+            f"{statistics.median(r['machine_us'] for r in base):.0f} | – | – | {sum(r['errors_status'] for r in base)} |"
         )
         for name in trees:
             runs = results[(name, kind)]
@@ -342,6 +367,8 @@ async def main() -> int:
                 "ratio": statistics.median(ratios),
                 "cpu_us": statistics.median(r["cpu_us"] for r in runs),
                 "pg_us": statistics.median(r["pg_us"] for r in runs),
+                "upstream_us": statistics.median(r["upstream_us"] for r in runs),
+                "machine_us": statistics.median(r["machine_us"] for r in runs),
                 "commits": statistics.median(r["commits"] for r in runs),
                 "attempted": statistics.median(r["attempted"] for r in runs),
             }
@@ -349,7 +376,8 @@ async def main() -> int:
             note(
                 f"| {kind} | {name} | {rates(runs)} | "
                 f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}** | "
-                f"{cell['cpu_us']:.0f} | {cell['pg_us']:.0f} | {cell['commits']:.2f} | "
+                f"{cell['cpu_us']:.0f} | {cell['pg_us']:.0f} | {cell['upstream_us']:.0f} | "
+                f"{cell['machine_us']:.0f} | {cell['commits']:.2f} | "
                 f"{cell['attempted']:.0%} | "
                 f"{sum(r['errors_status'] for r in runs)} |"
             )

@@ -305,10 +305,22 @@ class SeparateRelayWorker(BridgeProcess):
         super().stop()
 
 
+UPSTREAM_SCRIPTS = {"sandbox": "upstream.py", "lean": "fake_axp.py"}
+
+
 class Bench:
-    def __init__(self, quick: bool, workdir: Path, separate_worker: bool = False) -> None:
+    def __init__(
+        self, quick: bool, workdir: Path, separate_worker: bool = False, upstream: str = "sandbox"
+    ) -> None:
         self.quick = quick
         self.workdir = workdir
+        # The AXP the relay sends to: "sandbox" is the sandbox simulator (bench/upstream.py,
+        # FastAPI, the whole AXP surface); "lean" is bench/fake_axp.py (the send and token
+        # contract only, about a tenth of the CPU per request), for runs that measure the
+        # bridge's CPU against a baseline on the same two cores.
+        if upstream not in UPSTREAM_SCRIPTS:
+            raise ValueError(f"upstream {upstream!r}: one of {sorted(UPSTREAM_SCRIPTS)}")
+        self.upstream_script = UPSTREAM_SCRIPTS[upstream]
         # True: the relay worker runs as its own `channel-bridge worker` process.
         self.separate_worker = separate_worker
         # The rate is 200 msg/s; a lower one shows the latency below saturation.
@@ -330,7 +342,7 @@ class Bench:
         self.upstream = subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "bench" / "upstream.py"),
+                str(ROOT / "bench" / self.upstream_script),
                 "--port",
                 str(self.upstream_port),
                 "--latency-ms",

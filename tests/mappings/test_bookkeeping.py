@@ -133,3 +133,73 @@ async def test_link_sent_writes_many_rows_and_statuses_only_move_forward(
     assert (got[second].status, got[second].nexus_message_id) == ("sent", "nx-remote-2")
     # A link that is already past `sent` keeps its status; the id is still recorded.
     assert (got[third].status, got[third].axp_message_id) == ("read", "axp-3")
+
+
+async def test_rows_for_the_same_conversation_in_one_batch_apply_as_if_one_after_another(
+    sessionmaker, channel
+) -> None:
+    # PostgreSQL writes a batch as one UPDATE ... FROM unnest, which joins each row once: the
+    # rows for one conversation are merged first, to what applying them in order leaves.
+    keys = _keys(channel, "+15550000001")
+    async with sessionmaker() as session, session.begin():
+        opened = await ConversationService(now=lambda: T0).open_many(session, keys)
+    conversation_id = opened[keys[0]].id
+    rows = [
+        {
+            "conversation_id": conversation_id,
+            "engagement_id": "eng-1",
+            "dialog_id": "dlg-1",
+            "at": T0 + timedelta(seconds=5),
+        },
+        {
+            "conversation_id": conversation_id,
+            "engagement_id": None,
+            "dialog_id": "dlg-2",
+            "at": T0 + timedelta(seconds=3),
+        },
+        {
+            "conversation_id": conversation_id,
+            "engagement_id": "eng-3",
+            "dialog_id": None,
+            "at": T0 + timedelta(seconds=4),
+        },
+    ]
+    async with sessionmaker() as session, session.begin():
+        await CONVERSATION_ACTIVITY.write(session, rows)
+    (got,) = await _conversations(sessionmaker)
+    assert (got.axp_engagement_id, got.axp_dialog_id) == ("eng-3", "dlg-2")
+    assert got.last_activity_at == T0 + timedelta(seconds=5)
+
+
+async def test_link_sent_rows_for_one_delivery_keep_the_last_ids_given(
+    sessionmaker, channel
+) -> None:
+    acceptance = await Inbox(sessionmaker).accept(
+        source="test",
+        external_id="evt",
+        payload={},
+        deliveries=[DeliveryRequest("test.sink", {"n": 0})],
+    )
+    (delivery_id,) = acceptance.delivery_ids
+    async with sessionmaker() as session, session.begin():
+        session.add(MessageLink(direction="nexus_to_axp", ack_id="nx-1", delivery_id=delivery_id))
+    async with sessionmaker() as session, session.begin():
+        await LINK_SENT.write(
+            session,
+            [
+                {"delivery_id": delivery_id, "axp_message_id": "axp-1", "at": T0},
+                {
+                    "delivery_id": delivery_id,
+                    "nexus_message_id": "nx-remote",
+                    "at": T0 + timedelta(seconds=1),
+                },
+            ],
+        )
+    async with sessionmaker() as session:
+        (link,) = await session.scalars(select(MessageLink))
+    assert (link.status, link.axp_message_id, link.nexus_message_id) == (
+        "sent",
+        "axp-1",
+        "nx-remote",
+    )
+    assert link.status_updated_at == T0  # the moment it moved to `sent`

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     String,
     Table,
+    TextClause,
     bindparam,
     case,
     delete,
@@ -50,7 +51,7 @@ def _record_activity() -> Any:
     at = bindparam("b_at", type_=UTCDateTime())
     return (
         update(conversation_table)
-        .where(c.id == bindparam("b_id"))
+        .where(c.id == bindparam("b_conversation_id"))
         .values(
             axp_engagement_id=func.coalesce(
                 bindparam("b_engagement_id", type_=String()), c.axp_engagement_id
@@ -88,9 +89,84 @@ def _mark_sent() -> Any:
 
 
 # The per-send bookkeeping statements, built once: constructing the expressions on every
-# batch was a measurable share of the outcome write.
+# batch was a measurable share of the outcome write. SQLite: executemany.
 _RECORD_ACTIVITY = _record_activity()
 _MARK_SENT = _mark_sent()
+
+# PostgreSQL: one `UPDATE ... FROM unnest(...)` per outcome batch, one statement text for any
+# batch size. The executemany form was one execution per sent message, the largest
+# per-message cost left in PostgreSQL (64 of 428 us per Nexus webhook, docs/performance.md).
+# `FROM` joins each target row once, so the rows are merged per key before (`_merged`). The
+# arrays are in key order and the plan walks them (a nested loop over the primary key or
+# delivery index once the tables are analyzed), so batches lock rows in the same order as the
+# executemany did; were two plans ever to differ, PostgreSQL's deadlock detector fails one
+# batch and the worker retries its outcomes one by one (relay/worker.py).
+_PG_RECORD_ACTIVITY = text(
+    """
+    UPDATE conversations AS c
+    SET axp_engagement_id = COALESCE(b.engagement_id, c.axp_engagement_id),
+        axp_dialog_id = COALESCE(b.dialog_id, c.axp_dialog_id),
+        last_activity_at = GREATEST(c.last_activity_at, b.at)
+    FROM unnest(CAST(:conversation_id AS bigint[]), CAST(:engagement_id AS text[]),
+                CAST(:dialog_id AS text[]), CAST(:at AS timestamptz[]))
+         AS b(conversation_id, engagement_id, dialog_id, at)
+    WHERE c.id = b.conversation_id
+    """
+)
+_PG_LINK_BEHIND = "l.status IN ({})".format(", ".join(f"'{status}'" for status in _BELOW_SENT))
+_PG_MARK_SENT = text(
+    f"""
+    UPDATE message_links AS l
+    SET axp_message_id = COALESCE(b.axp_message_id, l.axp_message_id),
+        nexus_message_id = COALESCE(b.nexus_message_id, l.nexus_message_id),
+        status = CASE WHEN {_PG_LINK_BEHIND} THEN 'sent' ELSE l.status END,
+        status_detail = CASE WHEN {_PG_LINK_BEHIND} THEN NULL ELSE l.status_detail END,
+        status_updated_at = CASE WHEN {_PG_LINK_BEHIND} THEN b.at ELSE l.status_updated_at END
+    FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:axp_message_id AS text[]),
+                CAST(:nexus_message_id AS text[]), CAST(:at AS timestamptz[]))
+         AS b(delivery_id, axp_message_id, nexus_message_id, at)
+    WHERE l.delivery_id = b.delivery_id
+    """  # noqa: S608 - the statuses are this module's constants, never input
+)
+
+
+def _merged(
+    rows: Sequence[dict[str, Any]],
+    key: str,
+    latest: tuple[str, ...],
+    at: Callable[[datetime, datetime], datetime],
+) -> list[dict[str, Any]]:
+    """One row per `key`, sorted by it, as applying the rows one after another leaves it: the
+    last non-None value of each `latest` field, and `at(kept, next)` of their moments."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        found = merged.get(row[key])
+        if found is None:
+            merged[row[key]] = {key: row[key], "at": row["at"], **{f: row.get(f) for f in latest}}
+            continue
+        found["at"] = at(found["at"], row["at"])
+        for field in latest:
+            if row.get(field) is not None:
+                found[field] = row[field]
+    return [merged[k] for k in sorted(merged)]
+
+
+def _first(kept: datetime, _next: datetime) -> datetime:
+    return kept
+
+
+async def _update_many(
+    session: AsyncSession, on_postgres: TextClause, on_sqlite: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    """PostgreSQL: one statement, an array per field (`:field`). SQLite: executemany of the
+    per-row statement (`:b_field`)."""
+    if is_postgres(session):
+        await fetch_text(
+            session, on_postgres, {field: [row[field] for row in rows] for field in rows[0]}
+        )
+        return
+    await session.execute(on_sqlite, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+
 
 # `sent_nexus_message_ids` on PostgreSQL: one array parameter, one statement for any batch.
 _PG_SENT_NEXUS_MESSAGE_IDS = text(
@@ -417,23 +493,14 @@ class ConversationRepository:
     async def record_activity(self, rows: Sequence[dict[str, Any]]) -> None:
         """After sends: AXP's engagement and dialog ids (when given), activity never backwards.
 
-        Rows: `conversation_id`, `engagement_id`, `dialog_id`, `at`; one executemany in id
-        order (concurrent outcome batches then lock conversations in the same order).
+        Rows: `conversation_id`, `engagement_id`, `dialog_id`, `at`; written in id order
+        (concurrent outcome batches then lock conversations in the same order).
         """
         if not rows:
             return
-        await self.session.execute(
-            _RECORD_ACTIVITY,
-            [
-                {
-                    "b_id": row["conversation_id"],
-                    "b_engagement_id": row.get("engagement_id"),
-                    "b_dialog_id": row.get("dialog_id"),
-                    "b_at": row["at"],
-                }
-                for row in sorted(rows, key=lambda row: row["conversation_id"])
-            ],
-        )
+        # Activity never moves backwards: the latest moment.
+        merged = _merged(rows, "conversation_id", ("engagement_id", "dialog_id"), max)
+        await _update_many(self.session, _PG_RECORD_ACTIVITY, _RECORD_ACTIVITY, merged)
 
 
 class MessageLinkRepository:
@@ -578,18 +645,9 @@ class MessageLinkRepository:
         """
         if not rows:
             return
-        await self.session.execute(
-            _MARK_SENT,
-            [
-                {
-                    "b_delivery_id": row["delivery_id"],
-                    "b_axp_message_id": row.get("axp_message_id"),
-                    "b_nexus_message_id": row.get("nexus_message_id"),
-                    "b_at": row["at"],
-                }
-                for row in sorted(rows, key=lambda row: row["delivery_id"])
-            ],
-        )
+        # The status moves to `sent` once, at the first row's moment.
+        merged = _merged(rows, "delivery_id", ("axp_message_id", "nexus_message_id"), _first)
+        await _update_many(self.session, _PG_MARK_SENT, _MARK_SENT, merged)
 
     async def update_status(
         self,

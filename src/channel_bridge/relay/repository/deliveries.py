@@ -16,7 +16,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    column,
     delete,
     exists,
     func,
@@ -164,15 +163,6 @@ _PG_CLAIM = text(
            attempt_count AS attempt_number, created_at
     FROM claimed
     """
-).columns(
-    delivery_table.c.id,
-    delivery_table.c.destination,
-    delivery_table.c.payload,
-    delivery_table.c.partition_key,
-    delivery_table.c.inbox_event_id,
-    # RETURNING gives the row after the update: the attempt this claim counted.
-    column("attempt_number", Integer()),
-    delivery_table.c.created_at,
 )
 
 # PostgreSQL: every outcome of a batch in one statement, only where the lease is still held
@@ -273,7 +263,10 @@ class DeliveryRepository:
             return []
         lease_until = now + timedelta(seconds=lease_s)
         if is_postgres(self.session):
-            result = await self.session.execute(
+            # On the driver: one fixed statement, without the session's result layers. Its
+            # payload comes back decoded (the connection's jsonb codec), created_at aware UTC.
+            rows = await fetch_text(
+                self.session,
                 _PG_CLAIM,
                 {
                     "now": now,
@@ -284,7 +277,6 @@ class DeliveryRepository:
                     "worker_id": worker_id,
                 },
             )
-            rows = list(result)
         else:
             rows = await self._claim_sqlite(
                 destinations=destinations,
@@ -415,7 +407,8 @@ class DeliveryRepository:
         if is_postgres(self.session):
             # One statement: the lease check and every update (executemany plus a check
             # query was two round trips and most of the outcome write's CPU).
-            result = await self.session.execute(
+            stored = await fetch_text(
+                self.session,
                 _PG_RECORD_OUTCOMES,
                 {
                     "worker_id": worker_id,
@@ -433,7 +426,7 @@ class DeliveryRepository:
                     "next_attempt_at": [o.next_attempt_at for o in ordered],
                 },
             )
-            return {row.id for row in result}
+            return {row.id for row in stored}
         held = await self._held_leases([o.delivery_id for o in ordered], worker_id=worker_id)
         rows = [
             {

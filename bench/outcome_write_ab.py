@@ -1,0 +1,174 @@
+"""The relay's per-send bookkeeping, row by row (executemany) against one `unnest` statement.
+
+    .venv/bin/python bench/outcome_write_ab.py            # batches of 16 and 64, 3 rounds
+
+After each send, the outcome transaction records the conversation's activity (AXP's ids, last
+activity) and the message link's remote id and status (`ConversationActivity`, `LinkSent`,
+mappings/bookkeeping.py). On PostgreSQL these were an executemany through SQLAlchemy, one
+execution per sent message; they are now one `UPDATE ... FROM unnest(...)` per batch on the
+asyncpg connection (mappings/repository.py). Both ways write the same rows to the same
+tables (`--rows` conversations and links, analyzed, as a running bridge's are), alternating
+within each round, one transaction per batch. Reported: client CPU per row (this process)
+and PostgreSQL CPU per row (this benchmark's cluster only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.postgres import destroy, start_postgres  # noqa: E402
+
+from bench.ack_ab import tree_cpu  # noqa: E402
+from channel_bridge.db.engine import create_engine, create_sessionmaker  # noqa: E402
+from channel_bridge.db.migrate import upgrade  # noqa: E402
+from channel_bridge.mappings import repository  # noqa: E402
+from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT  # noqa: E402
+from channel_bridge.settings import Settings  # noqa: E402
+
+Rows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+# The tables a running bridge has: conversations and their links, one delivery each. Foreign
+# keys are not checked while filling (session_replication_role): only the updates are measured.
+_FILL = [
+    "SET session_replication_role = replica",
+    "INSERT INTO conversations (id, channel_id, customer_address, generation, provider_dialog_id,"
+    " state, last_activity_at, created_at) SELECT g, 1, 'c' || g, 1, 'p' || g, 'open', now(),"
+    " now() FROM generate_series(1, :rows) AS g",
+    "INSERT INTO message_links (direction, conversation_id, ack_id, delivery_id, status,"
+    " created_at) SELECT 'nexus_to_axp', g, 'ack-' || g, g, 'pending', now()"
+    " FROM generate_series(1, :rows) AS g",
+]
+
+
+async def _executemany(session: AsyncSession, rows: Rows) -> None:
+    """The previous way: SQLAlchemy's executemany of the per-row statements."""
+    activity, sent = rows
+    await session.execute(
+        repository._RECORD_ACTIVITY,
+        [
+            {
+                "b_conversation_id": r["conversation_id"],
+                "b_engagement_id": r["engagement_id"],
+                "b_dialog_id": r["dialog_id"],
+                "b_at": r["at"],
+            }
+            for r in sorted(activity, key=lambda r: r["conversation_id"])
+        ],
+    )
+    await session.execute(
+        repository._MARK_SENT,
+        [
+            {
+                "b_delivery_id": r["delivery_id"],
+                "b_axp_message_id": r["axp_message_id"],
+                "b_nexus_message_id": None,
+                "b_at": r["at"],
+            }
+            for r in sorted(sent, key=lambda r: r["delivery_id"])
+        ],
+    )
+
+
+async def _unnest(session: AsyncSession, rows: Rows) -> None:
+    """The bridge's writers as the relay worker applies them."""
+    activity, sent = rows
+    await CONVERSATION_ACTIVITY.write(session, activity)
+    await LINK_SENT.write(session, sent)
+
+
+def _rows(ids: list[int], tag: str) -> Rows:
+    now = datetime.now(UTC)
+    activity = [
+        {"conversation_id": i, "engagement_id": f"eng-{i}", "dialog_id": f"dlg-{i}", "at": now}
+        for i in ids
+    ]
+    sent = [{"delivery_id": i, "axp_message_id": f"axp-{tag}-{i}", "at": now} for i in ids]
+    return activity, sent
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=20_000, help="conversations and links")
+    parser.add_argument("--writes", type=int, default=4096, help="rows per way, size and round")
+    args = parser.parse_args()
+    server = start_postgres()
+    try:
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        server.janitor(name).init()
+        url = server.url(name)
+        upgrade(url)
+        postmaster = int((server.datadir / "postmaster.pid").read_text().split()[0])
+        engine = create_engine(Settings(database_url=url, env="dev"))
+        sessionmaker = create_sessionmaker(engine)
+        async with engine.begin() as connection:
+            for statement in _FILL:
+                await connection.execute(text(statement), {"rows": args.rows})
+        async with engine.connect() as connection:
+            await connection.execute(text("COMMIT"))
+            await connection.execute(text("ANALYZE conversations"))
+            await connection.execute(text("ANALYZE message_links"))
+        ways: dict[str, Callable[[AsyncSession, Rows], Awaitable[None]]] = {
+            "executemany": _executemany,
+            "unnest": _unnest,
+        }
+        random.seed(17)
+        figures: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        for size in args.sizes:
+            for round_ in range(args.rounds):
+                for way, write in ways.items():
+                    batches = [
+                        _rows(random.sample(range(1, args.rows + 1), size), f"{round_}-{i}")
+                        for i in range(max(2, args.writes // size))
+                    ]
+
+                    async def run(rows: Rows, write: Any = write) -> None:
+                        async with sessionmaker() as session, session.begin():
+                            await write(session, rows)
+
+                    await run(batches[0])  # statements prepared on this connection
+                    cpu0, pg0 = time.process_time(), tree_cpu(postmaster)
+                    for batch in batches[1:]:
+                        await run(batch)
+                    n = (len(batches) - 1) * size
+                    figures.setdefault((size, way), []).append(
+                        (
+                            (time.process_time() - cpu0) / n * 1e6,
+                            (tree_cpu(postmaster) - pg0) / n * 1e6,
+                        )
+                    )
+        await engine.dispose()
+    finally:
+        destroy(server)
+    print("| batch | way | client CPU µs/row (per round) | median | PostgreSQL CPU µs/row |")
+    print("|---|---|---|---|---|")
+    for (size, way), rows in figures.items():
+        print(
+            f"| {size} | {way} | {', '.join(f'{c:.0f}' for c, _ in rows)} | "
+            f"**{statistics.median(c for c, _ in rows):.0f}** | "
+            f"{statistics.median(p for _, p in rows):.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
