@@ -264,7 +264,9 @@ class DeliveryRepository:
         lease_until = now + timedelta(seconds=lease_s)
         if is_postgres(self.session):
             # On the driver: one fixed statement, without the session's result layers. Its
-            # payload comes back decoded (the connection's jsonb codec), created_at aware UTC.
+            # payload comes back decoded (the connection's jsonb codec), created_at aware UTC,
+            # and attempt_number is the attempt this claim counted (RETURNING gives the row
+            # after the update).
             rows = await fetch_text(
                 self.session,
                 _PG_CLAIM,
