@@ -104,32 +104,60 @@ def export_tree(rev: str, into: Path) -> Path:
 
 class TreeBridge(BridgeProcess):
     src: Path = ROOT / "src"
+    # The relay in a process of its own (`channel-bridge worker`) beside a `serve` without it.
+    separate_worker: bool = False
+    worker: subprocess.Popen[bytes] | None = None
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
         env["PYTHONPATH"] = str(self.src)
+        if self.separate_worker:
+            env["BRIDGE_WORKER_ENABLED"] = "false"
         return env
+
+    def _spawn(
+        self, command: list[str], env: dict[str, str], log_name: str
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / log_name, "wb")
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "channel_bridge", *command],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
 
     async def start(self) -> None:
         self.starts += 1
-        log = open(self.log_dir / f"bridge-{self.port}-{self.starts}.log", "wb")  # noqa: ASYNC230
-        self.process = subprocess.Popen(  # noqa: ASYNC220
-            [
-                sys.executable,
-                "-m",
-                "channel_bridge",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            env=self.environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.process = self._spawn(
+            ["serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.environment(),
+            f"bridge-{self.port}-{self.starts}.log",
         )
-        log.close()
         await self.wait_ready()
+        if self.separate_worker:
+            self.worker = self._spawn(
+                ["worker"],
+                {**self.environment(), "BRIDGE_WORKER_ENABLED": "true"},
+                f"worker-{self.port}-{self.starts}.log",
+            )
+
+    def cpu_seconds(self) -> float:
+        """The serving process's CPU, and the relay process's when it runs on its own."""
+        assert self.process is not None
+        pids = [self.process.pid] + ([self.worker.pid] if self.worker is not None else [])
+        return sum(tree_cpu(pid) for pid in pids)
+
+    def stop(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+        super().stop()
 
 
 async def attempted_share(database_url: str) -> float:
@@ -161,6 +189,33 @@ async def commits(database_url: str) -> int:
         )
     finally:
         await connection.close()
+
+
+async def server_ack_quantiles(port: int, source: str = "nexus.webhook") -> dict[str, float]:
+    """p50 and p99 of the bridge's own receipt-to-acknowledgement histogram (bridge_ack_seconds).
+
+    Each is the upper bound of the bucket it falls in, in ms: coarse, but measured inside the
+    serving process, so set against the generator's figures it tells the server's share of
+    the latency from the client's, the HTTP layer's and the generator's own.
+    """
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
+    buckets = sorted(
+        (float(sample.labels["le"]), sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "bridge_ack_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket") and sample.labels.get("source") == source
+    )
+    total = buckets[-1][1] if buckets else 0.0
+
+    def bound(share: float) -> float:
+        return next((le * 1000 for le, count in buckets if count >= share * total), float("nan"))
+
+    return {"server_p50": bound(0.5), "server_p99": bound(0.99)}
 
 
 def rates(runs: list[dict[str, float]]) -> str:
@@ -195,6 +250,14 @@ async def main() -> int:
     )
     parser.add_argument("--fixed-rate", type=int, default=0, help="also an open-loop run at /s")
     parser.add_argument("--fixed-seconds", type=int, default=10)
+    parser.add_argument(
+        "--separate-worker",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this tree's relay as `channel-bridge worker`, a process of its own beside "
+        "`serve` (its CPU counted in the serve column)",
+    )
     parser.add_argument("--label", default="ab")
     parser.add_argument(
         "--upstream",
@@ -244,6 +307,7 @@ async def main() -> int:
             overrides={"BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]", **overrides[name]},
         )
         bridge.src = src
+        bridge.separate_worker = name in args.separate_worker
         await bridge.start()
         return bridge
 
@@ -293,11 +357,11 @@ async def main() -> int:
                             )
                             await asyncio.sleep(0.5)
                         commits0 = await commits(bridge.database_url)
-                        cpu0, pg0 = tree_cpu(pid), tree_cpu(pg)
+                        cpu0, pg0 = bridge.cpu_seconds(), tree_cpu(pg)
                         upstream0, machine0 = cpu_seconds(upstream), machine_cpu()
                         figures = bench.wrk(bridge.port, bodies, args.duration)
                         n = figures["requests"]
-                        figures["cpu_us"] = (tree_cpu(pid) - cpu0) / n * 1e6
+                        figures["cpu_us"] = (bridge.cpu_seconds() - cpu0) / n * 1e6
                         figures["pg_us"] = (tree_cpu(pg) - pg0) / n * 1e6
                         figures["upstream_us"] = (cpu_seconds(upstream) - upstream0) / n * 1e6
                         figures["machine_us"] = (machine_cpu() - machine0) / n * 1e6
@@ -319,6 +383,7 @@ async def main() -> int:
                             for n in range(args.fixed_rate * args.fixed_seconds)
                         ]
                         result = await fixed_rate(bridge.port, posts, args.fixed_rate)
+                        server = await server_ack_quantiles(bridge.port)
                         attempted = await attempted_share(bridge.database_url)
                         # The backlog left by the run, if any: how long the relay takes to drain it.
                         drain_started = time.monotonic()
@@ -339,6 +404,7 @@ async def main() -> int:
                             "saturated_after": result.saturated_after,
                             "attempted": attempted,
                             "drained_s": drained_s,
+                            **server,
                         }
                     )
     finally:
@@ -386,15 +452,16 @@ async def main() -> int:
             f"\nOpen loop at {args.fixed_rate}/s for {args.fixed_seconds} s (signed Nexus webhooks; each tree with its own --env):\n"
         )
         note(
-            "| tree | p50 ms | p99 ms | p99.9 ms | statuses | fell behind after "
+            "| tree | p50 ms | p99 ms | p99.9 ms | in the bridge (its histogram's bucket): "
+            "p50 / p99 ms | statuses | fell behind after "
             "| deliveries attempted when the run ended | then drained in s |"
         )
-        note("|---|---|---|---|---|---|---|---|")
+        note("|---|---|---|---|---|---|---|---|---|")
         for name, rows in fixed.items():
             for row in rows:
                 note(
                     f"| {name} | {row['p50']:.1f} | {row['p99']:.1f} | {row['p999']:.1f} | "
-                    f"{row['statuses']} | {row['saturated_after'] or '–'} | "
+                    f"≤ {row['server_p50']:g} / ≤ {row['server_p99']:g} | {row['statuses']} | {row['saturated_after'] or '–'} | "
                     f"{row['attempted']:.0%} | {row['drained_s']:.1f} |"
                 )
             summary[f"{name}.fixed_rate"] = rows
