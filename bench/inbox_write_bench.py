@@ -29,11 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -43,19 +40,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import destroy, start_postgres  # noqa: E402
-
 from bench.bridge_bench import nexus_post  # noqa: E402
-from channel_bridge.db.engine import create_engine, create_sessionmaker  # noqa: E402
-from channel_bridge.db.migrate import upgrade  # noqa: E402
+from bench.throwaway_db import cpu_per_item, throwaway_database  # noqa: E402
 from channel_bridge.relay.repository import (  # noqa: E402
     DeliveryRepository,
     InboxBatchWriter,
     next_sequence,
 )
-from channel_bridge.settings import Settings  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_COLUMNS = (
     "source",
     "external_id",
@@ -93,21 +85,6 @@ UNNEST_DELIVERIES = (
     "AS batch(inbox_event_id, destination, partition_key, sequence, payload, status, attempt_count, next_attempt_at, created_at, updated_at, skipped) "
     "RETURNING id, sequence"
 )
-
-
-def _pg_cpu() -> float:
-    total = 0.0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
 
 
 def _batch(size: int, run: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -156,17 +133,10 @@ async def main() -> int:
     parser.add_argument("--events", type=int, default=6144, help="events per way, size and round")
     args = parser.parse_args()
     rounds = 1 if args.quick else 3
-    import asyncpg
 
-    server = start_postgres()
-    try:
-        dbname = f"bench_{uuid.uuid4().hex[:8]}"
-        server.janitor(dbname).init()
-        url = server.url(dbname)
-        upgrade(url)
-        engine = create_engine(Settings(database_url=url, env="dev"))
-        sessionmaker = create_sessionmaker(engine)
-        raw = await asyncpg.connect(server.url(dbname, driver="postgresql"))
+    async with throwaway_database() as db:
+        sessionmaker = db.sessionmaker
+        raw = await db.raw_connection()
 
         async def bridge_way(events: list[dict[str, Any]], _json: list[str]) -> None:
             async with sessionmaker() as session, session.begin():
@@ -284,21 +254,14 @@ async def main() -> int:
                         _batch(size, f"r{round_number}s{size}{abs(hash(name)) % 997}b{b}")
                         for b in range(max(1, args.events // size))
                     ]
-                    await way(*batches[0])  # warm the statement caches
-                    client_0, pg_0 = time.process_time(), _pg_cpu()
-                    for events, payloads in batches[1:]:
-                        await way(events, payloads)
-                    count = size * (len(batches) - 1)
-                    results[(name, size)].append(
-                        (
-                            1e6 * (time.process_time() - client_0) / count,
-                            1e6 * (_pg_cpu() - pg_0) / count,
-                        )
-                    )
+
+                    async def write(
+                        batch: tuple[list[dict[str, Any]], list[str]], way: Any = way
+                    ) -> None:
+                        await way(*batch)
+
+                    results[(name, size)].append(await cpu_per_item(db, write, batches, size))
         await raw.close()
-        await engine.dispose()
-    finally:
-        destroy(server)
 
     print("| way | batch | client CPU µs/event | PostgreSQL CPU µs/event | total |")
     print("|---|---|---|---|---|")

@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import destroy, start_postgres  # noqa: E402
-
-from bench.ack_ab import tree_cpu  # noqa: E402
-from channel_bridge.db.engine import create_engine, create_sessionmaker  # noqa: E402
-from channel_bridge.db.migrate import upgrade  # noqa: E402
+from bench.throwaway_db import cpu_per_item, print_medians, throwaway_database  # noqa: E402
 from channel_bridge.mappings import repository  # noqa: E402
 from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT  # noqa: E402
-from channel_bridge.settings import Settings  # noqa: E402
 
 Rows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
@@ -111,28 +103,20 @@ async def main() -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="conversations and links")
     parser.add_argument("--writes", type=int, default=4096, help="rows per way, size and round")
     args = parser.parse_args()
-    server = start_postgres()
-    try:
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        server.janitor(name).init()
-        url = server.url(name)
-        upgrade(url)
-        postmaster = int((server.datadir / "postmaster.pid").read_text().split()[0])
-        engine = create_engine(Settings(database_url=url, env="dev"))
-        sessionmaker = create_sessionmaker(engine)
-        async with engine.begin() as connection:
+    ways: dict[str, Callable[[AsyncSession, Rows], Awaitable[None]]] = {
+        "executemany": _executemany,
+        "unnest": _unnest,
+    }
+    figures: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    async with throwaway_database() as db:
+        async with db.engine.begin() as connection:
             for statement in _FILL:
                 await connection.execute(text(statement), {"rows": args.rows})
-        async with engine.connect() as connection:
+        async with db.engine.connect() as connection:
             await connection.execute(text("COMMIT"))
             await connection.execute(text("ANALYZE conversations"))
             await connection.execute(text("ANALYZE message_links"))
-        ways: dict[str, Callable[[AsyncSession, Rows], Awaitable[None]]] = {
-            "executemany": _executemany,
-            "unnest": _unnest,
-        }
         random.seed(17)
-        figures: dict[tuple[int, str], list[tuple[float, float]]] = {}
         for size in args.sizes:
             for round_ in range(args.rounds):
                 for way, write in ways.items():
@@ -142,31 +126,13 @@ async def main() -> int:
                     ]
 
                     async def run(rows: Rows, write: Any = write) -> None:
-                        async with sessionmaker() as session, session.begin():
+                        async with db.sessionmaker() as session, session.begin():
                             await write(session, rows)
 
-                    await run(batches[0])  # statements prepared on this connection
-                    cpu0, pg0 = time.process_time(), tree_cpu(postmaster)
-                    for batch in batches[1:]:
-                        await run(batch)
-                    n = (len(batches) - 1) * size
                     figures.setdefault((size, way), []).append(
-                        (
-                            (time.process_time() - cpu0) / n * 1e6,
-                            (tree_cpu(postmaster) - pg0) / n * 1e6,
-                        )
+                        await cpu_per_item(db, run, batches, size)
                     )
-        await engine.dispose()
-    finally:
-        destroy(server)
-    print("| batch | way | client CPU µs/row (per round) | median | PostgreSQL CPU µs/row |")
-    print("|---|---|---|---|---|")
-    for (size, way), rows in figures.items():
-        print(
-            f"| {size} | {way} | {', '.join(f'{c:.0f}' for c, _ in rows)} | "
-            f"**{statistics.median(c for c, _ in rows):.0f}** | "
-            f"{statistics.median(p for _, p in rows):.0f} |"
-        )
+    print_medians(figures, ("batch", "way"), "client CPU µs/row", "PostgreSQL CPU µs/row")
     return 0
 
 

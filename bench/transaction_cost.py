@@ -20,26 +20,19 @@ another process costs far more CPU here than on bare metal, so compare the ways,
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
 import uvloop
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import destroy, start_postgres  # noqa: E402
-
+from bench.throwaway_db import print_medians, throwaway_database  # noqa: E402
 from channel_bridge.db.bulk import fetch_text  # noqa: E402
-from channel_bridge.db.engine import create_engine, create_sessionmaker  # noqa: E402
-from channel_bridge.db.migrate import upgrade  # noqa: E402
-from channel_bridge.settings import Settings  # noqa: E402
 
 _SELECT = text("SELECT 1 AS x")
 
@@ -51,21 +44,12 @@ async def main() -> int:
     parser.add_argument("--transactions", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    server = start_postgres()
-    try:
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        server.janitor(name).init()
-        url = server.url(name)
-        upgrade(url)
-        engine = create_engine(Settings(database_url=url, env="dev"))
-        sessionmaker = create_sessionmaker(engine)
-        bare = await asyncpg.connect(
-            host=server.host, port=server.port, user=server.user, database=name
-        )
+    async with throwaway_database() as db:
+        bare = await db.raw_connection()
 
         def session_way(statements: int) -> Callable[[], Awaitable[None]]:
             async def run() -> None:
-                async with sessionmaker() as session, session.begin():
+                async with db.sessionmaker() as session, session.begin():
                     for _ in range(statements):
                         await fetch_text(session, _SELECT, {})
 
@@ -105,17 +89,7 @@ async def main() -> int:
                     )
                 )
         await bare.close()
-        await engine.dispose()
-    finally:
-        destroy(server)
-    print("| way | client CPU µs per transaction (per round) | median | wall µs |")
-    print("|---|---|---|---|")
-    for way, rows in figures.items():
-        print(
-            f"| {way} | {', '.join(f'{c:.0f}' for c, _ in rows)} | "
-            f"**{statistics.median(c for c, _ in rows):.0f}** | "
-            f"{statistics.median(w for _, w in rows):.0f} |"
-        )
+    print_medians(figures, ("way",), "client CPU µs per transaction", "wall µs")
     return 0
 
 
