@@ -90,6 +90,44 @@ async def test_notify_wakes_a_worker_in_another_process(
         await worker.stop()
 
 
+@pytest.mark.postgres_only
+async def test_accepted_deliveries_notify_once_per_transaction_and_a_duplicate_not_at_all(
+    database_url, sessionmaker, backend
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
+    import asyncpg
+
+    from channel_bridge.relay.repository import NOTIFY_CHANNEL
+
+    heard: list[tuple[str, str]] = []
+    listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    await listener.add_listener(
+        NOTIFY_CHANNEL, lambda _conn, _pid, channel, payload: heard.append((channel, payload))
+    )
+    try:
+        inbox = Inbox(sessionmaker)
+        event = {"source": "test", "external_id": "n1", "payload": {}}
+        # Three deliveries inserted by one statement: one notification, on commit.
+        first = await inbox.accept(
+            **event, deliveries=[DeliveryRequest("test.sink", {"n": n}) for n in range(3)]
+        )
+        assert len(first.delivery_ids) == 3
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # time for a second one to arrive, if it were sent
+        assert heard == [(NOTIFY_CHANNEL, "")]
+        # The duplicate inserts nothing, so it wakes nobody.
+        again = await inbox.accept(**event, deliveries=[DeliveryRequest("test.sink", {})])
+        assert not again.is_new
+        await asyncio.sleep(0.5)
+        assert heard == [(NOTIFY_CHANNEL, "")]
+    finally:
+        await listener.close()
+
+
 async def test_retention_keeps_dead_and_recent_rows(sessionmaker, settings) -> None:
     inbox = Inbox(sessionmaker)
     ids = []

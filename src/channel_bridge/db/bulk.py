@@ -69,6 +69,7 @@ def _unnest_insert_sql(
     conflict: tuple[str, ...] | None,
     returning: tuple[str, ...],
     placeholder: Callable[[int, str], str],
+    notify: bool = False,
 ) -> str:
     selected, arrays = [], []
     for index, name in enumerate(columns):
@@ -92,6 +93,17 @@ def _unnest_insert_sql(
         statement += f" ON CONFLICT{target} DO NOTHING"
     if returning:
         statement += f" RETURNING {', '.join(returning)}"
+    if notify:
+        # The notification rides on the insert instead of costing a round trip of its own:
+        # sent once (a materialized CTE is evaluated once), only if a row went in, and, as
+        # any NOTIFY, delivered when the transaction commits.
+        channel = placeholder(len(columns), "notify_channel")
+        statement = (
+            f"WITH inserted AS ({statement}), "  # noqa: S608 (names from the models)
+            f"notified AS MATERIALIZED (SELECT pg_notify({channel}, '') FROM inserted LIMIT 1) "
+            f"SELECT {', '.join(f'inserted.{name}' for name in returning)} "
+            "FROM inserted LEFT JOIN notified ON true"
+        )
     return statement
 
 
@@ -109,8 +121,9 @@ def _unnest_insert(
     columns: tuple[str, ...],
     conflict: tuple[str, ...] | None,
     returning: tuple[str, ...],
+    notify: bool,
 ) -> TextClause:
-    clause = text(_unnest_insert_sql(table, columns, conflict, returning, _named))
+    clause = text(_unnest_insert_sql(table, columns, conflict, returning, _named, notify))
     if returning:
         clause = clause.columns(*(table.c[name] for name in returning))  # type: ignore[assignment]
     return clause
@@ -122,8 +135,9 @@ def _raw_unnest_insert(
     columns: tuple[str, ...],
     conflict: tuple[str, ...] | None,
     returning: tuple[str, ...],
+    notify: bool,
 ) -> str:
-    return _unnest_insert_sql(table, columns, conflict, returning, _positional)
+    return _unnest_insert_sql(table, columns, conflict, returning, _positional, notify)
 
 
 @cache
@@ -216,24 +230,30 @@ async def insert_rows(
     *,
     on_conflict_do_nothing: Sequence[str] | None = None,
     returning: Sequence[str] = (),
+    notify: str | None = None,
 ) -> list[Any]:
     """Insert `rows` (all with the same keys) in one statement; the RETURNING rows, if asked.
 
     `on_conflict_do_nothing` names the conflict target; an empty sequence means any unique
     constraint. Rows are inserted in the order given: callers that may race on a unique key
     pass them sorted by it, so two concurrent batches never wait on each other in a cycle.
+    `notify` (PostgreSQL; needs `returning`) is a channel the same statement NOTIFYs once if
+    it inserted a row; elsewhere it is ignored.
     """
     if not rows:
         return []
     columns = tuple(rows[0])
     conflict = None if on_conflict_do_nothing is None else tuple(on_conflict_do_nothing)
+    if notify is not None and not returning:
+        raise ValueError("insert_rows(notify=...) needs returning columns")
     if is_postgres(bind):
-        params: dict[str, list[Any]] = {}
+        params: dict[str, Any] = {}
         for name in columns:
             values = [row[name] for row in rows]
             if _is_json(table.c[name].type):
                 values = [None if value is None else jsondoc.dumps(value) for value in values]
             params[name] = values
+        notifies = notify is not None
         on_driver = await _driver(bind)
         if on_driver is not None:
             connection, driver = on_driver
@@ -242,15 +262,19 @@ async def insert_rows(
                 params[name] if process is None else [process(v) for v in params[name]]
                 for name, process in zip(columns, processors, strict=True)
             ]
+            if notifies:
+                args.append(notify)
             records = await _fetch_raw(
                 connection,
                 driver,
-                _raw_unnest_insert(table, columns, conflict, tuple(returning)),
+                _raw_unnest_insert(table, columns, conflict, tuple(returning), notifies),
                 args,
             )
             row_type = _row_type(tuple(returning)) if returning else None
             return [row_type(*record) for record in records] if row_type else []
-        statement = _unnest_insert(table, columns, conflict, tuple(returning))
+        statement = _unnest_insert(table, columns, conflict, tuple(returning), notifies)
+        if notifies:
+            params["notify_channel"] = notify
         result = await bind.execute(statement, params)
         return list(result) if returning else []
     insert = dialect_insert(bind, table)

@@ -37,7 +37,6 @@ from channel_bridge.relay.repository import (
     InboxBatchWriter,
     InboxRepository,
     delivery_row,
-    notify_deliveries,
     write_turn,
 )
 
@@ -313,8 +312,6 @@ async def _insert_with_steps(
         event.delivery_ids = [ids_by_sequence[row["sequence"]] for row in rows]
     for step, stepped in steps:
         await step.after_deliveries(session, stepped)
-    if all_rows:
-        await notify_deliveries(await session.connection())
     return len(all_rows)
 
 

@@ -72,7 +72,6 @@ from channel_bridge.relay.repository import (
     OutcomeRow,
     delivery_row,
     make_pending_due,
-    notify_deliveries,
     write_turn,
 )
 from channel_bridge.relay.retry import RetryPolicy, describe
@@ -888,7 +887,6 @@ class _FollowUpDeliveries:
         await DeliveryRepository(session).insert_rows(
             [delivery_row(row.inbox_event_id, row.request, now=row.due_at) for row in rows]
         )
-        await notify_deliveries(await session.connection())
 
 
 FOLLOW_UP_DELIVERIES = _FollowUpDeliveries()

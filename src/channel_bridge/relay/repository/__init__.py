@@ -13,7 +13,6 @@ from channel_bridge.relay.repository.deliveries import (
     OutcomeRow,
     delivery_row,
     make_pending_due,
-    notify_deliveries,
 )
 from channel_bridge.relay.repository.inbox import InboxBatchWriter, InboxRepository
 from channel_bridge.relay.repository.sequence import next_sequence
@@ -38,6 +37,5 @@ __all__ = [
     "delivery_row",
     "make_pending_due",
     "next_sequence",
-    "notify_deliveries",
     "write_turn",
 ]

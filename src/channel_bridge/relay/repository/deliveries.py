@@ -25,7 +25,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channel_bridge import jsondoc
 from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
@@ -47,7 +47,6 @@ from channel_bridge.relay.repository.tables import (
 
 # Woken by NOTIFY after accept commits deliveries (PostgreSQL only).
 NOTIFY_CHANNEL = "bridge_deliveries"
-_NOTIFY = text("SELECT pg_notify(:channel, '')")
 
 
 def delivery_row(
@@ -67,12 +66,6 @@ def delivery_row(
         "updated_at": now,
         "skipped": False,
     }
-
-
-async def notify_deliveries(connection: AsyncConnection) -> None:
-    """Tell workers in other processes that deliveries are due (sent on commit; PostgreSQL only)."""
-    if connection.dialect.name == "postgresql":
-        await fetch_text(connection, _NOTIFY, {"channel": NOTIFY_CHANNEL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +215,17 @@ class DeliveryRepository:
         self.session = session
 
     async def insert_rows(self, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
-        """Insert new delivery rows (from `delivery_row`); sequence -> id."""
+        """Insert new delivery rows (from `delivery_row`); sequence -> id.
+
+        On PostgreSQL the same statement NOTIFYs `NOTIFY_CHANNEL` (delivered on commit), so
+        workers in other processes hear of them without a round trip of its own.
+        """
         inserted = await insert_rows(
-            self.session, delivery_table, rows, returning=("id", "sequence")
+            self.session,
+            delivery_table,
+            rows,
+            returning=("id", "sequence"),
+            notify=NOTIFY_CHANNEL,
         )
         return {row.sequence: row.id for row in inserted}
 
