@@ -91,12 +91,20 @@ async def test_notify_wakes_a_worker_in_another_process(
 
 
 @pytest.mark.postgres_only
+@pytest.mark.parametrize("path", ["driver", "sqlalchemy"])
 async def test_accepted_deliveries_notify_once_per_transaction_and_a_duplicate_not_at_all(
-    database_url, sessionmaker, backend
+    database_url, sessionmaker, backend, path, monkeypatch
 ) -> None:
     if backend != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
+    import logging
+
     import asyncpg
+
+    if path == "sqlalchemy":
+        # While SQLAlchemy's statement log is on, db/bulk.py runs the insert through it.
+        engine_log = logging.getLogger("sqlalchemy.engine.Engine")
+        monkeypatch.setattr(engine_log, "isEnabledFor", lambda level: level >= logging.INFO)
 
     from channel_bridge.relay.repository import NOTIFY_CHANNEL
 
