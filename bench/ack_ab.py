@@ -44,6 +44,7 @@ from bench.bridge_bench import (  # noqa: E402
     fixed_rate,
     nexus_post,
     percentile,
+    stop_process,
     write_bodies,
 )
 
@@ -151,12 +152,7 @@ class TreeBridge(BridgeProcess):
         return sum(tree_cpu(pid) for pid in pids)
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            try:
-                self.worker.wait(20)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
+        stop_process(self.worker)
         super().stop()
 
 

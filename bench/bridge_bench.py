@@ -296,13 +296,18 @@ class SeparateRelayWorker(BridgeProcess):
         log.close()
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            try:
-                self.worker.wait(20)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
+        stop_process(self.worker)
         super().stop()
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a side process (a relay worker) if it still runs; kill it after 20 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 UPSTREAM_SCRIPTS = {"sandbox": "upstream.py", "lean": "fake_axp.py"}

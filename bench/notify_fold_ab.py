@@ -33,7 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.inbox_write_bench import _batch, _delivery  # noqa: E402
-from bench.throwaway_db import cpu_per_item, throwaway_database  # noqa: E402
+from bench.throwaway_db import (  # noqa: E402
+    add_batch_options,
+    cpu_per_item,
+    throwaway_database,
+)
 from channel_bridge.db.bulk import fetch_text, insert_rows  # noqa: E402
 from channel_bridge.relay.repository import (  # noqa: E402
     NOTIFY_CHANNEL,
@@ -51,9 +55,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--events", type=int, default=2048, help="events per way, size and round")
+    add_batch_options(parser, items=2048, item="event")
     args = parser.parse_args()
     figures: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
     async with throwaway_database() as db:

@@ -29,7 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.throwaway_db import cpu_per_item, print_medians, throwaway_database  # noqa: E402
+from bench.throwaway_db import (  # noqa: E402
+    add_batch_options,
+    cpu_per_item,
+    print_medians,
+    throwaway_database,
+)
 from channel_bridge.mappings import repository  # noqa: E402
 from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT  # noqa: E402
 
@@ -98,10 +103,8 @@ async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
-    parser.add_argument("--rounds", type=int, default=3)
+    add_batch_options(parser, items=4096, item="write")
     parser.add_argument("--rows", type=int, default=20_000, help="conversations and links")
-    parser.add_argument("--writes", type=int, default=4096, help="rows per way, size and round")
     args = parser.parse_args()
     ways: dict[str, Callable[[AsyncSession, Rows], Awaitable[None]]] = {
         "executemany": _executemany,

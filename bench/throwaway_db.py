@@ -11,6 +11,7 @@ and is destroyed on the way out, whatever happened.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 import uuid
@@ -69,6 +70,15 @@ async def throwaway_database() -> AsyncIterator[ThrowawayDatabase]:
             await engine.dispose()
     finally:
         destroy(server)
+
+
+def add_batch_options(parser: argparse.ArgumentParser, *, items: int, item: str) -> None:
+    """--sizes, --rounds and --ITEMS (how many per way, size and round) for a batch bench."""
+    parser.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        f"--{item}s", type=int, default=items, help=f"{item}s per way, size and round"
+    )
 
 
 async def cpu_per_item(
