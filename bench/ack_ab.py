@@ -4,6 +4,8 @@
     .venv/bin/python bench/ack_ab.py --tree base=6c9abfd --tree head=. --rounds 2
     .venv/bin/python bench/ack_ab.py --tree head=. --profile nexus     # py-spy raw profile too
     .venv/bin/python bench/ack_ab.py --tree head=. --fixed-rate 1000   # open-loop p99 as well
+    .venv/bin/python bench/ack_ab.py --tree head=. --fixed-rate 400 --loop-profile head
+                                                      # + every event-loop callback timed
 
 Each tree is `git archive`d to a temporary directory (`.` is the working tree as it is) and its
 `channel-bridge serve` runs from there (PYTHONPATH first), against the same PostgreSQL, AXP
@@ -21,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +39,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+LOOP_PROFILER = ROOT / "bench" / "loop_profile"
 
 from tests.drills.harness import BridgeProcess  # noqa: E402
 
@@ -108,10 +113,15 @@ class TreeBridge(BridgeProcess):
     # The relay in a process of its own (`channel-bridge worker`) beside a `serve` without it.
     separate_worker: bool = False
     worker: subprocess.Popen[bytes] | None = None
+    # Where bench/loop_profile writes this process's event-loop profile (None: not profiled).
+    loop_profile: Path | None = None
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
         env["PYTHONPATH"] = str(self.src)
+        if self.loop_profile is not None:
+            env["PYTHONPATH"] += os.pathsep + str(LOOP_PROFILER)
+            env["BENCH_LOOP_PROFILE"] = str(self.loop_profile)
         if self.separate_worker:
             env["BRIDGE_WORKER_ENABLED"] = "false"
         return env
@@ -154,6 +164,68 @@ class TreeBridge(BridgeProcess):
     def stop(self) -> None:
         stop_process(self.worker)
         super().stop()
+
+
+def loop_profile_signal(bridge: TreeBridge, signum: int) -> None:
+    """SIGUSR1 clears the serving process's loop profile, SIGUSR2 writes it (bench/loop_profile)."""
+    assert bridge.process is not None and bridge.loop_profile is not None
+    if signum == signal.SIGUSR2:
+        bridge.loop_profile.unlink(missing_ok=True)  # an earlier round's file is not this one
+    os.kill(bridge.process.pid, signum)
+
+
+def _written_profile(path: Path) -> dict[str, Any] | None:
+    return dict(json.loads(path.read_text())) if path.exists() else None
+
+
+async def read_loop_profile(path: Path) -> dict[str, Any]:
+    """The profile written on SIGUSR2 (by the loop's next callback: at once on a live loop)."""
+    for _ in range(100):
+        if (profile := _written_profile(path)) is not None:
+            return profile
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no loop profile at {path}")
+
+
+def loop_profile_lines(name: str, profile: dict[str, Any]) -> list[str]:
+    """The profile as markdown: the loop's busy share, callback lengths, where the time went."""
+    elapsed, busy = profile["elapsed_s"], profile["busy_s"]
+    bounds = profile["buckets_ms"]
+    labels = (
+        [f"< {bounds[0]:g}"]
+        + [f"{low:g}–{high:g}" for low, high in itertools.pairwise(bounds)]
+        + [f"≥ {bounds[-1]:g}"]
+    )
+    lines = [
+        f"\nEvent loop of `{name}` during the open-loop run (bench/loop_profile; asyncio's loop, "
+        f"not uvloop): {profile['callbacks']:,} callbacks in {elapsed:.1f} s, busy "
+        f"{busy / elapsed:.0%} of the time ({profile['busy_cpu_s'] / elapsed:.0%} on the CPU).\n",
+        "| callback length, ms | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+        "| callbacks | " + " | ".join(f"{n:,}" for n in profile["histogram"]) + " |",
+        "",
+        "| garbage collection | "
+        + " | ".join(f"gen {g['generation']}" for g in profile["gc"])
+        + " |",
+        "|---|---|---|---|",
+        "| runs · total ms · longest ms | "
+        + " | ".join(f"{g['n']} · {g['total_ms']:.0f} · {g['worst_ms']:.1f}" for g in profile["gc"])
+        + " |",
+        "",
+        "| callback (task @ where it resumed) | n | share of busy time | mean wall µs | mean CPU µs |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{row['key']}` | {row['n']:,} | {row['wall_s'] / busy:.1%} | "
+        f"{row['mean_wall_us']:.0f} | {row['mean_cpu_us']:.0f} |"
+        for row in profile["by_total"][:15]
+    ]
+    lines += [
+        "",
+        "Longest callbacks: "
+        + "; ".join(f"{row['ms']:.1f} ms `{row['key']}`" for row in profile["longest"][:8]),
+    ]
+    return lines
 
 
 async def attempted_share(database_url: str) -> float:
@@ -254,6 +326,14 @@ async def main() -> int:
         help="run this tree's relay as `channel-bridge worker`, a process of its own beside "
         "`serve` (its CPU counted in the serve column)",
     )
+    parser.add_argument(
+        "--loop-profile",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="profile this tree's event loop during the open-loop run (bench/loop_profile: "
+        "every callback timed, on asyncio's loop instead of uvloop)",
+    )
     parser.add_argument("--label", default="ab")
     parser.add_argument(
         "--upstream",
@@ -289,6 +369,7 @@ async def main() -> int:
     note(f"Upstream AXP: {args.upstream} (bench/{bench.upstream_script})\n")
     results: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     fixed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    loop_profiles: dict[str, list[dict[str, Any]]] = defaultdict(list)
     bench.start()
     baseline, baseline_port = bench.baseline()
     pg = postmaster_pid(bench)
@@ -304,6 +385,8 @@ async def main() -> int:
         )
         bridge.src = src
         bridge.separate_worker = name in args.separate_worker
+        if name in args.loop_profile:
+            bridge.loop_profile = workdir / f"loop-{name}-{bridge.port}.json"
         await bridge.start()
         return bridge
 
@@ -378,7 +461,12 @@ async def main() -> int:
                             nexus_post(f"fr{name}{round_}", n)
                             for n in range(args.fixed_rate * args.fixed_seconds)
                         ]
+                        if bridge.loop_profile is not None:
+                            loop_profile_signal(bridge, signal.SIGUSR1)
                         result = await fixed_rate(bridge.port, posts, args.fixed_rate)
+                        if bridge.loop_profile is not None:
+                            loop_profile_signal(bridge, signal.SIGUSR2)
+                            loop_profiles[name].append(await read_loop_profile(bridge.loop_profile))
                         server = await server_ack_quantiles(bridge.port)
                         attempted = await attempted_share(bridge.database_url)
                         # The backlog left by the run, if any: how long the relay takes to drain it.
@@ -461,6 +549,11 @@ async def main() -> int:
                     f"{row['attempted']:.0%} | {row['drained_s']:.1f} |"
                 )
             summary[f"{name}.fixed_rate"] = rows
+        for name, profiles in loop_profiles.items():
+            for profile in profiles:
+                for line in loop_profile_lines(name, profile):
+                    note(line)
+            summary[f"{name}.loop_profile"] = profiles
     out = ROOT / "bench" / "results" / f"{started:%Y-%m-%d-%H%M}-{args.label}.md"
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
