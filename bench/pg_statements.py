@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (markdown table rows read better on one line)
 """PostgreSQL's time per webhook, statement by statement, at saturation (pg_stat_statements).
 
     .venv/bin/python bench/pg_statements.py --kind nexus
@@ -14,6 +13,11 @@ it includes waiting for a core, so compare statements within a run, not runs.
 
 `--warm S` runs wrk for S seconds first (its rows stay); `--analyze` then ANALYZEs the whole
 database before the statistics are reset: the steady state a long-running bridge reaches.
+
+`--fixed-rate N` posts signed Nexus webhooks open-loop at N/s for `--duration` seconds instead
+of wrk's saturation (`--worker-off`: the acknowledgement alone): below saturation the group
+commit's batches are small, and what each transaction costs whatever its size shows. Planning
+time is tracked too (`pg_stat_statements.track_planning`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,17 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from bench.ack_ab import TreeBridge  # noqa: E402
-from bench.bridge_bench import Bench, axp_post, nexus_post, write_bodies  # noqa: E402
+from bench.bridge_bench import (  # noqa: E402
+    Bench,
+    axp_post,
+    fixed_rate,
+    nexus_post,
+    percentile,
+    write_bodies,
+)
 
 STATEMENTS = """
-SELECT calls, total_exec_time, rows,
+SELECT calls, total_exec_time, total_plan_time, plans, rows,
        left(regexp_replace(query, '\\s+', ' ', 'g'), 140) AS query
 FROM pg_stat_statements
 WHERE query NOT ILIKE '%pg_stat_statements%'
@@ -52,6 +63,10 @@ async def main() -> int:
     parser.add_argument("--warm", type=int, default=0, help="seconds of load before measuring")
     parser.add_argument("--analyze", action="store_true", help="ANALYZE after the warm-up")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument(
+        "--fixed-rate", type=int, default=0, help="open loop at N Nexus webhooks/s, not wrk"
+    )
+    parser.add_argument("--worker-off", action="store_true", help="BRIDGE_WORKER_ENABLED=false")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="pg-statements-"))
@@ -62,6 +77,7 @@ async def main() -> int:
     conf.write_text(
         conf.read_text()
         + "\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
+        + "pg_stat_statements.track_planning = on\n"
     )
     bench.postgres.stop()
     bench.postgres.start()
@@ -71,7 +87,10 @@ async def main() -> int:
             await bench.fresh_database(),
             bench.upstream_url,
             workdir,
-            overrides={"BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]"},
+            overrides={
+                "BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]",
+                **({"BRIDGE_WORKER_ENABLED": "false"} if args.worker_off else {}),
+            },
         )
         await bridge.start()
         connection = await asyncpg.connect(
@@ -86,9 +105,24 @@ async def main() -> int:
                 if args.analyze:
                     await connection.execute("ANALYZE")
             await connection.execute("SELECT pg_stat_statements_reset()")
-            bodies = workdir / "bodies.tsv"
-            write_bodies(bodies, [make("run", n) for n in range(60_000)])
-            figures = bench.wrk(bridge.port, bodies, args.duration)
+            await connection.execute("SELECT pg_stat_reset()")
+            if args.fixed_rate:
+                posts = [nexus_post("run", n) for n in range(args.fixed_rate * args.duration)]
+                result = await fixed_rate(bridge.port, posts, args.fixed_rate)
+                figures = {"requests": len(posts), "rps": float(args.fixed_rate)}
+                latency = (
+                    f"open loop at {args.fixed_rate}/s, p50 / p99 "
+                    f"{percentile(result.latencies_ms, 0.5):.1f} / "
+                    f"{percentile(result.latencies_ms, 0.99):.1f} ms; "
+                )
+            else:
+                bodies = workdir / "bodies.tsv"
+                write_bodies(bodies, [make("run", n) for n in range(60_000)])
+                figures = bench.wrk(bridge.port, bodies, args.duration)
+                latency = ""
+            commits = await connection.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
             rows = await connection.fetch(STATEMENTS, args.top)
         finally:
             await connection.close()
@@ -102,20 +136,26 @@ async def main() -> int:
         f"# PostgreSQL time per webhook, {started:%Y-%m-%d %H:%M} UTC\n",
         f"Command: `.venv/bin/python bench/pg_statements.py {' '.join(sys.argv[1:])}`\n",
         f"{args.kind}: {requests:,} webhooks in {args.duration} s ({figures['rps']:,.0f}/s), "
-        f"execution time in all {sum(r['total_exec_time'] for r in rows) * 1000 / requests:,.0f} µs "
-        "per webhook (the statements below)\n",
-        "| µs per webhook | total ms | calls | rows | statement |",
-        "|---|---|---|---|---|",
+        f"{latency}about {commits:,} transactions committed ({requests / max(commits, 1):.1f} "
+        f"webhooks each); execution time in all "
+        f"{sum(r['total_exec_time'] for r in rows) * 1000 / requests:,.0f} µs and planning "
+        f"{sum(r['total_plan_time'] for r in rows) * 1000 / requests:,.0f} µs per webhook (the "
+        "statements below)\n",
+        "| µs per webhook | total ms | planning ms (plans) | calls | rows | statement |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         query = row["query"].replace("|", "\\|")
         lines.append(
             f"| {row['total_exec_time'] * 1000 / requests:.1f} | {row['total_exec_time']:.0f} | "
+            f"{row['total_plan_time']:.0f} ({row['plans']:,}) | "
             f"{row['calls']:,} | {row['rows']:,} | `{query}` |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
     label = f"{args.kind}{'-warm' if args.warm else ''}{'-analyzed' if args.analyze else ''}"
+    label += f"{f'-rate{args.fixed_rate}' if args.fixed_rate else ''}"
+    label += "-workeroff" if args.worker_off else ""
     out = ROOT / "bench" / "results" / f"{started:%Y-%m-%d-%H%M}-pg-statements-{label}.md"
     out.write_text(text)
     print(f"written {out}")

@@ -293,33 +293,50 @@ def _unnest_lookup_sql(
     key_columns: tuple[str, ...],
     selected: tuple[str, ...],
     placeholder: Callable[[int, str], str],
+    latest_by: str | None = None,
 ) -> str:
-    arrays, joins = [], []
+    arrays, conditions = [], []
     for index, name in enumerate(key_columns):
         pg_type = table.c[name].type.dialect_impl(_PG_DIALECT).compile(dialect=_PG_DIALECT)
         arrays.append(f"CAST({placeholder(index, name)} AS {pg_type}[])")
-        joins.append(f"t.{name} = k.{name}")
+        conditions.append(f"t.{name} = k.{name}")
+    keys = f"unnest({', '.join(arrays)}) AS k({', '.join(key_columns)})"
+    columns = ", ".join(f"t.{name}" for name in selected)
     # Names come from the models, never from input.
+    if latest_by is None:
+        return (
+            f"SELECT {columns} FROM {table.name} AS t JOIN {keys} "  # noqa: S608
+            f"ON {' AND '.join(conditions)}"
+        )
+    # One index probe per key, whatever the statistics say: as a plain join, a fresh (never
+    # analysed) conversations table was read through its channel_id index with the customer
+    # as a filter, every conversation of the channel for every key of every batch.
     return (
-        f"SELECT {', '.join(f't.{name}' for name in selected)} FROM {table.name} AS t "  # noqa: S608
-        f"JOIN unnest({', '.join(arrays)}) AS k({', '.join(key_columns)}) "
-        f"ON {' AND '.join(joins)}"
+        f"SELECT {', '.join(f'l.{name}' for name in selected)} FROM {keys} "  # noqa: S608
+        f"CROSS JOIN LATERAL (SELECT {columns} FROM {table.name} AS t "
+        f"WHERE {' AND '.join(conditions)} ORDER BY t.{latest_by} DESC LIMIT 1) AS l"
     )
 
 
 @cache
-def _unnest_lookup(
-    table: Table, key_columns: tuple[str, ...], selected: tuple[str, ...]
-) -> TextualSelect:
-    statement = _unnest_lookup_sql(table, key_columns, selected, _named)
-    return text(statement).columns(*(table.c[name] for name in selected))
+def _raw_unnest_lookup(
+    table: Table,
+    key_columns: tuple[str, ...],
+    selected: tuple[str, ...],
+    latest_by: str | None = None,
+) -> str:
+    return _unnest_lookup_sql(table, key_columns, selected, _positional, latest_by)
 
 
 @cache
-def _raw_unnest_lookup(
-    table: Table, key_columns: tuple[str, ...], selected: tuple[str, ...]
-) -> str:
-    return _unnest_lookup_sql(table, key_columns, selected, _positional)
+def _unnest_lookup(
+    table: Table,
+    key_columns: tuple[str, ...],
+    selected: tuple[str, ...],
+    latest_by: str | None = None,
+) -> TextualSelect:
+    statement = _unnest_lookup_sql(table, key_columns, selected, _named, latest_by)
+    return text(statement).columns(*(table.c[name] for name in selected))
 
 
 @cache
@@ -343,8 +360,11 @@ async def select_by_keys(
     key_columns: Sequence[str],
     keys: Sequence[tuple[Any, ...]],
     selected: Sequence[str],
+    *,
+    latest_by: str | None = None,
 ) -> list[Any]:
-    """The rows whose `key_columns` equal one of `keys`, as `selected` columns.
+    """The rows whose `key_columns` equal one of `keys`, as `selected` columns; with
+    `latest_by` (a column in `selected`), only each key's row with the highest value of it.
 
     On PostgreSQL a join with `unnest` of one array per key column: one statement text for
     any number of keys (a tuple `IN` list is a new statement, and a new prepared statement on
@@ -364,7 +384,7 @@ async def select_by_keys(
             records = await _fetch_raw(
                 connection,
                 driver,
-                _raw_unnest_lookup(table, tuple(key_columns), tuple(selected)),
+                _raw_unnest_lookup(table, tuple(key_columns), tuple(selected), latest_by),
                 args,
             )
             row_type = _row_type(tuple(selected))
@@ -377,12 +397,20 @@ async def select_by_keys(
                 )
                 for record in records
             ]
-        statement = _unnest_lookup(table, tuple(key_columns), tuple(selected))
+        statement = _unnest_lookup(table, tuple(key_columns), tuple(selected), latest_by)
         params = {name: [key[i] for key in keys] for i, name in enumerate(key_columns)}
         return list(await bind.execute(statement, params))
     columns = [table.c[name] for name in key_columns]
     query = select(*(table.c[name] for name in selected)).where(tuple_(*columns).in_(list(keys)))
-    return list(await bind.execute(query))
+    rows = list(await bind.execute(query))
+    if latest_by is None:
+        return rows
+    latest: dict[tuple[Any, ...], Any] = {}
+    for row in rows:
+        key = tuple(getattr(row, name) for name in key_columns)
+        if key not in latest or getattr(row, latest_by) > getattr(latest[key], latest_by):
+            latest[key] = row
+    return list(latest.values())
 
 
 def among(bind: Bind, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

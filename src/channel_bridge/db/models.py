@@ -110,9 +110,9 @@ class Conversation(Base):
     __table_args__ = (UniqueConstraint("channel_id", "customer_address", "generation"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    channel_id: Mapped[int] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own: the unique key leads with it (and one on channel_id alone led the
+    # planner to filter every conversation of a channel to find one customer's).
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     customer_address: Mapped[str] = mapped_column(String(255))
     # A closed conversation is never reopened: the next message starts generation + 1.
     generation: Mapped[int] = mapped_column(Integer, default=1)

@@ -168,12 +168,18 @@ async def _update_many(
     await session.execute(on_sqlite, [{f"b_{k}": v for k, v in row.items()} for row in rows])
 
 
-# `sent_nexus_message_ids` on PostgreSQL: one array parameter, one statement for any batch.
+# `sent_nexus_message_ids` on PostgreSQL: one array parameter, one statement for any batch,
+# and one index probe per message id, whatever the statistics say. As `nexus_message_id =
+# ANY(...)`, statistics taken before the links had AXP ids made the planner read every sent
+# link through the axp_message_id index (`IS NOT NULL`, thought to match one row) on every
+# accepted batch; OFFSET 0 keeps the subquery from being flattened into that join again.
 _PG_SENT_NEXUS_MESSAGE_IDS = text(
+    "SELECT s.channel_id, s.nexus_message_id "
+    "FROM unnest(CAST(:message_ids AS text[])) AS m(id) CROSS JOIN LATERAL ("
     "SELECT c.channel_id, l.nexus_message_id FROM message_links AS l "
     "JOIN conversations AS c ON c.id = l.conversation_id "
-    "WHERE l.nexus_message_id = ANY(CAST(:message_ids AS text[])) "
-    "AND l.direction = :direction AND l.axp_message_id IS NOT NULL"
+    "WHERE l.nexus_message_id = m.id AND l.direction = :direction "
+    "AND l.axp_message_id IS NOT NULL OFFSET 0) AS s"
 )
 
 _PG_LINKED_AXP_MESSAGE_IDS = text(
@@ -429,13 +435,9 @@ class ConversationRepository:
             ("channel_id", "customer_address"),
             list(keys),
             ("id", "channel_id", "customer_address", "generation", "state", "provider_dialog_id"),
+            latest_by="generation",
         )
-        latest: dict[tuple[int, str], Any] = {}
-        for row in rows:
-            key = (row.channel_id, row.customer_address)
-            if key not in latest or row.generation > latest[key].generation:
-                latest[key] = row
-        return latest
+        return {(row.channel_id, row.customer_address): row for row in rows}
 
     async def insert_many_if_absent(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         """Insert conversations; those a concurrent writer already holds are left out.

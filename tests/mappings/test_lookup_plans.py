@@ -1,0 +1,134 @@
+"""The accept transaction's lookups read one index entry per key, whatever the planner's
+statistics say (PostgreSQL).
+
+Both lookups run in every accepted Nexus batch. Written as plain joins, statistics taken while
+the tables were small or different from now made PostgreSQL read every conversation of the
+channel (through its channel_id index, the customer as a filter) and every sent message link
+(through the axp_message_id index), for every batch: a cost that grows with the tables. Each
+test puts the statistics in such a state, runs the repository's lookup, and has PostgreSQL
+EXPLAIN ANALYZE the very statement and parameters the driver was given.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, text
+
+from channel_bridge.db import bulk
+from channel_bridge.db.models import Channel, Conversation, MessageLink
+from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
+
+T0 = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
+ROWS = 600
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+
+
+@pytest.fixture
+def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
+    """Every statement the bulk helpers hand to asyncpg, with its arguments."""
+    statements: list[tuple[str, list[Any]]] = []
+    fetch = bulk._fetch_raw
+
+    async def recording(connection: Any, driver: Any, statement: str, args: Any) -> list[Any]:
+        statements.append((statement, list(args)))
+        return await fetch(connection, driver, statement, args)
+
+    monkeypatch.setattr(bulk, "_fetch_raw", recording)
+    return statements
+
+
+async def _rows_read(session: Any, statement: str, args: list[Any]) -> int:
+    """Rows the executed plan read and threw away (filters and join filters, every loop)."""
+    raw = await (await session.connection()).get_raw_connection()
+    document = await raw.driver_connection.fetchval(
+        f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *args
+    )
+    thrown = 0
+
+    def walk(node: dict[str, Any]) -> None:
+        nonlocal thrown
+        loops = node.get("Actual Loops", 1)
+        for key in ("Rows Removed by Filter", "Rows Removed by Join Filter"):
+            thrown += int(node.get(key, 0) * loops)
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    # SQLAlchemy's asyncpg dialect sets a json codec on the connection: already decoded.
+    plans = json.loads(document) if isinstance(document, str) else document
+    walk(plans[0]["Plan"])
+    return thrown
+
+
+async def _conversations(session: Any, channel: Channel, count: int) -> list[int]:
+    rows = [
+        {
+            "channel_id": channel.id,
+            "customer_address": f"+1555{n:07d}",
+            "generation": 1,
+            "provider_dialog_id": f"+1555{n:07d}_{channel.nexus_channel_id}_1",
+            "state": "open",
+            "last_activity_at": T0,
+            "created_at": T0,
+        }
+        for n in range(count)
+    ]
+    result = await session.execute(insert(Conversation).returning(Conversation.id), rows)
+    return list(result.scalars())
+
+
+async def test_latest_conversations_are_found_by_their_customers_index(
+    sessionmaker, channel, sent_statements
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        # Statistics of a channel with no conversations yet; then the channel grows.
+        await session.execute(text("ANALYZE conversations"))
+        await _conversations(session, channel, ROWS)
+    keys = [(channel.id, "+15550000007"), (channel.id, "+15559999999")]
+    async with sessionmaker() as session, session.begin():
+        latest = await ConversationRepository(session).latest_for(keys)
+        assert set(latest) == {(channel.id, "+15550000007")}
+        statement, args = sent_statements[-1]
+        assert await _rows_read(session, statement, args) == 0
+
+
+async def test_sent_links_are_found_by_their_message_ids_index(
+    sessionmaker, channel, sent_statements
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        ids = await _conversations(session, channel, ROWS)
+        await session.execute(
+            insert(MessageLink),
+            [
+                {
+                    "conversation_id": conversation_id,
+                    "direction": "nexus_to_axp",
+                    "nexus_message_id": f"nx-{n}",
+                    "status": "pending",
+                    "created_at": T0,
+                }
+                for n, conversation_id in enumerate(ids)
+            ],
+        )
+    async with sessionmaker() as session, session.begin():
+        # Statistics from before AXP answered: no link has an AXP message id.
+        await session.execute(text("ANALYZE message_links"))
+        await session.execute(
+            text("UPDATE message_links SET axp_message_id = 'axp-' || id, status = 'sent'")
+        )
+    keys = [(channel.id, "nx-7"), (channel.id, "nx-unknown"), (channel.id, "nx-9")]
+    async with sessionmaker() as session, session.begin():
+        sent = await MessageLinkRepository(session).sent_nexus_message_ids(
+            keys, direction="nexus_to_axp"
+        )
+        assert sent == {(channel.id, "nx-7"), (channel.id, "nx-9")}
+        statement, args = sent_statements[-1]
+        assert await _rows_read(session, statement, args) == 0
