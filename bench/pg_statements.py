@@ -68,6 +68,8 @@ async def main() -> int:
     )
     parser.add_argument("--worker-off", action="store_true", help="BRIDGE_WORKER_ENABLED=false")
     args = parser.parse_args()
+    if args.fixed_rate and args.kind != "nexus":
+        parser.error("--fixed-rate posts signed Nexus webhooks: use it with --kind nexus")
 
     workdir = Path(tempfile.mkdtemp(prefix="pg-statements-"))
     bench = Bench(quick=True, workdir=workdir)

@@ -308,24 +308,14 @@ def _unnest_lookup_sql(
             f"SELECT {columns} FROM {table.name} AS t JOIN {keys} "  # noqa: S608
             f"ON {' AND '.join(conditions)}"
         )
-    # One index probe per key, whatever the statistics say: as a plain join, a fresh (never
-    # analysed) conversations table was read through its channel_id index with the customer
-    # as a filter, every conversation of the channel for every key of every batch.
+    # One index probe per key, whatever the statistics say: as a plain join, statistics from
+    # a smaller table let the planner probe an index on the first key column alone and filter
+    # on the rest (every conversation of a channel, for every key of every accepted batch).
     return (
         f"SELECT {', '.join(f'l.{name}' for name in selected)} FROM {keys} "  # noqa: S608
         f"CROSS JOIN LATERAL (SELECT {columns} FROM {table.name} AS t "
         f"WHERE {' AND '.join(conditions)} ORDER BY t.{latest_by} DESC LIMIT 1) AS l"
     )
-
-
-@cache
-def _raw_unnest_lookup(
-    table: Table,
-    key_columns: tuple[str, ...],
-    selected: tuple[str, ...],
-    latest_by: str | None = None,
-) -> str:
-    return _unnest_lookup_sql(table, key_columns, selected, _positional, latest_by)
 
 
 @cache
@@ -337,6 +327,16 @@ def _unnest_lookup(
 ) -> TextualSelect:
     statement = _unnest_lookup_sql(table, key_columns, selected, _named, latest_by)
     return text(statement).columns(*(table.c[name] for name in selected))
+
+
+@cache
+def _raw_unnest_lookup(
+    table: Table,
+    key_columns: tuple[str, ...],
+    selected: tuple[str, ...],
+    latest_by: str | None = None,
+) -> str:
+    return _unnest_lookup_sql(table, key_columns, selected, _positional, latest_by)
 
 
 @cache
