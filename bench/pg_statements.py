@@ -17,7 +17,8 @@ database before the statistics are reset: the steady state a long-running bridge
 `--fixed-rate N` posts signed Nexus webhooks open-loop at N/s for `--duration` seconds instead
 of wrk's saturation (`--worker-off`: the acknowledgement alone): below saturation the group
 commit's batches are small, and what each transaction costs whatever its size shows. Planning
-time is tracked too (`pg_stat_statements.track_planning`).
+time is tracked too (`pg_stat_statements.track_planning`). `--setting NAME=VALUE` adds a line
+to the cluster's postgresql.conf: what a server setting would change, before changing code.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ async def main() -> int:
         "--fixed-rate", type=int, default=0, help="open loop at N Nexus webhooks/s, not wrk"
     )
     parser.add_argument("--worker-off", action="store_true", help="BRIDGE_WORKER_ENABLED=false")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a postgresql.conf line for the cluster (a what-if: plan_cache_mode=...)",
+    )
     args = parser.parse_args()
     if args.fixed_rate and args.kind != "nexus":
         parser.error("--fixed-rate posts signed Nexus webhooks: use it with --kind nexus")
@@ -80,6 +88,7 @@ async def main() -> int:
         conf.read_text()
         + "\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
         + "pg_stat_statements.track_planning = on\n"
+        + "".join(f"{setting}\n" for setting in args.setting)
     )
     bench.postgres.stop()
     bench.postgres.start()

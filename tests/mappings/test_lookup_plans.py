@@ -11,16 +11,15 @@ EXPLAIN ANALYZE the very statement and parameters the driver was given.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, text
 
-from channel_bridge.db import bulk
 from channel_bridge.db.models import Channel, Conversation, MessageLink
 from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
+from tests.support.plans import record_sent_statements, rows_thrown_away
 
 T0 = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
 ROWS = 600
@@ -34,38 +33,7 @@ def _postgres_only(backend: str) -> None:
 
 @pytest.fixture
 def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
-    """Every statement the bulk helpers hand to asyncpg, with its arguments."""
-    statements: list[tuple[str, list[Any]]] = []
-    fetch = bulk._fetch_raw
-
-    async def recording(connection: Any, driver: Any, statement: str, args: Any) -> list[Any]:
-        statements.append((statement, list(args)))
-        return await fetch(connection, driver, statement, args)
-
-    monkeypatch.setattr(bulk, "_fetch_raw", recording)
-    return statements
-
-
-async def _rows_read(session: Any, statement: str, args: list[Any]) -> int:
-    """Rows the executed plan read and threw away (filters and join filters, every loop)."""
-    raw = await (await session.connection()).get_raw_connection()
-    document = await raw.driver_connection.fetchval(
-        f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *args
-    )
-    thrown = 0
-
-    def walk(node: dict[str, Any]) -> None:
-        nonlocal thrown
-        loops = node.get("Actual Loops", 1)
-        for key in ("Rows Removed by Filter", "Rows Removed by Join Filter"):
-            thrown += int(node.get(key, 0) * loops)
-        for child in node.get("Plans", ()):
-            walk(child)
-
-    # SQLAlchemy's asyncpg dialect sets a json codec on the connection: already decoded.
-    plans = json.loads(document) if isinstance(document, str) else document
-    walk(plans[0]["Plan"])
-    return thrown
+    return record_sent_statements(monkeypatch)
 
 
 async def _conversations(session: Any, channel: Channel, count: int) -> list[int]:
@@ -97,7 +65,7 @@ async def test_latest_conversations_are_found_by_their_customers_index(
         latest = await ConversationRepository(session).latest_for(keys)
         assert set(latest) == {(channel.id, "+15550000007")}
         statement, args = sent_statements[-1]
-        assert await _rows_read(session, statement, args) == 0
+        assert await rows_thrown_away(session, statement, args) == 0
 
 
 async def test_sent_links_are_found_by_their_message_ids_index(
@@ -131,4 +99,4 @@ async def test_sent_links_are_found_by_their_message_ids_index(
         )
         assert sent == {(channel.id, "nx-7"), (channel.id, "nx-9")}
         statement, args = sent_statements[-1]
-        assert await _rows_read(session, statement, args) == 0
+        assert await rows_thrown_away(session, statement, args) == 0
