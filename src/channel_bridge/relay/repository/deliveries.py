@@ -117,6 +117,13 @@ class OutcomeRow:
 # with statistics from before the burst. Unsorted, every plan over ix_deliveries_due stops at
 # the LIMIT; rows come in index or physical order, both oldest first in practice, and a
 # partition's head is always its oldest open delivery, so order within a conversation holds.
+#
+# A candidate is a head when it is the first open delivery of its partition: a scalar subquery
+# on the partition's key, which PostgreSQL always runs as a probe of ix_deliveries_open_partition
+# for that one key. Written as NOT EXISTS (anything earlier open?), it became an anti-join, and
+# with statistics from a smaller outbox (a fresh install, or before a burst) the planner read the
+# whole open outbox for every candidate: 95,000 rows and 30-60 ms a claim with 400 pending
+# (tests/relay/test_claim_plan.py).
 _PG_CLAIM = text(
     """
     WITH expired AS (
@@ -128,11 +135,12 @@ _PG_CLAIM = text(
         SELECT d.id FROM deliveries AS d
         WHERE d.status = 'pending' AND d.next_attempt_at <= :due_before
           AND d.destination = ANY(:destinations)
-          AND NOT EXISTS (
-              SELECT 1 FROM deliveries AS earlier
-              WHERE earlier.partition_key = d.partition_key
-                AND earlier.status IN ('pending', 'in_flight')
-                AND (earlier.sequence, earlier.id) < (d.sequence, d.id))
+          AND (d.partition_key IS NULL OR d.id = (
+              SELECT head.id FROM deliveries AS head
+              WHERE head.partition_key = d.partition_key
+                AND head.status IN ('pending', 'in_flight')
+              ORDER BY head.sequence, head.id
+              LIMIT 1))
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED
     ), picked AS (
