@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from channel_bridge.db.base import metadata
 from channel_bridge.db.engine import create_engine, create_sessionmaker
 from channel_bridge.db.migrate import upgrade
 from channel_bridge.settings import Settings
+from tests.support.plans import record_sent_statements
 from tests.support.postgres import PostgresServer, destroy, start_postgres
 
 os.environ.setdefault("BRIDGE_ENV", "dev")
@@ -108,6 +110,19 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture
 def backend(database_url: str) -> str:
     return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture
+def postgres_planner(backend: str) -> None:
+    """For the plan tests (`pytestmark = pytest.mark.usefixtures("postgres_planner")`)."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+
+
+@pytest.fixture
+def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
+    """Every statement the bulk helpers hand to asyncpg during the test, with its arguments."""
+    return record_sent_statements(monkeypatch)
 
 
 class InProcessClient(httpx.AsyncClient):

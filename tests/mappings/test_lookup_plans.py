@@ -19,21 +19,13 @@ from sqlalchemy import insert, text
 
 from channel_bridge.db.models import Channel, Conversation, MessageLink
 from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
-from tests.support.plans import record_sent_statements, rows_thrown_away
+from tests.support.plans import rows_thrown_away
 
 T0 = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
 ROWS = 600
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL's planner")
-
-
-@pytest.fixture
-def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
-    return record_sent_statements(monkeypatch)
+pytestmark = pytest.mark.usefixtures("postgres_planner")
 
 
 async def _conversations(session: Any, channel: Channel, count: int) -> list[int]:

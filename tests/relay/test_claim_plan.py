@@ -23,7 +23,7 @@ from sqlalchemy import insert, select, text
 
 from channel_bridge.db.models import Delivery
 from channel_bridge.relay.repository import DeliveryRepository
-from tests.support.plans import record_sent_statements, rows_thrown_away
+from tests.support.plans import rows_thrown_away
 
 T0 = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
 DELIVERED = 3_000
@@ -32,15 +32,7 @@ PENDING = 400
 IN_FLIGHT = 40
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL's planner")
-
-
-@pytest.fixture
-def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
-    return record_sent_statements(monkeypatch)
+pytestmark = pytest.mark.usefixtures("postgres_planner")
 
 
 def _row(n: int, partition: int, status: str) -> dict[str, Any]:
