@@ -8,8 +8,9 @@ Every claim flags the dead deliveries that a claimed later one passes over
 (`status = 'dead' AND NOT skipped`, same partition, earlier sequence). Finished deliveries stay
 for `retention_attempts_days` and dead ones are a handful among them, so with statistics that
 count none the planner scanned the whole table for them on every claim, even one that claimed
-nothing: 3 ms at 20,000 rows, 17 ms at 100,000 (tests/relay/test_claim_plan.py). A partial
-index holds only those few rows; the claim reads them and nothing else.
+nothing: 3 ms at 20,000 rows, 17 ms at 100,000 (scratch runs, docs/performance.md ninth
+round; the plan is held by tests/relay/test_claim_plan.py). A partial index holds only those
+few rows; the claim reads them and nothing else.
 
 Built in the upgrade's transaction (not CONCURRENTLY): building it reads the table once, and
 writes to the outbox wait for that read, a few seconds on a table of millions of rows.

@@ -122,8 +122,8 @@ class OutcomeRow:
 # on the partition's key, which PostgreSQL always runs as a probe of ix_deliveries_open_partition
 # for that one key. Written as NOT EXISTS (anything earlier open?), it became an anti-join, and
 # with statistics from a smaller outbox (a fresh install, or before a burst) the planner read the
-# whole open outbox for every candidate: 95,000 rows and 30-60 ms a claim with 400 pending
-# (tests/relay/test_claim_plan.py).
+# whole open outbox for every candidate: 17-54 ms a claim with 400-600 queued (performance.md,
+# ninth round; 95,580 rows thrown away in tests/relay/test_claim_plan.py).
 _PG_CLAIM = text(
     """
     WITH expired AS (
