@@ -12,6 +12,7 @@ from typing import Any
 from channel_bridge.db.models import Attempt, Delivery, InboxEvent, MessageLink
 from channel_bridge.platforms.nexus.client import SYNTHETIC_MEDIA_PREFIX
 from channel_bridge.platforms.nexus.signing import SIGNATURE_HEADER, verify
+from channel_bridge.relay.destinations import idempotency_key_for
 from channel_bridge.sandbox.nexus import ReceivedCall, StoredMedia
 from tests.conftest import TEST_ADMIN_TOKEN
 from tests.e2e.conftest import (
@@ -340,6 +341,32 @@ async def test_nexus_receipts_for_agent_messages_are_recorded_on_the_link(stack:
     await settled(stack)
     receipts = await stack.deliveries(Delivery.destination == "bridge.nexus_receipt")
     assert [d.status for d in receipts] == ["delivered", "delivered"]
+
+
+async def test_an_agent_message_without_a_message_id_takes_its_nexus_id_from_its_delivery(
+    stack: Stack,
+) -> None:
+    # Its link cannot be written with the delivery insert (the id is made from the delivery's
+    # own id): the accept step writes it once the id is known.
+    _ack, dialog = await open_conversation(stack)
+    event = axp_message_event(dialog, text="sent without an id")
+    del event["messageId"]
+    assert (await stack.axp_callback(event)).status_code == 200
+
+    def relayed() -> list[ReceivedCall]:
+        calls = stack.nexus.calls("message")
+        return [c for c in calls if c.document.get("text") == "sent without an id"]
+
+    [call] = await eventually(relayed, what="agent message without a messageId at Nexus")
+    await settled(stack)
+    [link] = await stack.links(
+        MessageLink.direction == "axp_to_nexus", MessageLink.axp_message_id.is_(None)
+    )
+    assert link.delivery_id is not None
+    assert call.document["id"] == f"axp-{idempotency_key_for(link.delivery_id)}"
+    assert link.nexus_message_id  # the id Nexus answered with, once sent
+    [delivery] = await stack.deliveries(Delivery.id == link.delivery_id)
+    assert (delivery.destination, delivery.status) == ("nexus.send_message", "delivered")
 
 
 async def test_agent_attachment_goes_through_nexus_media_upload(stack: Stack) -> None:

@@ -1,7 +1,8 @@
 """The accept transaction's lookups read one index entry per key, whatever the planner's
 statistics say (PostgreSQL).
 
-Both lookups run in every accepted Nexus batch. Written as plain joins, statistics taken while
+Both lookups run in every accepted Nexus batch (as one statement on PostgreSQL,
+`latest_conversations_and_sent_messages`). Written as plain joins, statistics taken while
 the tables were small or different from now made PostgreSQL read every conversation of the
 channel (through its channel_id index, the customer as a filter) and every sent message link
 (through the axp_message_id index), for every batch: a cost that grows with the tables. Each
@@ -18,7 +19,11 @@ import pytest
 from sqlalchemy import insert, text
 
 from channel_bridge.db.models import Channel, Conversation, MessageLink
-from channel_bridge.mappings.repository import ConversationRepository, MessageLinkRepository
+from channel_bridge.mappings.repository import (
+    ConversationRepository,
+    MessageLinkRepository,
+    latest_conversations_and_sent_messages,
+)
 from tests.support.plans import rows_thrown_away
 
 T0 = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
@@ -91,4 +96,43 @@ async def test_sent_links_are_found_by_their_message_ids_index(
         )
         assert sent == {(channel.id, "nx-7"), (channel.id, "nx-9")}
         statement, args = sent_statements[-1]
+        assert await rows_thrown_away(session, statement, args) == 0
+
+
+async def test_both_lookups_in_one_statement_keep_their_index_probes(
+    sessionmaker, channel, sent_statements
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        # Both bad states at once: no conversations, then links without AXP ids.
+        await session.execute(text("ANALYZE conversations"))
+        ids = await _conversations(session, channel, ROWS)
+        await session.execute(
+            insert(MessageLink),
+            [
+                {
+                    "conversation_id": conversation_id,
+                    "direction": "nexus_to_axp",
+                    "nexus_message_id": f"nx-{n}",
+                    "status": "pending",
+                    "created_at": T0,
+                }
+                for n, conversation_id in enumerate(ids)
+            ],
+        )
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("ANALYZE message_links"))
+        await session.execute(
+            text("UPDATE message_links SET axp_message_id = 'axp-' || id, status = 'sent'")
+        )
+    async with sessionmaker() as session, session.begin():
+        read = await latest_conversations_and_sent_messages(
+            session,
+            [(channel.id, "+15550000007"), (channel.id, "+15559999999")],
+            [(channel.id, "nx-7"), (channel.id, "nx-unknown")],
+            direction="nexus_to_axp",
+        )
+        assert set(read.latest) == {(channel.id, "+15550000007")}
+        assert read.latest[(channel.id, "+15550000007")].generation == 1
+        assert read.sent == {(channel.id, "nx-7")}
+        [(statement, args)] = sent_statements
         assert await rows_thrown_away(session, statement, args) == 0

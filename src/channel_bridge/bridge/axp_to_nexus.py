@@ -63,7 +63,13 @@ from channel_bridge.relay.destinations import (
     delivery_id_from_idempotency_key,
     idempotency_key_for,
 )
-from channel_bridge.relay.envelope import AcceptedEvent, DeliveryRequest, Plan
+from channel_bridge.relay.envelope import (
+    DELIVERY_SEQUENCE,
+    AcceptedEvent,
+    DeliveryRequest,
+    Plan,
+    RowsNamingDeliveries,
+)
 from channel_bridge.relay.service import mark_delivery_failed
 
 log = get_logger(__name__)
@@ -86,9 +92,17 @@ def _event_payload(event: AxpCallbackEvent) -> dict[str, Any]:
     return event.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def nexus_message_id_for(event: MessageEvent, delivery_id: int) -> str:
-    """The id an agent message gets in Nexus: stable per AXP message, so a retry carries it."""
-    return f"{NEXUS_ID_PREFIX}{event.messageId or idempotency_key_for(delivery_id)}"
+def nexus_message_id_for(event: MessageEvent, delivery_id: int | None) -> str:
+    """The id an agent message gets in Nexus: stable per AXP message, so a retry carries it.
+
+    Made from the AXP messageId; from the delivery's id (`delivery_id`, then required) for a
+    message without one.
+    """
+    if event.messageId:
+        return f"{NEXUS_ID_PREFIX}{event.messageId}"
+    if delivery_id is None:
+        raise ValueError("an AXP message without a messageId needs its delivery id")
+    return f"{NEXUS_ID_PREFIX}{idempotency_key_for(delivery_id)}"
 
 
 class ResolveAxpEvents:
@@ -145,17 +159,49 @@ class ResolveAxpEvents:
             event.deliveries = kept
         await _route_by_backend(session, events)
 
+    def rows_naming_deliveries(
+        self, events: Sequence[AcceptedEvent]
+    ) -> Sequence[RowsNamingDeliveries]:
+        """The link of each agent message with an AXP messageId, written with its delivery."""
+        now = utcnow()
+        links = [
+            {**_agent_link(payload, None, now), DELIVERY_SEQUENCE: sequence}
+            for payload, sequence in _agent_messages(events, with_message_id=True)
+        ]
+        return [MessageLinkRepository.written_with_deliveries(links)]
+
     async def after_deliveries(
         self, session: AsyncSession, events: Sequence[AcceptedEvent]
     ) -> None:
+        """The link of an agent message without a messageId: its Nexus id is made from its
+        delivery's id (`nexus_message_id_for`), known only now."""
         now = utcnow()
         links = []
         for event in events:
             for request, delivery_id in zip(event.deliveries, event.delivery_ids, strict=True):
                 payload = request.payload
-                if isinstance(payload, AgentMessagePayload) and payload.conversation is not None:
-                    links.append(_agent_link(payload, delivery_id, now))
+                if (
+                    isinstance(payload, AgentMessagePayload)
+                    and payload.conversation is not None
+                    and not payload.event.messageId
+                ):
+                    links.append(
+                        {**_agent_link(payload, delivery_id, now), "delivery_id": delivery_id}
+                    )
         await MessageLinkRepository(session).insert_many(links)
+
+
+def _agent_messages(
+    events: Sequence[AcceptedEvent], *, with_message_id: bool
+) -> list[tuple[AgentMessagePayload, int]]:
+    return [
+        (request.payload, sequence)
+        for event in events
+        for request, sequence in zip(event.deliveries, event.delivery_sequences, strict=True)
+        if isinstance(request.payload, AgentMessagePayload)
+        and request.payload.conversation is not None
+        and bool(request.payload.event.messageId) == with_message_id
+    ]
 
 
 RESOLVE_AXP_EVENTS = ResolveAxpEvents()
@@ -219,7 +265,8 @@ async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEven
         ]
 
 
-def _agent_link(payload: AgentMessagePayload, delivery_id: int, now: Any) -> dict[str, Any]:
+def _agent_link(payload: AgentMessagePayload, delivery_id: int | None, now: Any) -> dict[str, Any]:
+    """Every column of an agent message's link but `id` and `delivery_id`."""
     assert payload.conversation is not None
     return {
         "direction": LinkDirection.AXP_TO_NEXUS,
@@ -227,7 +274,6 @@ def _agent_link(payload: AgentMessagePayload, delivery_id: int, now: Any) -> dic
         "ack_id": None,
         "nexus_message_id": nexus_message_id_for(payload.event, delivery_id),
         "axp_message_id": payload.event.messageId,
-        "delivery_id": delivery_id,
         "status": "pending",
         "status_detail": None,
         "status_updated_at": None,

@@ -25,7 +25,10 @@ from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import CHANNEL_BACKEND_GENESYS_CLOUD, Channel, LinkDirection
 from channel_bridge.mappings.bookkeeping import CONVERSATION_ACTIVITY, LINK_SENT
 from channel_bridge.mappings.conversations import ConversationKey, ConversationService
-from channel_bridge.mappings.repository import MessageLinkRepository
+from channel_bridge.mappings.repository import (
+    MessageLinkRepository,
+    latest_conversations_and_sent_messages,
+)
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.axp.destinations import AxpDestination
 from channel_bridge.platforms.axp.schemas import (
@@ -37,7 +40,13 @@ from channel_bridge.platforms.axp.schemas import (
 )
 from channel_bridge.platforms.nexus.schemas import MediaItem, NexusWebhookMessage
 from channel_bridge.relay.destinations import Delivered, DeliveryContext, Write
-from channel_bridge.relay.envelope import AcceptedEvent, DeliveryRequest, Plan
+from channel_bridge.relay.envelope import (
+    DELIVERY_SEQUENCE,
+    AcceptedEvent,
+    DeliveryRequest,
+    Plan,
+    RowsNamingDeliveries,
+)
 
 log = get_logger(__name__)
 
@@ -71,7 +80,15 @@ class OpenConversations:
     async def before_deliveries(
         self, session: AsyncSession, events: Sequence[AcceptedEvent]
     ) -> None:
-        await _drop_sent_before(session, events)
+        # Both reads in one statement: the batch's customers' conversations (read for every
+        # message, including a send dropped below: a row unused) and the messages sent before.
+        read = await latest_conversations_and_sent_messages(
+            session,
+            {event.context.columns for event in events if event.deliveries},
+            _sent_keys_wanted(events),
+            direction=LinkDirection.NEXUS_TO_AXP,
+        )
+        _drop_sent_before(events, read.sent)
         sends: set[ConversationKey] = set()
         typing: set[ConversationKey] = set()
         for event in events:
@@ -80,19 +97,24 @@ class OpenConversations:
                     sends.add(event.context)
                 elif isinstance(request.payload, AxpTypingPayload):
                     typing.add(event.context)
-        opened = await self._conversations.open_many(session, sends) if sends else {}
+        opened = (
+            await self._conversations.open_many(session, sends, latest=read.latest) if sends else {}
+        )
         if typing - opened.keys():
             # Typing never opens a conversation: it only reaches one that is already open.
-            opened |= await self._conversations.find_open_many(session, typing - opened.keys())
+            opened |= await self._conversations.find_open_many(
+                session, typing - opened.keys(), latest=read.latest
+            )
         for event in events:
             conversation = opened.get(event.context)
             event.deliveries = [
                 _with_conversation(request, conversation) for request in event.deliveries
             ]
 
-    async def after_deliveries(
-        self, session: AsyncSession, events: Sequence[AcceptedEvent]
-    ) -> None:
+    def rows_naming_deliveries(
+        self, events: Sequence[AcceptedEvent]
+    ) -> Sequence[RowsNamingDeliveries]:
+        """A message link per send, written in the delivery insert's statement."""
         now = utcnow()
         links = [
             {
@@ -101,36 +123,41 @@ class OpenConversations:
                 "ack_id": request.payload.ack_id,
                 "nexus_message_id": request.payload.nexus_message_id,
                 "axp_message_id": None,
-                "delivery_id": delivery_id,
                 "status": "pending",
                 "status_detail": None,
                 "status_updated_at": None,
                 "created_at": now,
+                DELIVERY_SEQUENCE: sequence,
             }
             for event in events
-            for request, delivery_id in zip(event.deliveries, event.delivery_ids, strict=True)
+            for request, sequence in zip(event.deliveries, event.delivery_sequences, strict=True)
             if isinstance(request.payload, AxpSendPayload)
         ]
-        await MessageLinkRepository(session).insert_many(links)
+        return [MessageLinkRepository.written_with_deliveries(links)]
+
+    async def after_deliveries(
+        self, session: AsyncSession, events: Sequence[AcceptedEvent]
+    ) -> None:
+        """Nothing: every link was written with its delivery."""
 
 
-async def _drop_sent_before(session: AsyncSession, events: Sequence[AcceptedEvent]) -> None:
-    """Drop the send of a Nexus message this channel already sent to AXP.
-
-    The inbox refuses a replay while its tombstone lives; past that (or under another dedupe
-    key) the message link still knows the message went out. One query per accepted batch.
-    """
-    wanted = {
+def _sent_keys_wanted(events: Sequence[AcceptedEvent]) -> set[tuple[int, str]]:
+    """(channel id, Nexus message id) of each send in the batch, to check against the links."""
+    return {
         (event.context.channel_id, request.payload.nexus_message_id)
         for event in events
         for request in event.deliveries
         if isinstance(request.payload, AxpSendPayload) and request.payload.nexus_message_id
     }
-    if not wanted:
-        return
-    sent = await MessageLinkRepository(session).sent_nexus_message_ids(
-        wanted, direction=LinkDirection.NEXUS_TO_AXP
-    )
+
+
+def _drop_sent_before(events: Sequence[AcceptedEvent], sent: set[tuple[int, str]]) -> None:
+    """Drop the send of a Nexus message this channel already sent to AXP.
+
+    The inbox refuses a replay while its tombstone lives; past that (or under another dedupe
+    key) the message link still knows the message went out (`sent`, read with the batch's
+    conversations).
+    """
     if not sent:
         return
     for event in events:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -63,6 +64,75 @@ def _is_json(column_type: Any) -> bool:
     return isinstance(impl, JSONB | JSON)
 
 
+# (table, row keys, column, by, match, source): what a `Dependent`'s part of the statement
+# text depends on (not its rows).
+_DependentShape = tuple[Table, tuple[str, ...], str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Dependent:
+    """Rows of another table, each naming one of the rows `insert_rows` inserts.
+
+    Each row's `by` value is the `match` column of its parent row; it is written with
+    `column` set to the parent's `source` column (its generated id). On PostgreSQL they go in
+    the parent's own statement (a data-modifying CTE joined on the parent's RETURNING rows):
+    one round trip for both tables.
+    """
+
+    table: Table
+    rows: Sequence[dict[str, Any]]
+    column: str
+    by: str
+    match: str
+    source: str = "id"
+
+    @property
+    def shape(self) -> _DependentShape:
+        return (self.table, tuple(self.rows[0]), self.column, self.by, self.match, self.source)
+
+
+def _unnest_select(
+    table: Table,
+    columns: tuple[str, ...],
+    placeholder: Callable[[int, str], str],
+    first: int,
+    alias: str,
+) -> tuple[list[str], list[str]]:
+    """The selected expressions (of `alias`, the unnest) and the arrays of `columns`, their
+    placeholders numbered from `first`."""
+    selected, arrays = [], []
+    for offset, name in enumerate(columns):
+        column_type = table.c[name].type
+        if _is_json(column_type):
+            # JSON travels as text and is cast per element: asyncpg has no jsonb[] codec.
+            arrays.append(f"CAST({placeholder(first + offset, name)} AS text[])")
+            selected.append(f"CAST({alias}.{name} AS jsonb)")
+        else:
+            pg_type = column_type.dialect_impl(_PG_DIALECT).compile(dialect=_PG_DIALECT)
+            arrays.append(f"CAST({placeholder(first + offset, name)} AS {pg_type}[])")
+            selected.append(f"{alias}.{name}")
+    return selected, arrays
+
+
+def _dependent_sql(
+    parent: Table,
+    shape: _DependentShape,
+    placeholder: Callable[[int, str], str],
+    first: int,
+) -> str:
+    table, keys, column, by, match, source = shape
+    own = tuple(name for name in keys if name != by)
+    selected, arrays = _unnest_select(table, own, placeholder, first, "dependent")
+    match_type = parent.c[match].type.dialect_impl(_PG_DIALECT).compile(dialect=_PG_DIALECT)
+    arrays.append(f"CAST({placeholder(first + len(own), by)} AS {match_type}[])")
+    return (
+        f"INSERT INTO {table.name} ({', '.join((*own, column))}) "  # noqa: S608 (model names)
+        f"SELECT {', '.join(selected)}, inserted.{source} "
+        f"FROM unnest({', '.join(arrays)}) AS dependent({', '.join((*own, by))}) "
+        f"JOIN inserted ON inserted.{match} = dependent.{by}"
+    )
+
+
 def _unnest_insert_sql(
     table: Table,
     columns: tuple[str, ...],
@@ -70,18 +140,9 @@ def _unnest_insert_sql(
     returning: tuple[str, ...],
     placeholder: Callable[[int, str], str],
     notify: bool = False,
+    dependents: tuple[_DependentShape, ...] = (),
 ) -> str:
-    selected, arrays = [], []
-    for index, name in enumerate(columns):
-        column_type = table.c[name].type
-        if _is_json(column_type):
-            # JSON travels as text and is cast per element: asyncpg has no jsonb[] codec.
-            arrays.append(f"CAST({placeholder(index, name)} AS text[])")
-            selected.append(f"CAST({name} AS jsonb)")
-        else:
-            pg_type = column_type.dialect_impl(_PG_DIALECT).compile(dialect=_PG_DIALECT)
-            arrays.append(f"CAST({placeholder(index, name)} AS {pg_type}[])")
-            selected.append(name)
+    selected, arrays = _unnest_select(table, columns, placeholder, 0, "batch")
     # Table and column names come from the models, never from input: no injection here.
     statement = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
@@ -93,18 +154,32 @@ def _unnest_insert_sql(
         statement += f" ON CONFLICT{target} DO NOTHING"
     if returning:
         statement += f" RETURNING {', '.join(returning)}"
+    if not notify and not dependents:
+        return statement
+    parts = [f"inserted AS ({statement})"]
+    next_placeholder = len(columns)
+    tail = ""
     if notify:
         # The notification rides on the insert instead of costing a round trip of its own:
         # sent once (a materialized CTE is evaluated once), only if a row went in, and, as
         # any NOTIFY, delivered when the transaction commits.
-        channel = placeholder(len(columns), "notify_channel")
-        statement = (
-            f"WITH inserted AS ({statement}), "  # noqa: S608 (names from the models)
-            f"notified AS MATERIALIZED (SELECT pg_notify({channel}, '') FROM inserted LIMIT 1) "
-            f"SELECT {', '.join(f'inserted.{name}' for name in returning)} "
-            "FROM inserted LEFT JOIN notified ON true"
+        channel = placeholder(next_placeholder, "notify_channel")
+        next_placeholder += 1
+        parts.append(
+            f"notified AS MATERIALIZED (SELECT pg_notify({channel}, '') FROM inserted LIMIT 1)"  # noqa: S608
         )
-    return statement
+        tail = " LEFT JOIN notified ON true"
+    for index, shape in enumerate(dependents):
+        # A data-modifying CTE runs whether or not it is read; its foreign keys are checked
+        # at the end of the statement, when the parent rows exist.
+        parts.append(
+            f"dependent_{index} AS ({_dependent_sql(table, shape, placeholder, next_placeholder)})"
+        )
+        next_placeholder += len(shape[1])
+    return (
+        f"WITH {', '.join(parts)} "  # noqa: S608 (names from the models)
+        f"SELECT {', '.join(f'inserted.{name}' for name in returning)} FROM inserted{tail}"
+    )
 
 
 def _named(_index: int, name: str) -> str:
@@ -136,8 +211,9 @@ def _raw_unnest_insert(
     conflict: tuple[str, ...] | None,
     returning: tuple[str, ...],
     notify: bool,
+    dependents: tuple[_DependentShape, ...] = (),
 ) -> str:
-    return _unnest_insert_sql(table, columns, conflict, returning, _positional, notify)
+    return _unnest_insert_sql(table, columns, conflict, returning, _positional, notify, dependents)
 
 
 @cache
@@ -231,6 +307,7 @@ async def insert_rows(
     on_conflict_do_nothing: Sequence[str] | None = None,
     returning: Sequence[str] = (),
     notify: str | None = None,
+    dependents: Sequence[Dependent] = (),
 ) -> list[Any]:
     """Insert `rows` (all with the same keys) in one statement; the RETURNING rows, if asked.
 
@@ -238,7 +315,9 @@ async def insert_rows(
     constraint. Rows are inserted in the order given: callers that may race on a unique key
     pass them sorted by it, so two concurrent batches never wait on each other in a cycle.
     `notify` (PostgreSQL; needs `returning`) is a channel the same statement NOTIFYs once if
-    it inserted a row; elsewhere it is ignored.
+    it inserted a row; elsewhere it is ignored. `dependents` are written with the rows they
+    name (their `match` and `source` columns must be returned); a dependent row whose parent
+    was not inserted (a conflict) is not written either.
     """
     if not rows:
         return []
@@ -246,28 +325,44 @@ async def insert_rows(
     conflict = None if on_conflict_do_nothing is None else tuple(on_conflict_do_nothing)
     if notify is not None and not returning:
         raise ValueError("insert_rows(notify=...) needs returning columns")
+    dependents = [dependent for dependent in dependents if dependent.rows]
+    for dependent in dependents:
+        if dependent.match not in returning or dependent.source not in returning:
+            raise ValueError(
+                f"a dependent of {table.name} needs {dependent.match!r} and "
+                f"{dependent.source!r} returned"
+            )
     if is_postgres(bind):
         params: dict[str, Any] = {}
         for name in columns:
-            values = [row[name] for row in rows]
-            if _is_json(table.c[name].type):
-                values = [None if value is None else jsondoc.dumps(value) for value in values]
-            params[name] = values
+            params[name] = _column_values(table, name, rows)
         notifies = notify is not None
         on_driver = await _driver(bind)
         if on_driver is not None:
             connection, driver = on_driver
-            processors = _bind_processors(table, columns, connection.dialect)
-            args = [
-                params[name] if process is None else [process(v) for v in params[name]]
-                for name, process in zip(columns, processors, strict=True)
-            ]
+            args = _driver_args(table, columns, params, connection.dialect)
             if notifies:
                 args.append(notify)
+            for dependent in dependents:
+                own = tuple(name for name in dependent.rows[0] if name != dependent.by)
+                args += _driver_args(
+                    dependent.table,
+                    own,
+                    {name: _column_values(dependent.table, name, dependent.rows) for name in own},
+                    connection.dialect,
+                )
+                args.append([row[dependent.by] for row in dependent.rows])
             records = await _fetch_raw(
                 connection,
                 driver,
-                _raw_unnest_insert(table, columns, conflict, tuple(returning), notifies),
+                _raw_unnest_insert(
+                    table,
+                    columns,
+                    conflict,
+                    tuple(returning),
+                    notifies,
+                    tuple(dependent.shape for dependent in dependents),
+                ),
                 args,
             )
             row_type = _row_type(tuple(returning)) if returning else None
@@ -276,16 +371,53 @@ async def insert_rows(
         if notifies:
             params["notify_channel"] = notify
         result = await bind.execute(statement, params)
-        return list(result) if returning else []
-    insert = dialect_insert(bind, table)
-    if conflict is not None:
-        insert = insert.on_conflict_do_nothing(index_elements=list(conflict) or None)
-    if returning:
-        insert = insert.returning(*(table.c[name] for name in returning))
-        result = await bind.execute(insert, list(rows))
-        return list(result)
-    await bind.execute(insert, list(rows))
-    return []
+        inserted = list(result) if returning else []
+    else:
+        insert = dialect_insert(bind, table)
+        if conflict is not None:
+            insert = insert.on_conflict_do_nothing(index_elements=list(conflict) or None)
+        if returning:
+            insert = insert.returning(*(table.c[name] for name in returning))
+            inserted = list(await bind.execute(insert, list(rows)))
+        else:
+            await bind.execute(insert, list(rows))
+            inserted = []
+    # Without the driver's one statement: each dependent table in a statement of its own.
+    for dependent in dependents:
+        parents = {
+            getattr(row, dependent.match): getattr(row, dependent.source) for row in inserted
+        }
+        await insert_rows(
+            bind,
+            dependent.table,
+            [
+                {
+                    **{name: value for name, value in row.items() if name != dependent.by},
+                    dependent.column: parents[row[dependent.by]],
+                }
+                for row in dependent.rows
+                if row[dependent.by] in parents
+            ],
+        )
+    return inserted
+
+
+def _column_values(table: Table, name: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    values = [row[name] for row in rows]
+    if _is_json(table.c[name].type):
+        return [None if value is None else jsondoc.dumps(value) for value in values]
+    return values
+
+
+def _driver_args(
+    table: Table, columns: tuple[str, ...], params: dict[str, list[Any]], dialect: Any
+) -> list[Any]:
+    """One array per column, through the column type's bind processor where it has one."""
+    processors = _bind_processors(table, columns, dialect)
+    return [
+        params[name] if process is None else [process(v) for v in params[name]]
+        for name, process in zip(columns, processors, strict=True)
+    ]
 
 
 def _unnest_lookup_sql(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -126,9 +127,14 @@ class ConversationService:
         )
 
     async def open_many(
-        self, session: AsyncSession, keys: Collection[ConversationKey]
+        self,
+        session: AsyncSession,
+        keys: Collection[ConversationKey],
+        *,
+        latest: Mapping[tuple[int, str], Any] | None = None,
     ) -> dict[ConversationKey, OpenConversation]:
-        """`get_or_open` for many customers at once: two statements for the whole batch.
+        """`get_or_open` for many customers at once: two statements for the whole batch, one
+        if `latest` (`ConversationRepository.latest_for` of at least these keys) was read.
 
         Used in the accept transaction, so a message's deliveries carry their conversation.
         A concurrent writer that opens the same generation first wins the unique constraint;
@@ -137,10 +143,11 @@ class ConversationService:
         repo = ConversationRepository(session)
         found: dict[ConversationKey, OpenConversation] = {}
         pending = {key.columns: key for key in keys}
-        for _ in range(_OPEN_ATTEMPTS):
+        for attempt in range(_OPEN_ATTEMPTS):
             if not pending:
                 return found
-            latest = await repo.latest_for(pending)
+            if attempt or latest is None:
+                latest = await repo.latest_for(pending)
             new_rows = []
             now = self.now()
             for columns, key in pending.items():
@@ -179,10 +186,16 @@ class ConversationService:
         return found
 
     async def find_open_many(
-        self, session: AsyncSession, keys: Collection[ConversationKey]
+        self,
+        session: AsyncSession,
+        keys: Collection[ConversationKey],
+        *,
+        latest: Mapping[tuple[int, str], Any] | None = None,
     ) -> dict[ConversationKey, OpenConversation]:
-        """The open conversation of each customer that has one (none is opened)."""
-        latest = await ConversationRepository(session).latest_for([key.columns for key in keys])
+        """The open conversation of each customer that has one (none is opened); `latest` as
+        for `open_many`."""
+        if latest is None:
+            latest = await ConversationRepository(session).latest_for([key.columns for key in keys])
         found = {}
         for key in keys:
             row = latest.get(key.columns)

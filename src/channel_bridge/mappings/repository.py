@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from channel_bridge.db.bulk import (
 )
 from channel_bridge.db.models import Channel, Conversation, InboxEvent, Integration, MessageLink
 from channel_bridge.db.notifications import notify
+from channel_bridge.relay.envelope import RowsNamingDeliveries
 
 LINK_STATUSES = ("pending", "sent", "delivered", "read", "failed")
 # A late "delivered" must not overwrite "read": a link's status only moves forward.
@@ -173,13 +175,40 @@ async def _update_many(
 # ANY(...)`, statistics taken before the links had AXP ids made the planner read every sent
 # link through the axp_message_id index (`IS NOT NULL`, thought to match one row) on every
 # accepted batch; OFFSET 0 keeps the subquery from being flattened into that join again.
-_PG_SENT_NEXUS_MESSAGE_IDS = text(
+_SENT_NEXUS_MESSAGE_IDS_SQL = (
     "SELECT s.channel_id, s.nexus_message_id "
     "FROM unnest(CAST(:message_ids AS text[])) AS m(id) CROSS JOIN LATERAL ("
     "SELECT c.channel_id, l.nexus_message_id FROM message_links AS l "
     "JOIN conversations AS c ON c.id = l.conversation_id "
     "WHERE l.nexus_message_id = m.id AND l.direction = :direction "
     "AND l.axp_message_id IS NOT NULL OFFSET 0) AS s"
+)
+_PG_SENT_NEXUS_MESSAGE_IDS = text(_SENT_NEXUS_MESSAGE_IDS_SQL)
+
+# The columns `ConversationRepository.latest_for` reads.
+_LATEST_COLUMNS = (
+    "id",
+    "channel_id",
+    "customer_address",
+    "generation",
+    "state",
+    "provider_dialog_id",
+)
+
+# `latest_conversations_and_sent_messages` on PostgreSQL: `latest_for`'s lookup (one index
+# probe per customer, `select_by_keys(latest_by=...)`) and `sent_nexus_message_ids`'s, as one
+# statement. A conversation row has an id; a sent message's row has only its two columns.
+_PG_LATEST_CONVERSATIONS_AND_SENT_MESSAGES = text(
+    f"SELECT {', '.join(f'l.{name}' for name in _LATEST_COLUMNS)}, "  # noqa: S608 (constants)
+    "CAST(NULL AS text) AS nexus_message_id "
+    "FROM unnest(CAST(:channel_ids AS BIGINT[]), CAST(:customers AS VARCHAR(255)[])) "
+    "AS k(channel_id, customer_address) CROSS JOIN LATERAL ("
+    f"SELECT {', '.join(f't.{name}' for name in _LATEST_COLUMNS)} FROM conversations AS t "
+    "WHERE t.channel_id = k.channel_id AND t.customer_address = k.customer_address "
+    "ORDER BY t.generation DESC LIMIT 1) AS l "
+    "UNION ALL "
+    "SELECT NULL, sent.channel_id, NULL, NULL, NULL, NULL, sent.nexus_message_id "
+    f"FROM ({_SENT_NEXUS_MESSAGE_IDS_SQL}) AS sent"
 )
 
 _PG_LINKED_AXP_MESSAGE_IDS = text(
@@ -434,7 +463,7 @@ class ConversationRepository:
             conversation_table,
             ("channel_id", "customer_address"),
             list(keys),
-            ("id", "channel_id", "customer_address", "generation", "state", "provider_dialog_id"),
+            _LATEST_COLUMNS,
             latest_by="generation",
         )
         return {(row.channel_id, row.customer_address): row for row in rows}
@@ -622,6 +651,15 @@ class MessageLinkRepository:
         """New links (each row: every column but `id`), in one statement."""
         await insert_rows(self.session, link_table, rows)
 
+    @staticmethod
+    def written_with_deliveries(rows: Sequence[dict[str, Any]]) -> RowsNamingDeliveries:
+        """New links of new deliveries, to write in the delivery insert's statement.
+
+        Each row: every column but `id` and `delivery_id`, and `DELIVERY_SEQUENCE` (its
+        delivery's sequence).
+        """
+        return RowsNamingDeliveries(link_table, rows)
+
     async def linked_axp_message_ids(self, axp_message_ids: Collection[str]) -> set[str]:
         """Which of these AXP message ids already have a link (relayed or being relayed)."""
         if not axp_message_ids:
@@ -669,3 +707,45 @@ class MessageLinkRepository:
         link.status_updated_at = at or utcnow()
         await self.session.flush()
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class LatestAndSent:
+    # `ConversationRepository.latest_for`'s answer.
+    latest: dict[tuple[int, str], Any]
+    # `MessageLinkRepository.sent_nexus_message_ids`'s answer.
+    sent: set[tuple[int, str]]
+
+
+async def latest_conversations_and_sent_messages(
+    session: AsyncSession,
+    conversation_keys: Collection[tuple[int, str]],
+    message_keys: Collection[tuple[int, str]],
+    *,
+    direction: str,
+) -> LatestAndSent:
+    """`latest_for(conversation_keys)` and `sent_nexus_message_ids(message_keys)` at once.
+
+    What an accepted batch of Nexus messages reads before its deliveries: on PostgreSQL one
+    statement, so one round trip of the group commit's instead of two.
+    """
+    if not is_postgres(session) or not conversation_keys or not message_keys:
+        return LatestAndSent(
+            await ConversationRepository(session).latest_for(conversation_keys),
+            await MessageLinkRepository(session).sent_nexus_message_ids(
+                message_keys, direction=direction
+            ),
+        )
+    rows = await fetch_text(
+        session,
+        _PG_LATEST_CONVERSATIONS_AND_SENT_MESSAGES,
+        {
+            "channel_ids": [channel_id for channel_id, _customer in conversation_keys],
+            "customers": [customer for _channel_id, customer in conversation_keys],
+            "message_ids": sorted({message_id for _channel_id, message_id in message_keys}),
+            "direction": str(direction),
+        },
+    )
+    latest = {(row.channel_id, row.customer_address): row for row in rows if row.id is not None}
+    sent = {(row.channel_id, row.nexus_message_id) for row in rows if row.id is None}
+    return LatestAndSent(latest, sent & set(message_keys))

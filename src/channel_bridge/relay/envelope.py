@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pydantic import BaseModel
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -48,16 +49,39 @@ class AcceptedEvent:
     # What the caller passed to `accept` as `step_context`.
     context: Any
     deliveries: list[DeliveryRequest]
+    # Each delivery's `sequence`, in the order of `deliveries`: set before they are inserted,
+    # so rows that name a delivery can be written in the same statement (`RowsNamingDeliveries`).
+    delivery_sequences: list[int] = field(default_factory=list)
     # Filled in once the deliveries are inserted, in the order of `deliveries`.
     delivery_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RowsNamingDeliveries:
+    """New rows of another table, each naming one of the new deliveries.
+
+    Each row holds `DELIVERY_SEQUENCE` (the delivery's entry in `AcceptedEvent.
+    delivery_sequences`) and is written with `delivery_column` set to that delivery's id, in
+    the delivery insert's own statement where the database allows it (PostgreSQL).
+    """
+
+    table: Table
+    rows: Sequence[dict[str, Any]]
+    delivery_column: str = "delivery_id"
+
+
+# The key of a `RowsNamingDeliveries` row that names its delivery.
+DELIVERY_SEQUENCE = "delivery_sequence"
 
 
 class AcceptStep(Protocol):
     """Work a kind of event needs in its accept transaction, done once for a whole batch.
 
     `before_deliveries` may replace or drop each event's deliveries (for instance to carry an
-    id read or created in this transaction); `after_deliveries` runs once they have ids. Only
-    new events are passed: a redelivery runs neither. A failed batch is retried one event per
+    id read or created in this transaction); `rows_naming_deliveries` gives the rows written
+    with them (a message link per send), and `after_deliveries` runs once they have ids, for
+    what needs an id's value (each costs a statement: most steps need none). Only new events
+    are passed: a redelivery runs none of them. A failed batch is retried one event per
     transaction, so a step must give the same answer when run again. `name` orders the steps
     of a batch, the same way in every transaction.
     """
@@ -67,6 +91,10 @@ class AcceptStep(Protocol):
     async def before_deliveries(
         self, session: AsyncSession, events: Sequence[AcceptedEvent]
     ) -> None: ...
+
+    def rows_naming_deliveries(
+        self, events: Sequence[AcceptedEvent]
+    ) -> Sequence[RowsNamingDeliveries]: ...
 
     async def after_deliveries(
         self, session: AsyncSession, events: Sequence[AcceptedEvent]

@@ -8,7 +8,9 @@ fails, its items are retried one transaction each, so a bad item fails only its 
 
 Work that a kind of event needs in the same transaction (the bridge opens the conversation a
 message belongs to, so its deliveries carry the conversation's ids) is an `AcceptStep`: it
-runs once per batch for all the new events that name it, around the delivery insert.
+runs once per batch for all the new events that name it, before the delivery insert, and the
+rows it writes with the deliveries (their message links) go in the delivery insert's own
+statement.
 
 `on_acked(total_s, count)` hears, per committed batch, how long its calls waited in all (from
 `accept` to the commit): the relay's ack priority reads it (relay/ack_priority.py).
@@ -291,7 +293,8 @@ async def _insert_with_steps(
     *,
     now: datetime,
 ) -> int:
-    """Run the steps around the delivery insert; the number of deliveries inserted."""
+    """Run the steps around the delivery insert, which writes the rows they name it in; the
+    number of deliveries inserted."""
     by_step: dict[str, tuple[AcceptStep, list[AcceptedEvent]]] = {}
     for step, event in events:
         if step is not None:
@@ -299,15 +302,16 @@ async def _insert_with_steps(
     steps = [by_step[name] for name in sorted(by_step)]
     for step, stepped in steps:
         await step.before_deliveries(session, stepped)
-    rows_by_event = [
-        (
-            event,
-            [delivery_row(event.inbox_event_id, request, now=now) for request in event.deliveries],
-        )
-        for _step, event in events
-    ]
+    rows_by_event = []
+    for _step, event in events:
+        rows = [
+            delivery_row(event.inbox_event_id, request, now=now) for request in event.deliveries
+        ]
+        event.delivery_sequences = [row["sequence"] for row in rows]
+        rows_by_event.append((event, rows))
     all_rows = [row for _event, rows in rows_by_event for row in rows]
-    ids_by_sequence = await DeliveryRepository(session).insert_rows(all_rows)
+    naming = [rows for step, stepped in steps for rows in step.rows_naming_deliveries(stepped)]
+    ids_by_sequence = await DeliveryRepository(session).insert_rows(all_rows, naming)
     for event, rows in rows_by_event:
         event.delivery_ids = [ids_by_sequence[row["sequence"]] for row in rows]
     for step, stepped in steps:

@@ -30,13 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channel_bridge import jsondoc
 from channel_bridge.db.base import JsonDoc, UTCDateTime, utcnow
 from channel_bridge.db.bulk import (
+    Dependent,
     among,
     fetch_text,
     insert_rows,
     is_postgres,
 )
 from channel_bridge.db.models import Attempt, Delivery, DeliveryStatus
-from channel_bridge.relay.envelope import DeliveryRequest
+from channel_bridge.relay.envelope import DELIVERY_SEQUENCE, DeliveryRequest, RowsNamingDeliveries
 from channel_bridge.relay.repository.sequence import next_sequence
 from channel_bridge.relay.repository.tables import (
     BLOCKING_STATUSES,
@@ -222,11 +223,17 @@ class DeliveryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert_rows(self, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
-        """Insert new delivery rows (from `delivery_row`); sequence -> id.
+    async def insert_rows(
+        self,
+        rows: Sequence[dict[str, Any]],
+        naming: Sequence[RowsNamingDeliveries] = (),
+    ) -> dict[int, int]:
+        """Insert new delivery rows (from `delivery_row`) and the rows `naming` them;
+        sequence -> id.
 
-        On PostgreSQL the same statement NOTIFYs `NOTIFY_CHANNEL` (delivered on commit), so
-        workers in other processes hear of them without a round trip of its own.
+        On PostgreSQL it is one statement: it also writes `naming`'s rows and NOTIFYs
+        `NOTIFY_CHANNEL` (delivered on commit), so workers in other processes hear of them,
+        without a round trip of either's own.
         """
         inserted = await insert_rows(
             self.session,
@@ -234,6 +241,16 @@ class DeliveryRepository:
             rows,
             returning=("id", "sequence"),
             notify=NOTIFY_CHANNEL,
+            dependents=[
+                Dependent(
+                    rows.table,
+                    rows.rows,
+                    column=rows.delivery_column,
+                    by=DELIVERY_SEQUENCE,
+                    match="sequence",
+                )
+                for rows in naming
+            ],
         )
         return {row.sequence: row.id for row in inserted}
 
