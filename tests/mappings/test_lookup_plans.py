@@ -23,6 +23,7 @@ from channel_bridge.mappings.repository import (
     ConversationRepository,
     MessageLinkRepository,
     latest_conversations_and_sent_messages,
+    routes_and_linked_messages,
 )
 from tests.support.plans import rows_thrown_away
 
@@ -134,5 +135,40 @@ async def test_both_lookups_in_one_statement_keep_their_index_probes(
         assert set(read.latest) == {(channel.id, "+15550000007")}
         assert read.latest[(channel.id, "+15550000007")].generation == 1
         assert read.sent == {(channel.id, "nx-7")}
+        [(statement, args)] = sent_statements
+        assert await rows_thrown_away(session, statement, args) == 0
+
+
+async def test_an_axp_batch_reads_its_routes_and_links_by_their_indexes(
+    sessionmaker, channel, sent_statements
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        # Statistics of empty tables; then both grow.
+        await session.execute(text("ANALYZE conversations"))
+        await session.execute(text("ANALYZE message_links"))
+        ids = await _conversations(session, channel, ROWS)
+        await session.execute(
+            insert(MessageLink),
+            [
+                {
+                    "conversation_id": conversation_id,
+                    "direction": "axp_to_nexus",
+                    "axp_message_id": f"axp-{n}",
+                    "status": "sent",
+                    "created_at": T0,
+                }
+                # Five links a conversation: at one (a table of 7 pages) a sequential scan is
+                # the cheaper plan, rightly; the test is that the cost stops growing with it.
+                for n, conversation_id in enumerate(ids * 5)
+            ],
+        )
+    dialog = f"+15550000007_{channel.nexus_channel_id}_1"
+    async with sessionmaker() as session, session.begin():
+        read = await routes_and_linked_messages(
+            session, {dialog, "unknown-dialog"}, {"axp-7", "axp-unknown"}
+        )
+        assert [route.provider_dialog_id for route in read.routes] == [dialog]
+        assert read.routes[0].nexus_channel_id == channel.nexus_channel_id
+        assert read.linked == {"axp-7"}
         [(statement, args)] = sent_statements
         assert await rows_thrown_away(session, statement, args) == 0

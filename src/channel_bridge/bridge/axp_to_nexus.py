@@ -38,7 +38,12 @@ from channel_bridge.db.models import (
 )
 from channel_bridge.mappings.bookkeeping import agent_message_relayed
 from channel_bridge.mappings.conversations import ConversationService
-from channel_bridge.mappings.repository import ChannelRepository, MessageLinkRepository
+from channel_bridge.mappings.repository import (
+    ChannelRepository,
+    ConversationRepository,
+    MessageLinkRepository,
+    routes_and_linked_messages,
+)
 from channel_bridge.ops import metrics
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.platforms.axp.schemas import (
@@ -119,10 +124,18 @@ class ResolveAxpEvents:
             for request in event.deliveries
             if isinstance(request.payload, AgentMessagePayload)
         ]
-        conversations = iter(await _conversations_for(session, [m.event for m in messages]))
-        relayed = await MessageLinkRepository(session).linked_axp_message_ids(
-            [m.event.messageId for m in messages if m.event.messageId]
+        # The messages' conversations and which were relayed already: one statement.
+        read = await routes_and_linked_messages(
+            session,
+            {m.event.providerDialogId for m in messages if m.event.providerDialogId},
+            {m.event.messageId for m in messages if m.event.messageId},
         )
+        conversations = iter(
+            await _conversations_for(
+                session, [m.event for m in messages], by_dialog=_refs_by_dialog(read.routes)
+            )
+        )
+        relayed = read.linked
         statuses = _StatusLinks(session)
         await statuses.load(
             [
@@ -282,13 +295,19 @@ def _agent_link(payload: AgentMessagePayload, delivery_id: int | None, now: Any)
 
 
 async def _conversations_for(
-    session: AsyncSession, events: Sequence[MessageEvent]
+    session: AsyncSession,
+    events: Sequence[MessageEvent],
+    *,
+    by_dialog: dict[str, ConversationRef] | None = None,
 ) -> list[ConversationRef | None]:
-    """The conversation of each event, in order; None where it is not one of ours."""
+    """The conversation of each event, in order; None where it is not one of ours.
+
+    `by_dialog`: the events' conversations by providerDialogId, when already read."""
     lookup = _ConversationLookup(session)
-    by_dialog = await lookup.by_provider_dialog_id(
-        {event.providerDialogId for event in events if event.providerDialogId}
-    )
+    if by_dialog is None:
+        by_dialog = await lookup.by_provider_dialog_id(
+            {event.providerDialogId for event in events if event.providerDialogId}
+        )
     found: list[ConversationRef | None] = []
     for event in events:
         ref = by_dialog.get(event.providerDialogId or "")
@@ -309,11 +328,8 @@ class _ConversationLookup:
     ) -> dict[str, ConversationRef]:
         if not provider_dialog_ids:
             return {}
-        rows = await ConversationService().find_many_with_channel(self.session, provider_dialog_ids)
-        return {
-            conversation.provider_dialog_id: _ref(conversation, nexus_channel_id)
-            for conversation, nexus_channel_id in rows
-        }
+        routes = await ConversationRepository(self.session).routes_by_dialog(provider_dialog_ids)
+        return _refs_by_dialog(routes)
 
     async def by_customer(self, event: MessageEvent) -> ConversationRef | None:
         """The customer recipient's open conversation on the event's channel (no query when
@@ -323,6 +339,19 @@ class _ConversationLookup:
             return None
         found = await _find_by_customer(self.session, event, customer.providerParticipantId)
         return _ref(found[0], found[1].nexus_channel_id) if found is not None else None
+
+
+def _refs_by_dialog(routes: Sequence[Any]) -> dict[str, ConversationRef]:
+    """`ConversationRepository.routes_by_dialog`'s rows, by providerDialogId."""
+    return {
+        route.provider_dialog_id: ConversationRef(
+            id=route.id,
+            provider_dialog_id=route.provider_dialog_id,
+            nexus_channel_id=route.nexus_channel_id,
+            customer_address=route.customer_address,
+        )
+        for route in routes
+    }
 
 
 def _ref(conversation: Conversation, nexus_channel_id: str) -> ConversationRef:
