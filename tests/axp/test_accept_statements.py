@@ -13,11 +13,14 @@ from channel_bridge.db.models import Conversation, Delivery, MessageLink
 from tests.axp.conftest import ACCOUNT_ID
 from tests.conftest import TEST_CALLBACK_TOKEN, make_settings, running_app
 from tests.nexus.channels import add_channel
+from tests.support.plans import statement_kind
 
 URL = f"/axp/callbacks/{TEST_CALLBACK_TOKEN}/notifications"
 NEXUS_CHANNEL = "+16504661149"
 CUSTOMER = "+15551230001"
 DIALOG = f"{CUSTOMER}_{NEXUS_CHANNEL}_1"
+
+BOTH_READS = "routes and linked messages read"
 
 
 def agent_message(message_id: str) -> dict[str, object]:
@@ -38,12 +41,6 @@ def agent_message(message_id: str) -> dict[str, object]:
         "eventDate": "2026-11-24T01:00:00.000Z",
         "body": {"elementType": "text", "elementText": {"text": "hi", "textFormat": "PLAINTEXT"}},
     }
-
-
-def _what(statement: str) -> str:
-    if "UNION ALL" in statement and "FROM message_links" in statement:
-        return "routes and linked messages read"
-    return statement.removeprefix("WITH inserted AS (").split(" (", 1)[0]
 
 
 async def test_an_agent_message_is_accepted_in_three_statements(
@@ -80,9 +77,10 @@ async def test_an_agent_message_is_accepted_in_three_statements(
     assert (response.status_code, again.status_code) == (200, 200), response.text
 
     if backend == "postgresql":
-        assert [_what(sql) for sql in statements] == [
+        kinds = [statement_kind(sql, union_reads=BOTH_READS) for sql in statements]
+        assert kinds == [
             "INSERT INTO inbox_events",
-            "routes and linked messages read",
+            BOTH_READS,
             "INSERT INTO deliveries",
         ]
         assert "INSERT INTO message_links" in statements[-1]

@@ -51,6 +51,31 @@ async def _conversations(session: Any, channel: Channel, count: int) -> list[int
     return list(result.scalars())
 
 
+async def _nexus_links(session: Any, conversation_ids: list[int]) -> None:
+    """A pending Nexus-to-AXP link per conversation, message ids nx-0, nx-1 …"""
+    await session.execute(
+        insert(MessageLink),
+        [
+            {
+                "conversation_id": conversation_id,
+                "direction": "nexus_to_axp",
+                "nexus_message_id": f"nx-{n}",
+                "status": "pending",
+                "created_at": T0,
+            }
+            for n, conversation_id in enumerate(conversation_ids)
+        ],
+    )
+
+
+async def _sent_after_analyze(session: Any) -> None:
+    """Statistics from before AXP answered, then every link sent with an AXP message id."""
+    await session.execute(text("ANALYZE message_links"))
+    await session.execute(
+        text("UPDATE message_links SET axp_message_id = 'axp-' || id, status = 'sent'")
+    )
+
+
 async def test_latest_conversations_are_found_by_their_customers_index(
     sessionmaker, channel, sent_statements
 ) -> None:
@@ -70,26 +95,10 @@ async def test_sent_links_are_found_by_their_message_ids_index(
     sessionmaker, channel, sent_statements
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        ids = await _conversations(session, channel, ROWS)
-        await session.execute(
-            insert(MessageLink),
-            [
-                {
-                    "conversation_id": conversation_id,
-                    "direction": "nexus_to_axp",
-                    "nexus_message_id": f"nx-{n}",
-                    "status": "pending",
-                    "created_at": T0,
-                }
-                for n, conversation_id in enumerate(ids)
-            ],
-        )
+        await _nexus_links(session, await _conversations(session, channel, ROWS))
     async with sessionmaker() as session, session.begin():
         # Statistics from before AXP answered: no link has an AXP message id.
-        await session.execute(text("ANALYZE message_links"))
-        await session.execute(
-            text("UPDATE message_links SET axp_message_id = 'axp-' || id, status = 'sent'")
-        )
+        await _sent_after_analyze(session)
     keys = [(channel.id, "nx-7"), (channel.id, "nx-unknown"), (channel.id, "nx-9")]
     async with sessionmaker() as session, session.begin():
         sent = await MessageLinkRepository(session).sent_nexus_message_ids(
@@ -106,25 +115,9 @@ async def test_both_lookups_in_one_statement_keep_their_index_probes(
     async with sessionmaker() as session, session.begin():
         # Both bad states at once: no conversations, then links without AXP ids.
         await session.execute(text("ANALYZE conversations"))
-        ids = await _conversations(session, channel, ROWS)
-        await session.execute(
-            insert(MessageLink),
-            [
-                {
-                    "conversation_id": conversation_id,
-                    "direction": "nexus_to_axp",
-                    "nexus_message_id": f"nx-{n}",
-                    "status": "pending",
-                    "created_at": T0,
-                }
-                for n, conversation_id in enumerate(ids)
-            ],
-        )
+        await _nexus_links(session, await _conversations(session, channel, ROWS))
     async with sessionmaker() as session, session.begin():
-        await session.execute(text("ANALYZE message_links"))
-        await session.execute(
-            text("UPDATE message_links SET axp_message_id = 'axp-' || id, status = 'sent'")
-        )
+        await _sent_after_analyze(session)
     async with sessionmaker() as session, session.begin():
         read = await latest_conversations_and_sent_messages(
             session,

@@ -9,12 +9,9 @@ from channel_bridge.db.models import Conversation, Delivery, MessageLink
 from tests.conftest import make_settings, running_app
 from tests.nexus.channels import add_channel
 from tests.nexus.test_webhook import CHANNEL, MESSAGE, URL, encode, signed_headers
+from tests.support.plans import statement_kind
 
-
-def _what(statement: str) -> str:
-    if "UNION ALL" in statement and "FROM message_links" in statement:
-        return "conversations and sent links read"
-    return statement.removeprefix("WITH inserted AS (").split(" (", 1)[0]
+BOTH_READS = "conversations and sent links read"
 
 
 async def test_a_nexus_message_is_accepted_in_four_statements(
@@ -30,9 +27,10 @@ async def test_a_nexus_message_is_accepted_in_four_statements(
     assert response.status_code == 200, response.text
 
     if backend == "postgresql":
-        assert [_what(sql) for sql in statements] == [
+        kinds = [statement_kind(sql, union_reads=BOTH_READS) for sql in statements]
+        assert kinds == [
             "INSERT INTO inbox_events",
-            "conversations and sent links read",
+            BOTH_READS,
             "INSERT INTO conversations",
             "INSERT INTO deliveries",
         ]

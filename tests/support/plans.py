@@ -44,3 +44,12 @@ async def rows_thrown_away(session: Any, statement: str, args: list[Any]) -> int
     plans = json.loads(document) if isinstance(document, str) else document
     walk(plans[0]["Plan"])
     return thrown
+
+
+def statement_kind(statement: str, *, union_reads: str) -> str:
+    """A short name for a statement the bulk helpers sent: `union_reads` for a read of two
+    lookups in one (a UNION ALL over message_links), else its verb and table
+    (`INSERT INTO deliveries`, also when it is a CTE around that insert)."""
+    if "UNION ALL" in statement and "FROM message_links" in statement:
+        return union_reads
+    return statement.removeprefix("WITH inserted AS (").split(" (", 1)[0]
