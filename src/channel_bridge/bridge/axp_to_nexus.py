@@ -178,8 +178,12 @@ class ResolveAxpEvents:
         """The link of each agent message with an AXP messageId, written with its delivery."""
         now = utcnow()
         links = [
-            {**_agent_link(payload, None, now), DELIVERY_SEQUENCE: sequence}
-            for payload, sequence in _agent_messages(events, with_message_id=True)
+            {**_agent_link(request.payload, None, now), DELIVERY_SEQUENCE: sequence}
+            for event in events
+            for request, sequence in zip(event.deliveries, event.delivery_sequences, strict=True)
+            if isinstance(request.payload, AgentMessagePayload)
+            and request.payload.conversation is not None
+            and request.payload.event.messageId
         ]
         return [MessageLinkRepository.written_with_deliveries(links)]
 
@@ -202,19 +206,6 @@ class ResolveAxpEvents:
                         {**_agent_link(payload, delivery_id, now), "delivery_id": delivery_id}
                     )
         await MessageLinkRepository(session).insert_many(links)
-
-
-def _agent_messages(
-    events: Sequence[AcceptedEvent], *, with_message_id: bool
-) -> list[tuple[AgentMessagePayload, int]]:
-    return [
-        (request.payload, sequence)
-        for event in events
-        for request, sequence in zip(event.deliveries, event.delivery_sequences, strict=True)
-        if isinstance(request.payload, AgentMessagePayload)
-        and request.payload.conversation is not None
-        and bool(request.payload.event.messageId) == with_message_id
-    ]
 
 
 RESOLVE_AXP_EVENTS = ResolveAxpEvents()

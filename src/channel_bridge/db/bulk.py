@@ -87,6 +87,11 @@ class Dependent:
     source: str = "id"
 
     @property
+    def own_columns(self) -> tuple[str, ...]:
+        """The columns its rows give (all but `by`), in their order."""
+        return tuple(name for name in self.rows[0] if name != self.by)
+
+    @property
     def shape(self) -> _DependentShape:
         return (self.table, tuple(self.rows[0]), self.column, self.by, self.match, self.source)
 
@@ -344,7 +349,7 @@ async def insert_rows(
             if notifies:
                 args.append(notify)
             for dependent in dependents:
-                own = tuple(name for name in dependent.rows[0] if name != dependent.by)
+                own = dependent.own_columns
                 args += _driver_args(
                     dependent.table,
                     own,
@@ -392,7 +397,7 @@ async def insert_rows(
             dependent.table,
             [
                 {
-                    **{name: value for name, value in row.items() if name != dependent.by},
+                    **{name: row[name] for name in dependent.own_columns},
                     dependent.column: parents[row[dependent.by]],
                 }
                 for row in dependent.rows
