@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from channel_bridge.db.models import Attempt, Delivery
 from channel_bridge.relay.clock import ManualClock
 from channel_bridge.relay.destinations import DeliveryContext, DestinationRegistry
+from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.worker import RelayWorker
 from channel_bridge.settings import Settings
@@ -105,3 +106,19 @@ async def load_attempts(
             select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.id)
         )
         return list(rows.scalars())
+
+
+async def queue_in_partition(
+    inbox: Inbox, partition: str, count: int, *, prefix: str = "e"
+) -> list[int]:
+    """Accept `count` events for test.sink, one delivery each in `partition`; their ids."""
+    ids = []
+    for n in range(count):
+        acceptance = await inbox.accept(
+            source="test",
+            external_id=f"{prefix}-{partition}-{n}",
+            payload={},
+            deliveries=[DeliveryRequest("test.sink", {"n": n}, partition)],
+        )
+        ids += acceptance.delivery_ids
+    return ids

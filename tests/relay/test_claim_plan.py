@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from channel_bridge.db.models import Delivery
-from channel_bridge.relay.repository import DeliveryRepository
+from channel_bridge.relay.repository import DeliveryRepository, OutcomeRow
 from tests.support.plans import rows_thrown_away
 
 T0 = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
@@ -113,4 +113,79 @@ async def test_a_claim_tests_each_candidate_against_its_own_partition_only(
             # The open outbox read a few times over at most (95,580 rows when every candidate
             # was tested against all of it).
             assert await rows_thrown_away(session, statement, args) < 3 * (IN_FLIGHT + PENDING)
+            await session.rollback()
+
+
+async def test_a_claim_meets_no_row_queued_behind_a_head_waiting_for_its_retry(
+    sessionmaker, sent_statements
+) -> None:
+    # A whole upstream failing conversation by conversation: every partition's head has failed
+    # and waits for its retry, the rest of each partition is queued behind it, due by its
+    # arrival time. The heads are sent back through the real outcome write.
+    waiting = 50
+    behind = 40
+    async with sessionmaker() as session, session.begin():
+        # Retention keeps delivered rows: the table is many times the outbox.
+        await session.execute(
+            insert(Delivery), [_row(-n, n % waiting, "delivered") for n in range(1, DELIVERED)]
+        )
+        await session.execute(
+            insert(Delivery),
+            [_row(n, n % waiting, "pending") for n in range(waiting * (behind + 1))],
+        )
+        await session.execute(text("ANALYZE deliveries"))
+    async with sessionmaker() as session, session.begin():
+        repository = DeliveryRepository(session)
+        heads = await repository.claim_due(
+            destinations=["test.sink"], limit=waiting, now=T0, lease_s=30, worker_id="w1"
+        )
+        assert sorted(h.payload["n"] for h in heads) == list(range(waiting))
+        retry_at = T0 + timedelta(seconds=30)
+        outcomes = [
+            OutcomeRow(
+                delivery_id=h.id,
+                attempt_number=1,
+                status="pending",
+                now=T0,
+                next_attempt_at=retry_at,
+            )
+            for h in heads
+        ]
+        assert await repository.record_outcomes(outcomes, worker_id="w1") == {h.id for h in heads}
+        outcome_statement, outcome_args = sent_statements[-1]
+        await session.rollback()
+    # The same outcome write under EXPLAIN ANALYZE: each head's queue found by its partition.
+    async with sessionmaker() as session, session.begin():
+        await DeliveryRepository(session).claim_due(
+            destinations=["test.sink"], limit=waiting, now=T0, lease_s=30, worker_id="w1"
+        )
+        assert await rows_thrown_away(session, outcome_statement, outcome_args) < waiting
+        await session.commit()
+
+    async with sessionmaker() as session:
+        async with session.begin():
+            claimed = await DeliveryRepository(session).claim_due(
+                destinations=["test.sink"],
+                limit=16,
+                now=T0 + timedelta(seconds=1),
+                lease_s=30,
+                worker_id="w1",
+            )
+            assert claimed == []
+            statement, args = sent_statements[-1]
+            await session.rollback()
+        async with session.begin():
+            # 2,000 when the queued rows stayed due: each tested against its waiting head.
+            assert await rows_thrown_away(session, statement, args) < 10
+            await session.rollback()
+        async with session.begin():
+            # At the retry time, the heads again, one per partition.
+            claimed = await DeliveryRepository(session).claim_due(
+                destinations=["test.sink"],
+                limit=waiting * 2,
+                now=retry_at,
+                lease_s=30,
+                worker_id="w1",
+            )
+            assert sorted(c.payload["n"] for c in claimed) == list(range(waiting))
             await session.rollback()

@@ -10,19 +10,7 @@ from channel_bridge.db.models import Delivery
 from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.errors import PermanentError, RetryableError
 from tests.relay.conftest import drain, load_delivery
-
-
-async def _queue(inbox, partition: str, count: int, *, prefix: str = "e") -> list[int]:
-    ids = []
-    for n in range(count):
-        acceptance = await inbox.accept(
-            source="test",
-            external_id=f"{prefix}-{partition}-{n}",
-            payload={},
-            deliveries=[DeliveryRequest("test.sink", {"n": n}, partition)],
-        )
-        ids += acceptance.delivery_ids
-    return ids
+from tests.relay.conftest import queue_in_partition as _queue
 
 
 async def test_fifty_in_one_partition_arrive_in_order_despite_transient_failures(
