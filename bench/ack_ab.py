@@ -243,6 +243,13 @@ async def attempted_share(database_url: str) -> float:
         await connection.close()
 
 
+def nexus_sends(bench: Bench) -> int:
+    """Messages the upstream fake has taken on Nexus's send so far (0: it does not serve it)."""
+    if not bench.answers_nexus:
+        return 0
+    return int(bench.upstream_call("GET", "/_bench/stats")["nexus_messages"])
+
+
 async def commits(database_url: str) -> int:
     """Transactions committed in the bridge's database so far (pg_stat_database)."""
     import asyncpg
@@ -389,7 +396,7 @@ async def main() -> int:
             await bench.fresh_database(),
             bench.upstream_url,
             workdir,
-            overrides={"BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]", **overrides[name]},
+            overrides={**bench.bridge_overrides(), **overrides[name]},
         )
         bridge.src = src
         bridge.separate_worker = name in args.separate_worker
@@ -413,6 +420,8 @@ async def main() -> int:
                     try:
                         assert bridge.process is not None
                         pid = bridge.process.pid
+                        if kind == "axp":
+                            await bench.open_axp_conversations(bridge, f"{name}{round_}")
                         bodies = workdir / f"{kind}-{name}-{round_}.tsv"
                         make = nexus_post if kind == "nexus" else axp_post
                         write_bodies(bodies, [make(f"{name}{round_}", n) for n in range(60_000)])
@@ -444,6 +453,7 @@ async def main() -> int:
                             )
                             await asyncio.sleep(0.5)
                         commits0 = await commits(bridge.database_url)
+                        nexus0 = nexus_sends(bench)
                         cpu0, pg0 = bridge.cpu_seconds(), tree_cpu(pg)
                         upstream0, machine0 = cpu_seconds(upstream), machine_cpu()
                         figures = bench.wrk(bridge.port, bodies, args.duration)
@@ -453,6 +463,7 @@ async def main() -> int:
                         figures["upstream_us"] = (cpu_seconds(upstream) - upstream0) / n * 1e6
                         figures["machine_us"] = (machine_cpu() - machine0) / n * 1e6
                         figures["attempted"] = await attempted_share(bridge.database_url)
+                        figures["nexus_sent"] = (nexus_sends(bench) - nexus0) / n
                         await asyncio.sleep(1.2)  # backends flush their statistics
                         figures["commits"] = (await commits(bridge.database_url) - commits0) / n
                         if profiler is not None:
@@ -529,6 +540,7 @@ async def main() -> int:
                 "machine_us": statistics.median(r["machine_us"] for r in runs),
                 "commits": statistics.median(r["commits"] for r in runs),
                 "attempted": statistics.median(r["attempted"] for r in runs),
+                "nexus_sent": statistics.median(r["nexus_sent"] for r in runs),
             }
             cell = summary[f"{name}.{kind}"]
             note(
@@ -539,6 +551,18 @@ async def main() -> int:
                 f"{cell['attempted']:.0%} | "
                 f"{sum(r['errors_status'] for r in runs)} |"
             )
+    if "axp" in args.kinds:
+        sent = ", ".join(f"{name} {summary[f'{name}.axp']['nexus_sent']:.0%}" for name in trees)
+        note(
+            "\nAXP MESSAGES callbacks are agent messages in conversations their customers opened "
+            "first, so each is relayed to Nexus"
+            + (
+                f": sent to Nexus while wrk ran, per callback: {sent}."
+                if bench.answers_nexus
+                else "; this upstream does not answer Nexus, so none were opened and every "
+                "callback was unroutable."
+            )
+        )
     if fixed:
         note(
             f"\nOpen loop at {args.fixed_rate}/s for {args.fixed_seconds} s (signed Nexus webhooks; each tree with its own --env):\n"

@@ -53,7 +53,9 @@ from tests.drills.harness import (  # noqa: E402
 )
 from tests.support.postgres import PostgresServer, destroy, start_postgres  # noqa: E402
 
+from bench.fake_axp import dialog_ids_of  # noqa: E402
 from channel_bridge.db.migrate import upgrade  # noqa: E402
+from channel_bridge.mappings.conversations import provider_dialog_id  # noqa: E402
 from channel_bridge.platforms.nexus.signing import sign  # noqa: E402
 from channel_bridge.sandbox.mode import DEMO_NEXUS_CHANNEL, DEMO_WEBHOOK_SECRET  # noqa: E402
 
@@ -90,6 +92,11 @@ class Post:
     body: bytes
 
 
+def customer(conversation: int) -> str:
+    """The customer address of bench conversation number `conversation`."""
+    return f"+1444{conversation:07d}"
+
+
 def nexus_post(run: str, n: int, conversation: int | None = None) -> Post:
     conversation = n if conversation is None else conversation
     key = f"b{run}-{n}"
@@ -98,7 +105,7 @@ def nexus_post(run: str, n: int, conversation: int | None = None) -> Post:
             "id": key,
             "channelId": DEMO_NEXUS_CHANNEL,
             "from": DEMO_NEXUS_CHANNEL,
-            "to": f"+1444{conversation:07d}",
+            "to": customer(conversation),
             "text": f"bench message {n}",
         },
         separators=(",", ":"),
@@ -106,16 +113,30 @@ def nexus_post(run: str, n: int, conversation: int | None = None) -> Post:
     return Post(key, WEBHOOK_PATH, sign(body, DEMO_WEBHOOK_SECRET, "hex"), body)
 
 
+# Agent messages (AXP MESSAGES callbacks) answer this many conversations, which customers
+# opened first (`conversation_openers`, as in production), so the relay sends each to Nexus.
+AXP_CONVERSATIONS = 100
+
+
+def conversation_openers(run: str) -> list[Post]:
+    """A customer message for each conversation that `axp_post` answers: send these first."""
+    return [nexus_post(f"open{run}", n, conversation=n) for n in range(AXP_CONVERSATIONS)]
+
+
 def axp_post(run: str, n: int) -> Post:
     key = f"a{run}-{n}"
+    # Generation 1 of the conversation the opener of this customer started; the engagement and
+    # dialog ids the AXP fake answered that opener with.
+    provider_dialog = provider_dialog_id(DEMO_NEXUS_CHANNEL, customer(n % AXP_CONVERSATIONS), 1)
+    engagement_id, dialog_id = dialog_ids_of(provider_dialog)
     event = {
         "eventType": "MESSAGES",
         "accountId": "SANDBX",
         "messageId": key,
         "correlationId": key,
-        "dialogId": f"dialog-{run}-{n % 100}",
-        "engagementId": f"eng-{run}-{n % 100}",
-        "providerDialogId": f"pd-{run}-{n % 100}",
+        "dialogId": dialog_id,
+        "engagementId": engagement_id,
+        "providerDialogId": provider_dialog,
         "channelProviderId": "sandbox-messaging-provider",
         "channelId": "Messaging",
         "senderParticipantId": "agent-1",
@@ -131,6 +152,23 @@ def axp_post(run: str, n: int) -> Post:
         "headers": {"sourceType": "nexus-async", "sourceAddress": DEMO_NEXUS_CHANNEL},
     }
     return Post(key, CALLBACK_PATH, "", json.dumps(event, separators=(",", ":")).encode())
+
+
+async def outbox_settled(database_url: str, timeout_s: float = 60.0) -> None:
+    """Wait until no delivery is pending or in flight."""
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while await connection.fetchval(
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'in_flight')"
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the outbox did not settle")
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
 
 
 def write_bodies(path: Path, posts: list[Post]) -> None:
@@ -389,6 +427,18 @@ class Bench:
         await seed_database(url)
         return url
 
+    @property
+    def answers_nexus(self) -> bool:
+        """Whether the upstream also answers Nexus's send message (the lean fake does)."""
+        return self.upstream_script == UPSTREAM_SCRIPTS["lean"]
+
+    def bridge_overrides(self) -> dict[str, str]:
+        """Every bench bridge's settings beyond the harness's."""
+        overrides = {"BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]"}
+        if self.answers_nexus:
+            overrides["BRIDGE_NEXUS_BASE_URL"] = self.upstream_url
+        return overrides
+
     async def bridge(self, database_url: str, **overrides: str) -> BridgeProcess:
         worker_off = overrides.get("BRIDGE_WORKER_ENABLED") == "false"
         kind = SeparateRelayWorker if self.separate_worker and not worker_off else BridgeProcess
@@ -396,10 +446,21 @@ class Bench:
             database_url,
             self.upstream_url,
             self.workdir,
-            overrides={"BRIDGE_RETRY_SCHEDULE_S": "[1, 2, 5]", **overrides},
+            overrides={**self.bridge_overrides(), **overrides},
         )
         await process.start()
         return process
+
+    async def open_axp_conversations(self, bridge: BridgeProcess, run: str) -> None:
+        """Before agent messages are measured: their customers open the conversations, and the
+        relay sends those openers on, so that the measured run's relay work is the agent
+        messages' own (to Nexus). Without a Nexus upstream (the sandbox simulator serves AXP
+        only) the conversations stay unopened and the agent messages are unroutable."""
+        if not self.answers_nexus:
+            return
+        statuses = await closed_loop(bridge.port, conversation_openers(run), 8)
+        assert set(statuses) <= {200, 202}, f"opening conversations: {dict(statuses)}"
+        await outbox_settled(bridge.database_url)
 
     def baseline(self) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
@@ -470,6 +531,8 @@ class Bench:
                     url = await self.fresh_database()
                     bridge = await self.bridge(url)
                     try:
+                        if kind == "axp":
+                            await self.open_axp_conversations(bridge, f"{run}")
                         bodies = self.workdir / f"{kind}-{run}.tsv"
                         make = nexus_post if kind == "nexus" else axp_post
                         write_bodies(bodies, [make(f"{kind}{run}", n) for n in range(bodies_count)])

@@ -79,6 +79,9 @@ TOKEN_PREFIX = "/api/auth/v1/"
 TOKEN_SUFFIX = "/protocol/openid-connect/token"
 MESSAGES_PREFIX = "/api/digital/custom-messaging/v1/accounts/"
 MESSAGES_SUFFIX = "/messages"
+# Nexus's Third-Party Messaging send (the bridge's default `nexus_messages_path`): where the
+# relay puts agent messages from AXP MESSAGES callbacks.
+NEXUS_MESSAGES_PREFIX = "/nexus/v3/channels/"
 # The fields the simulator and AXP's spec require on SendAsyncMessage, plus the two ids the
 # bridge always sends (AXP has no idempotency key: these are how a retry is recognised).
 REQUIRED_FIELDS = (
@@ -102,7 +105,7 @@ def _sandbox_client_id() -> str:
     return client_id
 
 
-def _dialog_ids(provider_dialog_id: str) -> tuple[str, str]:
+def dialog_ids_of(provider_dialog_id: str) -> tuple[str, str]:
     """Stable engagementId and dialogId for a providerDialogId, without a dict of dialogs."""
     d = hashlib.blake2b(provider_dialog_id.encode(), digest_size=32).hexdigest()
     return (
@@ -173,6 +176,7 @@ class FakeAxp:
         self.token_requests = 0
         self.faults_answered = 0
         self.rejected = 0
+        self.nexus_messages = 0
         # TCP connections accepted (raw server only): shows a client's pool churning.
         self.connections = 0
 
@@ -188,6 +192,12 @@ class FakeAxp:
         if method == "POST" and path.startswith(MESSAGES_PREFIX) and path.endswith(MESSAGES_SUFFIX):
             account = unquote(path[len(MESSAGES_PREFIX) : -len(MESSAGES_SUFFIX)])
             return self.latency_s, self.send_message(account, headers, body)
+        if (
+            method == "POST"
+            and path.startswith(NEXUS_MESSAGES_PREFIX)
+            and path.endswith(MESSAGES_SUFFIX)
+        ):
+            return self.latency_s, self.nexus_send_message(headers, body)
         if method == "POST" and path.startswith(TOKEN_PREFIX) and path.endswith(TOKEN_SUFFIX):
             account = unquote(path[len(TOKEN_PREFIX) : -len(TOKEN_SUFFIX)])
             return 0.0, self.token(account, headers, body)
@@ -282,7 +292,7 @@ class FakeAxp:
             self.seen.add(key)
         self.received.append((message_id, dialog, correlation_id, time.time()))
         if dialog:
-            engagement_id, dialog_id = _dialog_ids(dialog)
+            engagement_id, dialog_id = dialog_ids_of(dialog)
         else:
             dialog = f"sim-{self._new_id()}"
             engagement_id, dialog_id = self._new_id(), self._new_id()
@@ -319,6 +329,16 @@ class FakeAxp:
                 headers=headers,
             )
         return problem(status, "Error", "Injected failure", anchor="error", headers=headers)
+
+    def nexus_send_message(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Nexus's send message, leanly: signed JSON in, `{status, data: {id}}` out. The
+        signature is required, not checked (the bridge's signing is tested elsewhere; here the
+        fake's CPU must stay small beside the bridge's)."""
+        if not headers.get("x-hub-signature") or not body.startswith(b"{"):
+            self.rejected += 1
+            return 400, JSON, b'{"status":{"code":400,"message":"unsigned or not JSON"}}', None
+        self.nexus_messages += 1
+        return ok({"status": {"code": 0, "message": "OK"}, "data": {"id": self._new_id()}})
 
     # --- bench routes ----------------------------------------------------------------
 
@@ -358,6 +378,7 @@ class FakeAxp:
         return {
             "messages": len(self.received),
             "token_requests": self.token_requests,
+            "nexus_messages": self.nexus_messages,
             "duplicates": self.duplicates,
             "faults": self.faults_answered,
             "rejected": self.rejected,

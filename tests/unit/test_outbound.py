@@ -1,6 +1,7 @@
 """The outbound transport against real sockets: each aiohttp failure surfaces as the httpx
 error of the same meaning, timeouts bound a send, URLs travel byte for byte, bodies stream
-both ways, and the AXP hot path (post_json) behaves as the full client does."""
+both ways, and the hot paths past httpx's client layer (AXP's post_json, Nexus's send message)
+behave as the full client does."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from channel_bridge.outbound import AiohttpTransport, build_client
 from channel_bridge.platforms.axp.errors import AxpAuthError, AxpRetryableError
 from channel_bridge.platforms.axp.platform import AxpPlatform
+from channel_bridge.platforms.nexus.client import NexusClient
+from channel_bridge.platforms.nexus.errors import NexusRetryableError, NexusThrottledError
+from channel_bridge.platforms.nexus.signing import verify
 from channel_bridge.sandbox.axp import AxpSimulator
 from channel_bridge.settings import Settings
 from tests.support.servers import LoopbackServer
@@ -207,3 +212,101 @@ async def test_post_json_classifies_a_5xx_with_its_retry_after(axp) -> None:  # 
     with pytest.raises(AxpRetryableError) as caught:
         await platform.messaging.send_message(_message(1))
     assert caught.value.http_status == 503
+
+
+# --- the Nexus hot path (send message) on the real transports -------------------------------
+
+NEXUS_CCID = "45acae06-6b7c-4f97-9c76-471d0c1f2e3a"
+NEXUS_SECRET = SecretStr("api-secret-one-7c1a")
+
+
+async def read_whole_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    """The request line, the headers (lower-case names) and the body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    line, *fields = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (field.partition(":") for field in fields)
+    }
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return line.encode(), headers, body
+
+
+@contextlib.asynccontextmanager
+async def nexus(url: str, **settings: object) -> AsyncIterator[NexusClient]:
+    values = {
+        "env": "dev",
+        "nexus_base_url": url,
+        "nexus_ccid": NEXUS_CCID,
+        "nexus_api_key": "nexus-api-key-0b1c2d3e",
+        **settings,
+    }
+    configured = Settings(**values)  # type: ignore[arg-type]
+    async with build_client(configured) as http:
+        yield NexusClient(http, configured)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_nexus_send_message_on_the_wire(transport: str) -> None:
+    seen: list[tuple[bytes, dict[str, str], bytes]] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_whole_request(reader))
+        body = b'{"status":{"code":0,"message":"OK"},"data":{"id":"n-1"}}'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(answer) as url, nexus(url, http_transport=transport) as client:
+        result = await client.post_to_nexus(
+            "+16504661149", NEXUS_SECRET, {"text": "Héllo"}, trace_id="4bf92f3577b34da6"
+        )
+    assert result == {"id": "n-1"}
+    ((line, headers, body),) = seen
+    assert line == b"POST /nexus/v3/channels/+16504661149/messages HTTP/1.1"
+    assert body == '{"text":"Héllo"}'.encode()
+    assert verify(body, headers["x-hub-signature"], [NEXUS_SECRET], "hex")
+    assert headers["content-type"] == "application/json"
+    assert headers["x-ccid"] == NEXUS_CCID
+    assert headers["x-b3-traceid"] == "4bf92f3577b34da6"
+    assert headers["x-api-key"] == "nexus-api-key-0b1c2d3e"
+    assert headers["user-agent"].startswith("channel-bridge/")
+    assert "cookie" not in headers and "authorization" not in headers
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_nexus_send_message_failures_keep_their_meaning(transport: str) -> None:
+    async def unavailable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_whole_request(reader)
+        body = b'{"status":{"code":503,"message":"busy"}}'
+        writer.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n"
+            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_whole_request(reader)
+        await asyncio.sleep(5)
+
+    async with raw_server(unavailable) as url, nexus(url, http_transport=transport) as client:
+        with pytest.raises(NexusRetryableError) as caught:
+            await client.post_to_nexus("c", NEXUS_SECRET, {"text": "x"})
+    assert (caught.value.http_status, caught.value.retry_after_s) == (503, 7.0)
+    async with (
+        raw_server(silent) as url,
+        nexus(url, http_transport=transport, http_timeout_s=0.3) as client,
+    ):
+        with pytest.raises(NexusThrottledError):
+            await client.post_to_nexus("c", NEXUS_SECRET, {"text": "x"})
+    async with raw_server(silent) as url:
+        pass  # closed: the connection is refused
+    async with nexus(url, http_transport=transport) as client:
+        with pytest.raises(NexusRetryableError, match="ConnectError"):
+            await client.post_to_nexus("c", NEXUS_SECRET, {"text": "x"})

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from channel_bridge.client_credentials import AccessToken, TokenCache, read_token
 from channel_bridge.ops.logging import get_logger
 from channel_bridge.ops.logging import secrets as log_secrets
-from channel_bridge.outbound import AiohttpTransport, build_client
+from channel_bridge.outbound import build_client, post_small
 from channel_bridge.platforms.axp.errors import (
     AxpAuthError,
     AxpCredentialsError,
@@ -176,32 +176,16 @@ class AxpHttpClient(httpx.AsyncClient):
         with a fresh one, as `AxpTokenAuth` does for the other requests."""
         auth = self._token_auth
         assert isinstance(auth, AxpTokenAuth)
-        headers = dict(self.headers)
-        headers["content-type"] = "application/json"
-        # The transport the client would pick for this URL (its mounts, and what respx
-        # patches in tests): the one private httpx method used here.
-        transport = self._transport_for_url(url)
         for attempt in (1, 2):
             token = await auth.token()
-            request_headers = {**headers, **auth.headers_for(token)}
             try:
-                if isinstance(transport, AiohttpTransport):
-                    status, content, response_headers = await transport.post(
-                        url, headers=request_headers, body=body, timeouts=self._timeout_extension
-                    )
-                    response = None
-                else:
-                    response = await transport.handle_async_request(
-                        httpx.Request(
-                            "POST",
-                            url,
-                            headers=request_headers,
-                            content=body,
-                            extensions={"timeout": self._timeout_extension},
-                        )
-                    )
-                    await response.aread()
-                    status, content = response.status_code, response.content
+                status, content, response_headers = await post_small(
+                    self,
+                    url,
+                    headers={"content-type": "application/json", **auth.headers_for(token)},
+                    body=body,
+                    timeouts=self._timeout_extension,
+                )
             except httpx.TransportError as exc:
                 raise error_from_transport(exc, operation=operation) from exc
             if 200 <= status < 300:
@@ -209,13 +193,12 @@ class AxpHttpClient(httpx.AsyncClient):
             if status == 401 and attempt == 1:
                 auth.invalidate(token)
                 continue
-            if response is None:
-                response = httpx.Response(
-                    status,
-                    headers=response_headers,
-                    content=content,
-                    request=httpx.Request("POST", url),
-                )
+            response = httpx.Response(
+                status,
+                headers=response_headers,
+                content=content,
+                request=httpx.Request("POST", url),
+            )
             error_class = AxpAuthError if status == 401 else None
             raise error_from_response(response, operation=operation, error_class=error_class)
         raise AssertionError("unreachable")  # pragma: no cover
