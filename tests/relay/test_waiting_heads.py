@@ -194,3 +194,44 @@ async def test_an_outcome_whose_lease_was_lost_moves_nothing_behind(
         )
     assert stored == set()
     assert await _times(sessionmaker, [stuck[1]]) == [now]
+
+
+async def test_a_closing_circuit_lets_go_of_rows_behind_that_go_to_no_circuit(
+    inbox, worker, sink, sessionmaker, clock
+) -> None:
+    # A conversation's own bookkeeping (here "test.bookkeeping", no circuit) queued behind its
+    # head: the circuit of the head's destination closes, and both are due at once.
+    _fail_partition(sink, "stuck")
+    (head,) = await _queue(inbox, "stuck", 1)
+    bookkeeping = (
+        await inbox.accept(
+            source="test",
+            external_id="bookkeeping",
+            payload={},
+            deliveries=[DeliveryRequest("test.bookkeeping", {"n": 1}, "stuck")],
+        )
+    ).delivery_ids
+    unrelated = (
+        await inbox.accept(
+            source="test",
+            external_id="unrelated",
+            payload={},
+            deliveries=[DeliveryRequest("test.bookkeeping", {"n": 2}, "elsewhere")],
+        )
+    ).delivery_ids
+    await worker.run_once()
+    retry_at = (await load_delivery(sessionmaker, head)).next_attempt_at
+    assert await _times(sessionmaker, bookkeeping) == [retry_at]
+    clock.advance(0.5)
+    async with sessionmaker() as session, session.begin():
+        await DeliveryRepository(session).set_status(
+            unrelated[0], status="pending", now=clock.now(), next_attempt_at=retry_at
+        )
+
+    async with sessionmaker() as session, session.begin():
+        made_due = await make_pending_due(session, destinations=["test.sink"], now=clock.now())
+
+    assert made_due == 2
+    assert await _times(sessionmaker, [head, *bookkeeping]) == [clock.now()] * 2
+    # A row of another circuit in a partition with nothing of this one keeps its time.
+    assert await _times(sessionmaker, unrelated) == [retry_at]

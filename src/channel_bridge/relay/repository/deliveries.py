@@ -756,19 +756,33 @@ class DeliveryRepository:
 async def make_pending_due(
     session: AsyncSession, *, destinations: Sequence[str], now: datetime
 ) -> int:
-    """Every pending delivery of these destinations due now (a circuit closed: drain at once).
+    """Every pending delivery of these destinations due now (a circuit closed: drain at once),
+    and the never-attempted ones queued in their partitions.
 
-    This includes the rows that took a waiting head's retry time
-    (_PG_RECORD_OUTCOMES_HOLDING_QUEUES): a partition's deliveries all go to one circuit (each
-    partition is one direction of one conversation, or one integration's mirror), so they are
-    among these destinations.
+    The second kind took a waiting head's retry time (_PG_RECORD_OUTCOMES_HOLDING_QUEUES) and
+    may go to no circuit or another one: a conversation's own bookkeeping (a conversation event,
+    a receipt record) shares the partition of its sends. Left at that time, such a row would
+    hold its whole conversation back until the head's old retry time, long after the head went.
     """
+    destinations = list(destinations)
+    waiting = delivery_table.alias("waiting")
+    partitions_of_circuit = select(waiting.c.partition_key).where(
+        waiting.c.status == literal_column("'pending'"),
+        waiting.c.destination.in_(destinations),
+        waiting.c.partition_key.is_not(None),
+    )
     result = await session.execute(
         update(delivery_table)
         .where(
             delivery_table.c.status == literal_column("'pending'"),
-            delivery_table.c.destination.in_(list(destinations)),
             delivery_table.c.next_attempt_at > now,
+            or_(
+                delivery_table.c.destination.in_(destinations),
+                and_(
+                    delivery_table.c.attempt_count == 0,
+                    delivery_table.c.partition_key.in_(partitions_of_circuit),
+                ),
+            ),
         )
         .values(next_attempt_at=now, updated_at=now)
     )
