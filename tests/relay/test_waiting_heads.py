@@ -26,6 +26,17 @@ def _fail_partition(sink, partition: str) -> None:
     )
 
 
+async def _accept_one(inbox, name: str, destination: str, partition: str) -> list[int]:
+    """One event, one delivery to `destination` in `partition`; its id."""
+    acceptance = await inbox.accept(
+        source="test",
+        external_id=name,
+        payload={},
+        deliveries=[DeliveryRequest(destination, {"name": name}, partition)],
+    )
+    return acceptance.delivery_ids
+
+
 async def _behind_a_waiting_head(inbox, worker, sink, clock, count: int) -> list[int]:
     """`count` deliveries of partition "stuck", its head failed once and still waiting."""
     _fail_partition(sink, "stuck")
@@ -86,14 +97,7 @@ async def test_a_row_arriving_behind_a_waiting_head_takes_the_wait_at_the_next_r
     first_retry = (await load_delivery(sessionmaker, head)).next_attempt_at
 
     clock.advance(0.25)
-    late = (
-        await inbox.accept(
-            source="test",
-            external_id="late",
-            payload={},
-            deliveries=[DeliveryRequest("test.sink", {"n": 1}, "stuck")],
-        )
-    ).delivery_ids
+    late = await _accept_one(inbox, "late", "test.sink", "stuck")
     arrived = clock.now()
     assert await _times(sessionmaker, late) == [arrived]  # the insert is not made dearer
 
@@ -203,22 +207,8 @@ async def test_a_closing_circuit_lets_go_of_rows_behind_that_go_to_no_circuit(
     # head: the circuit of the head's destination closes, and both are due at once.
     _fail_partition(sink, "stuck")
     (head,) = await _queue(inbox, "stuck", 1)
-    bookkeeping = (
-        await inbox.accept(
-            source="test",
-            external_id="bookkeeping",
-            payload={},
-            deliveries=[DeliveryRequest("test.bookkeeping", {"n": 1}, "stuck")],
-        )
-    ).delivery_ids
-    unrelated = (
-        await inbox.accept(
-            source="test",
-            external_id="unrelated",
-            payload={},
-            deliveries=[DeliveryRequest("test.bookkeeping", {"n": 2}, "elsewhere")],
-        )
-    ).delivery_ids
+    bookkeeping = await _accept_one(inbox, "bookkeeping", "test.bookkeeping", "stuck")
+    unrelated = await _accept_one(inbox, "unrelated", "test.bookkeeping", "elsewhere")
     await worker.run_once()
     retry_at = (await load_delivery(sessionmaker, head)).next_attempt_at
     assert await _times(sessionmaker, bookkeeping) == [retry_at]

@@ -232,6 +232,15 @@ async def read_whole_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[
     return line.encode(), headers, body
 
 
+async def answer_json(writer: asyncio.StreamWriter, status: str, body: bytes, *extra: str) -> None:
+    """Write one JSON answer (`extra`: more header lines) and hang up."""
+    head = [f"HTTP/1.1 {status}", *extra, "Content-Type: application/json"]
+    head.append(f"Content-Length: {len(body)}")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    await writer.drain()
+    writer.close()
+
+
 @contextlib.asynccontextmanager
 async def nexus(url: str, **settings: object) -> AsyncIterator[NexusClient]:
     values = {
@@ -252,14 +261,9 @@ async def test_nexus_send_message_on_the_wire(transport: str) -> None:
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.append(await read_whole_request(reader))
-        body = b'{"status":{"code":0,"message":"OK"},"data":{"id":"n-1"}}'
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
+        await answer_json(
+            writer, "200 OK", b'{"status":{"code":0,"message":"OK"},"data":{"id":"n-1"}}'
         )
-        await writer.drain()
-        writer.close()
 
     async with raw_server(answer) as url, nexus(url, http_transport=transport) as client:
         result = await client.post_to_nexus(
@@ -282,14 +286,12 @@ async def test_nexus_send_message_on_the_wire(transport: str) -> None:
 async def test_nexus_send_message_failures_keep_their_meaning(transport: str) -> None:
     async def unavailable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_whole_request(reader)
-        body = b'{"status":{"code":503,"message":"busy"}}'
-        writer.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n"
-            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
+        await answer_json(
+            writer,
+            "503 Service Unavailable",
+            b'{"status":{"code":503,"message":"busy"}}',
+            "Retry-After: 7",
         )
-        await writer.drain()
-        writer.close()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_whole_request(reader)
