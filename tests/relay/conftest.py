@@ -109,7 +109,7 @@ async def load_attempts(
 
 
 async def queue_in_partition(
-    inbox: Inbox, partition: str, count: int, *, prefix: str = "e"
+    inbox: Inbox, partition: str | None, count: int, *, prefix: str = "e"
 ) -> list[int]:
     """Accept `count` events for test.sink, one delivery each in `partition`; their ids."""
     ids = []

@@ -43,15 +43,12 @@ class LinkEveryDelivery:
             MessageLinkRepository.written_with_deliveries(
                 [
                     {
-                        "direction": "nexus_to_axp",
-                        "conversation_id": None,
-                        "ack_id": request.payload["tag"],
-                        "nexus_message_id": None,
-                        "axp_message_id": None,
-                        "status": "pending",
-                        "status_detail": None,
-                        "status_updated_at": None,
-                        "created_at": now,
+                        **MessageLinkRepository.pending_row(
+                            "nexus_to_axp",
+                            conversation_id=None,
+                            ack_id=request.payload["tag"],
+                            now=now,
+                        ),
                         DELIVERY_SEQUENCE: sequence,
                     }
                     for event in events

@@ -11,28 +11,17 @@ from typer.testing import CliRunner
 
 from channel_bridge.db.base import utcnow
 from channel_bridge.db.models import Delivery
-from channel_bridge.relay.envelope import DeliveryRequest
 from channel_bridge.relay.errors import PermanentError
 from channel_bridge.relay.inbox import Inbox
 from channel_bridge.relay.service import mark_delivery_failed
 from tests.conftest import TEST_ADMIN_TOKEN, running_app
-from tests.relay.conftest import load_attempts, load_delivery
+from tests.relay.conftest import load_attempts, load_delivery, queue_in_partition
 
 AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 
 async def _queue(sessionmaker, count: int, *, partition: str | None = None, prefix: str = "e"):
-    inbox = Inbox(sessionmaker)
-    ids = []
-    for n in range(count):
-        acceptance = await inbox.accept(
-            source="test",
-            external_id=f"{prefix}-{n}",
-            payload={},
-            deliveries=[DeliveryRequest("test.sink", {"n": n}, partition)],
-        )
-        ids += acceptance.delivery_ids
-    return ids
+    return await queue_in_partition(Inbox(sessionmaker), partition, count, prefix=prefix)
 
 
 async def _set(sessionmaker, delivery_id: int, **values) -> None:

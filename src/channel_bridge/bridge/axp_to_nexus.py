@@ -272,17 +272,13 @@ async def _route_by_backend(session: AsyncSession, events: Sequence[AcceptedEven
 def _agent_link(payload: AgentMessagePayload, delivery_id: int | None, now: Any) -> dict[str, Any]:
     """Every column of an agent message's link but `id` and `delivery_id`."""
     assert payload.conversation is not None
-    return {
-        "direction": LinkDirection.AXP_TO_NEXUS,
-        "conversation_id": payload.conversation.id,
-        "ack_id": None,
-        "nexus_message_id": nexus_message_id_for(payload.event, delivery_id),
-        "axp_message_id": payload.event.messageId,
-        "status": "pending",
-        "status_detail": None,
-        "status_updated_at": None,
-        "created_at": now,
-    }
+    return MessageLinkRepository.pending_row(
+        LinkDirection.AXP_TO_NEXUS,
+        conversation_id=payload.conversation.id,
+        nexus_message_id=nexus_message_id_for(payload.event, delivery_id),
+        axp_message_id=payload.event.messageId,
+        now=now,
+    )
 
 
 async def _conversations_for(

@@ -118,15 +118,13 @@ class OpenConversations:
         now = utcnow()
         links = [
             {
-                "direction": LinkDirection.NEXUS_TO_AXP,
-                "conversation_id": request.payload.conversation_id,
-                "ack_id": request.payload.ack_id,
-                "nexus_message_id": request.payload.nexus_message_id,
-                "axp_message_id": None,
-                "status": "pending",
-                "status_detail": None,
-                "status_updated_at": None,
-                "created_at": now,
+                **MessageLinkRepository.pending_row(
+                    LinkDirection.NEXUS_TO_AXP,
+                    conversation_id=request.payload.conversation_id,
+                    ack_id=request.payload.ack_id,
+                    nexus_message_id=request.payload.nexus_message_id,
+                    now=now,
+                ),
                 DELIVERY_SEQUENCE: sequence,
             }
             for event in events

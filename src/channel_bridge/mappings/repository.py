@@ -701,6 +701,29 @@ class MessageLinkRepository:
         await insert_rows(self.session, link_table, rows)
 
     @staticmethod
+    def pending_row(
+        direction: str,
+        *,
+        conversation_id: int | None,
+        ack_id: str | None = None,
+        nexus_message_id: str | None = None,
+        axp_message_id: str | None = None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """A new link's columns but `id` and `delivery_id`: pending, no status reported yet."""
+        return {
+            "direction": direction,
+            "conversation_id": conversation_id,
+            "ack_id": ack_id,
+            "nexus_message_id": nexus_message_id,
+            "axp_message_id": axp_message_id,
+            "status": "pending",
+            "status_detail": None,
+            "status_updated_at": None,
+            "created_at": now,
+        }
+
+    @staticmethod
     def written_with_deliveries(rows: Sequence[dict[str, Any]]) -> RowsNamingDeliveries:
         """New links of new deliveries, to write in the delivery insert's statement.
 
